@@ -1,0 +1,59 @@
+# Khedmat — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+BOOTSTRAP := .cache/bootstrap
+UV := $(BOOTSTRAP)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+SUITES := tests/unit tests/contract tests/integration tests/e2e tests/chaos
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(BOOTSTRAP)
+	$(BOOTSTRAP)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python python3
+	touch $@
+
+setup: $(VENV)/.synced ## Create .venv with the locked dependencies
+	@deploy/local/kafka.sh fetch
+
+lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock --python python3
+
+infra-up: setup ## Start Kafka (KRaft) and Redis on 127.0.0.1 (installs/fetches them when missing)
+	deploy/local/up.sh
+
+infra-down: ## Stop exactly the Kafka and Redis that infra-up started
+	deploy/local/down.sh
+
+run: infra-up ## Run the whole desk locally (Kafka, Redis, sandbox, four services); Ctrl-C stops it all
+	@mkdir -p var
+	@trap 'deploy/local/down.sh' EXIT; \
+	  $(VENV)/bin/python -m shared.urls; \
+	  $(VENV)/bin/honcho start -f Procfile
+
+lint: setup ## ruff (lint and format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy (strict on shared/ and every domain.py)
+	$(VENV)/bin/mypy shared services sandbox tests
+
+test-fast: setup ## Unit and contract tests: no servers, the inner loop
+	$(PYTEST) -q tests/unit tests/contract
+
+test: setup lint typecheck infra-up ## Every suite (unit, contract, integration, e2e, chaos) on real servers
+	$(PYTEST) -q $(SUITES)
+
+clean: ## Remove the venv, caches and local server data (stops the servers first)
+	-deploy/local/down.sh
+	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: help setup lock infra-up infra-down run lint typecheck test-fast test clean

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Apache Kafka (KRaft, one node acting as broker and controller) from Maven Central jars and the local Java.
+#   deploy/local/kafka.sh fetch|start|stop|status
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$LOCAL_DIR/kafka/pom.xml")"
+LIBS_DIR="$REPO_ROOT/.cache/kafka-$KAFKA_VERSION/libs"
+DATA_DIR="$STATE_DIR/kafka-data"
+PIDFILE="$STATE_DIR/kafka.pid"
+LOGFILE="$STATE_DIR/kafka.log"
+
+fetch() {
+  if [[ -f "$LIBS_DIR/.complete" ]]; then return 0; fi
+  log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central"
+  rm -rf "$LIBS_DIR"
+  mvn -q -B -Dstyle.color=never -f "$LOCAL_DIR/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR"
+  touch "$LIBS_DIR/.complete"
+}
+
+java_bin() {
+  # Kafka 4 brokers need Java 17 or newer; prefer JAVA_HOME, then the default java.
+  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi
+}
+
+write_config() {
+  cat >"$STATE_DIR/kafka.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA_DIR
+num.partitions=6
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+PROPS
+  cat >"$STATE_DIR/kafka-log4j2.yaml" <<'YAML'
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+YAML
+}
+
+start() {
+  fetch
+  if pid_alive "$PIDFILE"; then
+    wait_for_port "$KAFKA_PORT" 60 kafka
+    log "kafka already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
+  write_config
+  local java cp
+  java="$(java_bin)"
+  cp="$LIBS_DIR/*"
+  if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+    log "formatting KRaft storage in $DATA_DIR"
+    mkdir -p "$DATA_DIR"
+    "$java" -cp "$cp" -Dlog4j2.configurationFile="$STATE_DIR/kafka-log4j2.yaml" kafka.tools.StorageTool format \
+      --standalone -t "$("$java" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+      -c "$STATE_DIR/kafka.properties" >>"$LOGFILE" 2>&1 \
+      || { log "kafka storage format failed; see $LOGFILE"; tail -20 "$LOGFILE" >&2; return 1; }
+  fi
+  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  # setsid: its own session, so a Ctrl-C meant for `make run` reaches it only through our stop.
+  setsid "$java" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STATE_DIR/kafka-log4j2.yaml" \
+    -cp "$cp" kafka.Kafka "$STATE_DIR/kafka.properties" >>"$LOGFILE" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  if ! wait_for_port "$KAFKA_PORT" 90 kafka; then tail -30 "$LOGFILE" >&2; return 1; fi
+  log "kafka ready"
+}
+
+stop() { stop_pidfile "$PIDFILE" kafka; }
+
+status() {
+  if pid_alive "$PIDFILE"; then echo "kafka running (pid $(cat "$PIDFILE")) 127.0.0.1:$KAFKA_PORT"; else echo "kafka stopped"; return 1; fi
+}
+
+reset() { stop; rm -rf "$DATA_DIR"; log "kafka data removed"; }
+
+"${1:-start}"

@@ -1,0 +1,248 @@
+"""A simulated SMS provider with a Kavenegar-style API that keeps every accepted message in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox._common import new_app, utc_now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "sandbox-sms-key"
+DEFAULT_SENDER = "10004346"
+MAX_RECEPTORS = 200
+MAX_MESSAGE_CHARS = 900
+_QUEUED = 1
+_QUEUED_TEXT = "در صف ارسال"
+# The forms Iranian providers accept for a mobile number: 0912..., 912..., 98912..., +98912..., 0098912...
+_RECEPTOR = re.compile(r"(?:\+98|0098|98|0)?9[0-9]{9}")
+
+
+class SmsMessage(BaseModel):
+    """One message the gateway accepted, as `GET /messages` lists it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    messageid: int
+    receptor: str
+    message: str
+    sender: str
+    localid: str | None
+    received_at: datetime
+
+
+class SmsOutbox:
+    """In-memory record of every message the gateway accepted, oldest first."""
+
+    def __init__(self, first_message_id: int = 100_000_001) -> None:
+        self._next_id = first_message_id
+        self._messages: list[SmsMessage] = []
+
+    def add(self, *, receptor: str, message: str, sender: str, localid: str | None) -> SmsMessage:
+        """Record an accepted message under a new message id."""
+        # Ids keep growing across clear() so a late delivery receipt never names a different message.
+        accepted = SmsMessage(
+            messageid=self._next_id,
+            receptor=receptor,
+            message=message,
+            sender=sender,
+            localid=localid,
+            received_at=utc_now(),
+        )
+        self._next_id += 1
+        self._messages.append(accepted)
+        return accepted
+
+    def list(self) -> list[SmsMessage]:
+        """Every recorded message, newest last."""
+        return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget every recorded message."""
+        self._messages.clear()
+
+    async def wait_for(self, predicate: Callable[[SmsMessage], bool]) -> SmsMessage:
+        """The first recorded message matching predicate, waiting for it; bound it with asyncio.timeout."""
+        while True:
+            for message in self._messages:
+                if predicate(message):
+                    return message
+            # Polling rather than an asyncio.Condition keeps the store usable from any event loop.
+            await asyncio.sleep(0.02)
+
+
+class SmsFaults(BaseModel):
+    """How the gateway misbehaves; the all-defaults value means healthy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    latency_ms: int = Field(default=0, ge=0, le=600_000)
+    down: bool = False
+
+
+class _FaultState:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.faults = SmsFaults()
+        self.dice = random.Random(seed)
+
+    def reset(self) -> None:
+        self.faults = SmsFaults()
+        self.dice = random.Random(self.seed)
+
+
+def _provider_error(status: int, message: str) -> JSONResponse:
+    # Kavenegar mirrors its own status code in the HTTP status, including odd ones such as 411.
+    return JSONResponse(status_code=status, content={"return": {"status": status, "message": message}})
+
+
+async def _read_fields(request: Request) -> dict[str, str] | None:
+    """Query string, then JSON or form body, merged; None when the body cannot be parsed."""
+    fields = {key: value for key, value in request.query_params.items()}
+    if request.method != "POST":
+        return fields
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if not isinstance(payload, dict):
+            return None
+        fields.update({str(k): str(v) for k, v in payload.items() if v is not None})
+    elif content_type:
+        form = await request.form()
+        fields.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return fields
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+async def _post_receipts(
+    receipt_url: str, messages: Iterable[SmsMessage], transport: httpx.AsyncBaseTransport | None
+) -> None:
+    """Report each message as delivered to the client's receipt URL; failures are logged and dropped."""
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+        for message in messages:
+            receipt = {"messageid": message.messageid, "localid": message.localid, "status": "delivered"}
+            try:
+                response = await client.post(receipt_url, json=receipt)
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                log.warning("delivery receipt for message %s not accepted: %r", message.messageid, exc)
+
+
+def create_sms_gateway_app(
+    *,
+    api_keys: set[str] | None = None,
+    receipt_url: str | None = None,
+    outbox: SmsOutbox | None = None,
+    default_sender: str = DEFAULT_SENDER,
+    seed: int = 0,
+    receipt_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The simulated SMS provider: `POST|GET /v1/{api_key}/sms/send.json`, `/messages` and `/control`."""
+    keys = frozenset(api_keys if api_keys is not None else {DEFAULT_API_KEY})
+    store = outbox if outbox is not None else SmsOutbox()
+    state = _FaultState(seed)
+    app = new_app("Khedmat sandbox: SMS gateway")
+    app.state.outbox = store
+
+    @app.api_route("/v1/{api_key}/sms/send.json", methods=["GET", "POST"], response_model=None)
+    async def send(api_key: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+        faults = state.faults
+        # Roll every time, so the dice sequence depends only on how many sends came before.
+        roll = state.dice.random()
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.down or roll < faults.error_rate:
+            return _provider_error(503, "service unavailable")
+        if api_key not in keys:
+            return _provider_error(401, "invalid api key")
+        fields = await _read_fields(request)
+        if fields is None:
+            return _provider_error(400, "invalid request body")
+        receptors = _split(fields.get("receptor", ""))
+        message = fields.get("message", "")
+        if not receptors:
+            return _provider_error(400, "receptor is required")
+        if not message.strip():
+            return _provider_error(400, "message is required")
+        if len(receptors) > MAX_RECEPTORS:
+            return _provider_error(414, f"at most {MAX_RECEPTORS} receptors per request")
+        if len(message) > MAX_MESSAGE_CHARS:
+            return _provider_error(413, f"message longer than {MAX_MESSAGE_CHARS} characters")
+        invalid = [receptor for receptor in receptors if not _RECEPTOR.fullmatch(receptor)]
+        if invalid:
+            return _provider_error(411, f"invalid receptor: {', '.join(invalid)}")
+        raw_localid = fields.get("localid") or None
+        localids: list[str | None]
+        if raw_localid is None:
+            localids = [None] * len(receptors)
+        elif len(receptors) == 1:
+            localids = [raw_localid]
+        else:
+            localids = list(_split(raw_localid))
+            if len(localids) != len(receptors):
+                return _provider_error(400, "localid count must match receptor count")
+        sender = fields.get("sender") or default_sender
+        accepted = [
+            store.add(receptor=receptor, message=message, sender=sender, localid=localid)
+            for receptor, localid in zip(receptors, localids, strict=True)
+        ]
+        if receipt_url is not None:
+            background.add_task(_post_receipts, receipt_url, accepted, receipt_transport)
+        entries = [
+            {
+                "messageid": sms.messageid,
+                "message": sms.message,
+                "status": _QUEUED,
+                "statustext": _QUEUED_TEXT,
+                "sender": sms.sender,
+                "receptor": sms.receptor,
+                "date": int(sms.received_at.timestamp()),
+                "cost": 0,
+                "localid": sms.localid,
+            }
+            for sms in accepted
+        ]
+        return JSONResponse({"return": {"status": 200, "message": "ok"}, "entries": entries})
+
+    @app.get("/messages")
+    async def list_messages(receptor: str | None = None) -> list[SmsMessage]:
+        return [sms for sms in store.list() if receptor is None or sms.receptor == receptor]
+
+    @app.delete("/messages", status_code=204)
+    async def clear_messages() -> Response:
+        store.clear()
+        return Response(status_code=204)
+
+    @app.get("/control/faults")
+    async def get_faults() -> SmsFaults:
+        return state.faults
+
+    @app.put("/control/faults")
+    async def set_faults(faults: SmsFaults) -> SmsFaults:
+        state.faults = faults
+        return faults
+
+    @app.delete("/control/faults", status_code=204)
+    async def reset_faults() -> Response:
+        state.reset()
+        return Response(status_code=204)
+
+    return app

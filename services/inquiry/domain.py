@@ -1,0 +1,50 @@
+"""What verification concludes from the inquiries' outcomes: pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.catalog import DecisionMode, ServiceDefinition
+from shared.events import InquiryOutcome, NextStep
+
+
+@dataclass(frozen=True)
+class InquiryResult:
+    """One inquiry's outcome, with a reason a citizen can act on when it failed."""
+
+    inquiry: str
+    agency: str
+    outcome: InquiryOutcome
+    reason_fa: str | None = None
+    reason_en: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The next step, and why."""
+
+    next_step: NextStep
+    reason_fa: str | None = None
+    reason_en: str | None = None
+
+
+def decide(service: ServiceDefinition, results: list[InquiryResult]) -> Verdict:
+    """Failed inquiries ask the citizen for a correction; an unavailable agency sends the request to review
+    (never stuck silently); otherwise the service's own decision mode applies."""
+    failed = [result for result in results if result.outcome is InquiryOutcome.FAILED]
+    if failed:
+        return Verdict(
+            NextStep.NEEDS_CORRECTION,
+            reason_fa=" ".join(result.reason_fa or "" for result in failed).strip() or None,
+            reason_en=" ".join(result.reason_en or "" for result in failed).strip() or None,
+        )
+    if any(result.outcome is InquiryOutcome.UNAVAILABLE for result in results):
+        return Verdict(
+            NextStep.AGENCY_REVIEW,
+            reason_fa="استعلام برخط در دسترس نبود؛ درخواست به کارشناس سپرده شد.",
+            reason_en="An online inquiry was unavailable; the request went to an officer for review.",
+        )
+    if service.decision is DecisionMode.AUTOMATIC:
+        return Verdict(NextStep.APPROVE)
+    return Verdict(NextStep.AGENCY_REVIEW)

@@ -1,0 +1,29 @@
+"""inquiry's settings (prefix INQUIRY_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.catalog import DEFAULT_CATALOG_DIR
+from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+
+
+class InquirySettings(BaseSettings):
+    """Where the agencies are and how patiently inquiry asks them."""
+
+    model_config = SettingsConfigDict(env_prefix="INQUIRY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8083
+    group_id: str = "inquiry"
+    # Base URL of the agencies' gateway; each agency has its own path prefix under it.
+    agencies_base_url: str = "http://127.0.0.1:8090"
+    call_timeout_s: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    catalog_dir: Path = DEFAULT_CATALOG_DIR
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)

@@ -1,0 +1,71 @@
+"""intake's composition root: settings, telemetry, broker, catalog, tracking codes, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+from shared.catalog import load_catalog
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.events import RequestSubmitted
+from shared.http import install_http_metrics, install_problem_handlers, operations_router
+from shared.kafka import BusConnection, make_broker
+from shared.telemetry import make_tracer_provider
+from shared.topics import Topic, core_topics
+
+from .api import router
+from .settings import IntakeSettings
+from .wiring import Intake
+
+SERVICE_NAME = "intake"
+
+
+def create_app(settings: IntakeSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """Build intake: one FastAPI app whose lifespan connects the Kafka producer."""
+    settings = settings or IntakeSettings()
+    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    # Declared for the AsyncAPI document: what intake puts on the bus.
+    broker.publisher(
+        Topic.REQUESTS,
+        title="desk.requests:RequestSubmitted",
+        description="A citizen's request, keyed by tracking code; sent with acks=all before intake answers 202.",
+        schema=RequestSubmitted,
+    )
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+    intake = Intake(
+        catalog=load_catalog(settings.catalog_dir),
+        generator=TrackingCodeGenerator(
+            key=settings.tracking_code_key.get_secret_value().encode(), replica_id=settings.replica_id
+        ),
+        broker=broker,
+        bus=bus,
+        accept_window_s=settings.accept_window_s,
+        grace_s=settings.accept_grace_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        bus.start()
+        yield
+        await bus.stop()
+
+    app = FastAPI(
+        title="Khedmat intake",
+        version=settings.deployment.service_version,
+        description="The service catalog and the command side of the service desk (میز خدمت).",
+        lifespan=lifespan,
+    )
+    app.state.intake = intake
+    app.state.bus = bus
+    app.state.settings = settings
+    install_problem_handlers(app)
+    install_http_metrics(app, service=SERVICE_NAME)
+    app.include_router(router)
+    app.include_router(operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready}))
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
+    return app

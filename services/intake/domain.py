@@ -1,0 +1,183 @@
+"""Validation of a submission against its service's own definition: pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from shared.catalog import FieldKind, ServiceDefinition
+from shared.domain.digits import normalize_digits
+from shared.domain.identity import (
+    InvalidMobile,
+    InvalidNationalId,
+    InvalidPostalCode,
+    normalize_mobile,
+    normalize_national_id,
+    normalize_postal_code,
+)
+from shared.events import Applicant, Language
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """A field at fault, in words a citizen can act on."""
+
+    field: str
+    code: str
+    message_en: str
+    message_fa: str
+
+
+@dataclass(frozen=True)
+class ValidSubmission:
+    """A submission whose every value is normalised and checked."""
+
+    applicant: Applicant
+    fields: dict[str, str]
+
+
+def parse_iso_date(value: str) -> date | None:
+    """An ISO date (Persian digits accepted), or None."""
+    try:
+        return date.fromisoformat(normalize_digits(value.strip()))
+    except ValueError:
+        return None
+
+
+def _national_id(value: str, field: str, errors: list[FieldError]) -> str | None:
+    try:
+        return normalize_national_id(value)
+    except InvalidNationalId as error:
+        if error.reason == "check_digit":
+            errors.append(
+                FieldError(
+                    field,
+                    "national_id_check_digit",
+                    "The national ID's check digit is wrong; please check the number.",
+                    "رقم کنترل کد ملی درست نیست؛ لطفاً شماره را بررسی کنید.",
+                )
+            )
+        else:
+            errors.append(
+                FieldError(
+                    field, "national_id_format", "A national ID has exactly 10 digits.", "کد ملی باید ۱۰ رقم باشد."
+                )
+            )
+        return None
+
+
+def validate_submission(
+    *,
+    service: ServiceDefinition,
+    national_id: str,
+    mobile: str,
+    email: str | None,
+    birth_date: str,
+    language: str,
+    fields: dict[str, str],
+    today: date,
+) -> ValidSubmission | list[FieldError]:
+    """Check a submission against the service's definition; every fault is reported, not just the first."""
+    errors: list[FieldError] = []
+    normal_id = _national_id(national_id, "applicant.national_id", errors)
+    normal_mobile: str | None = None
+    try:
+        normal_mobile = normalize_mobile(mobile)
+    except InvalidMobile:
+        errors.append(
+            FieldError(
+                "applicant.mobile",
+                "mobile_format",
+                "A mobile number looks like 09121234567 or +989121234567.",
+                "شمارهٔ همراه باید مانند ۰۹۱۲۱۲۳۴۵۶۷ یا ‎+989121234567 باشد.",
+            )
+        )
+    born = parse_iso_date(birth_date)
+    if born is None or born > today or born.year < 1900:
+        errors.append(
+            FieldError(
+                "applicant.birth_date",
+                "birth_date_invalid",
+                "The birth date must be a real past date, as YYYY-MM-DD.",
+                "تاریخ تولد باید تاریخی واقعی در گذشته و به شکل YYYY-MM-DD باشد.",
+            )
+        )
+    if email is not None and ("@" not in email or email.startswith("@") or email.endswith("@")):
+        errors.append(
+            FieldError("applicant.email", "email_format", "The email address is not valid.", "نشانی ایمیل معتبر نیست.")
+        )
+
+    normal_fields: dict[str, str] = {}
+    known = {form_field.name: form_field for form_field in service.fields}
+    for name in sorted(set(fields) - set(known)):
+        errors.append(
+            FieldError(
+                f"fields.{name}",
+                "unknown_field",
+                f"This service has no field named '{name}'.",
+                f"این خدمت فیلدی به نام «{name}» ندارد.",
+            )
+        )
+    for form_field in service.fields:
+        path = f"fields.{form_field.name}"
+        raw = fields.get(form_field.name, "").strip()
+        if not raw:
+            if form_field.required:
+                errors.append(
+                    FieldError(
+                        path,
+                        "required",
+                        f"'{form_field.label.en}' is required.",
+                        f"«{form_field.label.fa}» الزامی است.",
+                    )
+                )
+            continue
+        if len(raw) > form_field.max_length:
+            errors.append(
+                FieldError(
+                    path,
+                    "too_long",
+                    f"'{form_field.label.en}' may be at most {form_field.max_length} characters.",
+                    f"«{form_field.label.fa}» حداکثر {form_field.max_length} نویسه است.",
+                )
+            )
+            continue
+        value: str | None = raw
+        if form_field.kind is FieldKind.NATIONAL_ID:
+            value = _national_id(raw, path, errors)
+        elif form_field.kind is FieldKind.POSTAL_CODE:
+            try:
+                value = normalize_postal_code(raw)
+            except InvalidPostalCode:
+                value = None
+                errors.append(
+                    FieldError(path, "postal_code_format", "A postal code has 10 digits.", "کد پستی باید ۱۰ رقم باشد.")
+                )
+        elif form_field.kind is FieldKind.DATE:
+            parsed = parse_iso_date(raw)
+            value = parsed.isoformat() if parsed else None
+            if parsed is None:
+                errors.append(
+                    FieldError(
+                        path, "date_format", "Dates are written YYYY-MM-DD.", "تاریخ باید به شکل YYYY-MM-DD باشد."
+                    )
+                )
+        elif form_field.kind is FieldKind.NUMBER:
+            value = normalize_digits(raw)
+            if not value.isdigit():
+                errors.append(FieldError(path, "number_format", "Digits only, please.", "فقط رقم وارد کنید."))
+        if value is not None:
+            normal_fields[form_field.name] = value
+
+    if errors or normal_id is None or normal_mobile is None or born is None:
+        return errors
+    return ValidSubmission(
+        applicant=Applicant(
+            national_id=normal_id,
+            mobile=normal_mobile,
+            email=email,
+            birth_date=born,
+            language=Language(language),
+        ),
+        fields=normal_fields,
+    )

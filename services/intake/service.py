@@ -1,0 +1,78 @@
+"""intake's use cases: plain async functions, no FastAPI or faststream imports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+
+from aiokafka.structs import RecordMetadata
+
+from shared.catalog import Catalog, ServiceDefinition
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.events import RequestSubmitted, utcnow
+
+from .domain import FieldError, validate_submission
+from .models import SubmissionIn
+
+Publish = Callable[[RequestSubmitted], Awaitable[RecordMetadata]]
+
+
+class UnknownService(LookupError):
+    """No service in the catalog has this id."""
+
+
+class BusUnavailable(RuntimeError):
+    """Kafka did not acknowledge the event in time: nothing was accepted, the citizen may retry."""
+
+
+async def submit_request(
+    *,
+    catalog: Catalog,
+    generator: TrackingCodeGenerator,
+    publish: Publish,
+    submission: SubmissionIn,
+    today: date,
+    accept_window_s: float,
+    grace_s: float,
+) -> RequestSubmitted | list[FieldError]:
+    """Validate a submission against its service, number it, and record it on the bus (acks=all).
+
+    Returns the recorded event, or the fields at fault. Raises UnknownService, or BusUnavailable when Kafka
+    did not append the event by its `accept_by` (the idempotent producer may still deliver it later; every
+    consumer then sees it was appended too late and ignores it, as `RequestSubmitted.counts` says).
+    """
+    service: ServiceDefinition | None = catalog.get(submission.service_id)
+    if service is None:
+        raise UnknownService(submission.service_id)
+    applicant = submission.applicant
+    checked = validate_submission(
+        service=service,
+        national_id=applicant.national_id,
+        mobile=applicant.mobile,
+        email=applicant.email,
+        birth_date=applicant.birth_date,
+        language=applicant.language,
+        fields=submission.fields,
+        today=today,
+    )
+    if isinstance(checked, list):
+        return checked
+    event = RequestSubmitted(
+        tracking_code=generator.next_code(),
+        service_id=service.id,
+        catalog_version=service.version,
+        agency=service.agency,
+        applicant=checked.applicant,
+        fields=checked.fields,
+        accept_by=utcnow() + timedelta(seconds=accept_window_s),
+    )
+    try:
+        # Past accept_by an ack can no longer make the event count; the grace covers an ack in flight.
+        async with asyncio.timeout(accept_window_s + grace_s):
+            metadata = await publish(event)
+    except Exception as error:  # any failure to get Kafka's acknowledgement means "not accepted"
+        raise BusUnavailable(type(error).__name__) from error
+    if not event.counts(timestamp_ms=metadata.timestamp, timestamp_type=metadata.timestamp_type):
+        raise BusUnavailable("appended after accept_by")
+    return event

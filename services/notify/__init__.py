@@ -1,0 +1,1 @@
+"""notify: tells citizens by SMS and email when their request changes status."""

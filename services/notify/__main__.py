@@ -1,0 +1,15 @@
+"""`python -m services.notify`: run notify under uvicorn."""
+
+from shared.runner import run_service
+
+from .app import SERVICE_NAME, create_app
+from .settings import NotifySettings
+
+if __name__ == "__main__":
+    settings = NotifySettings()
+    run_service(
+        SERVICE_NAME,
+        lambda provider: create_app(settings, tracer_provider=provider),
+        settings.host,
+        settings.port,
+    )

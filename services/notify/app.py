@@ -1,0 +1,101 @@
+"""notify's composition root: settings, telemetry, database, SMS and mail clients, subscribers, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import text
+
+from shared.catalog import load_catalog
+from shared.db import make_engine, make_sessionmaker
+from shared.http import install_http_metrics, install_problem_handlers, operations_router
+from shared.kafka import BusConnection, make_broker
+from shared.telemetry import make_tracer_provider
+from shared.topics import core_topics
+
+from .adapters import KavenegarSmsClient, SmtpEmailSender
+from .api import router
+from .handlers import build_router
+from .models import create_tables
+from .rendering import Renderer
+from .settings import NotifySettings
+from .wiring import Notify
+
+SERVICE_NAME = "notify"
+
+
+def create_app(settings: NotifySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """Build notify: one FastAPI app whose lifespan creates the tables, then connects the consumers."""
+    settings = settings or NotifySettings()
+    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    engine = make_engine(settings.database_url)
+    sms = KavenegarSmsClient(
+        base_url=settings.sms_base_url,
+        api_key=settings.sms_api_key.get_secret_value(),
+        sender=settings.sms_sender,
+        timeout_s=settings.send_timeout_s,
+    )
+    # The hook rewrites the span's URL: the API key sits in its path.
+    HTTPXClientInstrumentor.instrument_client(sms.http, tracer_provider=provider, request_hook=sms.redact_span)
+    email = SmtpEmailSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        mail_from=settings.mail_from,
+        starttls=settings.smtp_starttls,
+        timeout_s=settings.send_timeout_s,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        tracer=provider.get_tracer(SERVICE_NAME),
+    )
+    notify = Notify(
+        sessions=make_sessionmaker(engine),
+        sms=sms,
+        email=email,
+        renderer=Renderer(load_catalog()),
+        group_id=settings.group_id,
+        contact_wait_s=settings.contact_wait_s,
+    )
+    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    broker.include_router(build_router(notify))
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+
+    async def database_ready() -> bool:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Tables first: a consumer that starts before them would fail its first messages.
+        async with engine.begin() as conn:
+            await create_tables(conn)
+        bus.start()
+        try:
+            yield
+        finally:
+            await bus.stop()
+            await sms.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Khedmat notify",
+        version=settings.deployment.service_version,
+        description="Tells citizens by SMS and email when their request changes status (اطلاع‌رسانی).",
+        lifespan=lifespan,
+    )
+    app.state.notify = notify
+    app.state.settings = settings
+    app.state.bus = bus
+    install_problem_handlers(app)
+    install_http_metrics(app, service=SERVICE_NAME)
+    app.include_router(router)
+    app.include_router(
+        operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
+    )
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
+    return app

@@ -1,0 +1,82 @@
+"""notify's rules, pure: which channels a status change goes to, a notification's lifecycle, SMS length."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Final
+
+
+class Channel(StrEnum):
+    """How a citizen is told."""
+
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class NotificationState(StrEnum):
+    """Where one notification (one status change on one channel) stands."""
+
+    CREATED = "created"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+FINAL_STATES: Final = frozenset({NotificationState.SENT, NotificationState.FAILED})
+
+
+class IllegalTransition(ValueError):
+    """A notification in a final state was asked to move; a bug, never retried."""
+
+
+def channels_for(*, has_email: bool) -> list[Channel]:
+    """The channels a status change goes to: SMS always (every applicant has a mobile), email when given."""
+    return [Channel.SMS, Channel.EMAIL] if has_email else [Channel.SMS]
+
+
+def can_send(state: str) -> bool:
+    """Only a notification that is still `created` may be sent (again); final states are never left."""
+    return state == NotificationState.CREATED
+
+
+def is_final(state: str) -> bool:
+    """True for `sent` and `failed`."""
+    return state in FINAL_STATES
+
+
+def after_attempts(state: str, *, delivered: bool, retryable: bool, attempts: int, budget: int) -> NotificationState:
+    """The state after a round of send attempts: sent, failed (permanent or out of budget), or created."""
+    if not can_send(state):
+        raise IllegalTransition(f"a {state} notification cannot be sent")
+    if delivered:
+        return NotificationState.SENT
+    if not retryable or attempts >= budget:
+        return NotificationState.FAILED
+    return NotificationState.CREATED
+
+
+# GSM 03.38: the basic set costs one septet, the extension set two (escape + char); anything else is UCS-2.
+_GSM7_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+
+def sms_length(text: str) -> tuple[int, bool]:
+    """The billed length of an SMS text and whether it needs UCS-2 (any Persian letter does)."""
+    if all(char in _GSM7_BASIC or char in _GSM7_EXTENSION for char in text):
+        return sum(2 if char in _GSM7_EXTENSION else 1 for char in text), False
+    # UCS-2 counts UTF-16 code units: a character outside the BMP (an emoji) takes two.
+    return len(text.encode("utf-16-le")) // 2, True
+
+
+def sms_parts(text: str) -> int:
+    """How many concatenated SMS parts a text is sent (and billed) as."""
+    length, ucs2 = sms_length(text)
+    single, part = (UCS2_SINGLE, UCS2_PART) if ucs2 else (GSM7_SINGLE, GSM7_PART)
+    if length <= single:
+        return 1
+    return math.ceil(length / part)

@@ -1,0 +1,90 @@
+"""notify's Kafka subscribers: contacts from desk.requests, status changes from desk.status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.events import RequestSubmitted, StatusChanged, parse_request_event, parse_status_event
+from shared.kafka import make_router
+from shared.topics import Topic
+
+from .service import ContactNotYetKnown, notify_status_change, record_contact
+from .wiring import Notify
+
+CONTACT_POLL_S = 0.25
+
+log = logging.getLogger(__name__)
+
+
+def build_router(deps: Notify) -> KafkaRouter:
+    """The subscribers, bound to `deps`; include the router into a broker before starting it."""
+    # faststream 0.7.8 does not pass the broker's ack_policy down to an included router's subscribers: they
+    # would fall back to ACK_FIRST (auto-commit, at most once) and a failed notification would be lost.
+    router = make_router()
+
+    @router.subscriber(
+        Topic.REQUESTS,
+        group_id=f"{deps.group_id}-contacts",
+        auto_offset_reset="earliest",
+        title="desk.requests:notify-contacts",
+        description="Keeps each request's contact details (mobile, email, language) from RequestSubmitted.",
+    )
+    async def on_request_submitted(body: dict[str, Any], message: KafkaMessage) -> None:
+        # The topic carries every lifecycle event, including types added after this build: skip them unparsed.
+        if body.get("event_type") != "RequestSubmitted":
+            return
+        event = parse_request_event(body)
+        if not isinstance(event, RequestSubmitted):
+            return
+        record = message.raw_message
+        if isinstance(record, tuple):
+            raise TypeError("notify's subscribers take one record at a time")
+        # A submission Kafka appended after intake had already answered 503 never happened for anyone:
+        # its contact details are not kept.
+        if not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type):
+            log.warning(
+                "skipping submission %s: appended after its accept_by",
+                event.tracking_code,
+                extra={"tracking_code": event.tracking_code},
+            )
+            return
+        await record_contact(sessions=deps.sessions, event=event)
+
+    @router.subscriber(
+        Topic.STATUS,
+        group_id=deps.group_id,
+        auto_offset_reset="earliest",
+        title="desk.status:notify",
+        description="Tells the applicant about each status change by SMS, and by email when one was given.",
+    )
+    async def on_status_changed(body: dict[str, Any]) -> None:
+        if body.get("event_type") != "StatusChanged":
+            return
+        await _notify_when_contact_known(deps, parse_status_event(body))
+
+    return router
+
+
+async def _notify_when_contact_known(deps: Notify, event: StatusChanged) -> list[str]:
+    """Wait in place a little for the contact; the two topics are consumed independently, so it may lag."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deps.contact_wait_s
+    while True:
+        try:
+            return await notify_status_change(
+                sessions=deps.sessions,
+                event=event,
+                sms=deps.sms,
+                email=deps.email,
+                renderer=deps.renderer,
+                policy=deps.policy,
+            )
+        except ContactNotYetKnown:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(CONTACT_POLL_S)

@@ -1,0 +1,277 @@
+"""notify's use cases: plain async functions, no FastAPI or faststream imports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from shared.events import RequestSubmitted, StatusChanged
+
+from .adapters import EmailSender, SendError, SmsGateway
+from .domain import Channel, NotificationState, after_attempts, can_send, channels_for
+from .models import Contact, Notification
+from .rendering import Renderer
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+Send = Callable[[int], Awaitable[str]]
+
+
+class ContactNotYetKnown(RuntimeError):
+    """The status change came before its request's RequestSubmitted (another topic); redeliver it later."""
+
+
+class DeliveryDeferred(RuntimeError):
+    """A channel failed in a way that may pass and has budget left; redeliver the status change later."""
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How hard notify tries: a few quick tries per delivery, a total budget across redeliveries."""
+
+    tries_per_delivery: int = 3
+    # Three deliveries' worth: spent before the dead-letter policy gives up on the message (five deliveries).
+    attempt_budget: int = 9
+    first_wait_s: float = 0.2
+    max_wait_s: float = 2.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def record_contact(*, sessions: Sessions, event: RequestSubmitted) -> None:
+    """Keep how to reach the applicant of a request (upsert: a replayed submission changes nothing)."""
+    applicant = event.applicant
+    async with sessions() as session:
+        contact = await session.get(Contact, event.tracking_code)
+        if contact is None:
+            contact = Contact(tracking_code=event.tracking_code, mobile=applicant.mobile, service_id=event.service_id)
+        contact.mobile = applicant.mobile
+        contact.email = str(applicant.email) if applicant.email else None
+        contact.language = applicant.language.value
+        contact.service_id = event.service_id
+        session.add(contact)
+        try:
+            await session.commit()
+        except IntegrityError:
+            # Another consumer (a rebalance overlap) inserted the same contact first: same data, done.
+            await session.rollback()
+
+
+async def notify_status_change(
+    *,
+    sessions: Sessions,
+    event: StatusChanged,
+    sms: SmsGateway,
+    email: EmailSender,
+    renderer: Renderer,
+    policy: SendPolicy = SendPolicy(),
+) -> list[str]:
+    """Tell the applicant about a status change on each channel, at most once per (event, channel).
+
+    Returns the channels sent in this call. Raises ContactNotYetKnown, or DeliveryDeferred when a channel
+    failed in a retryable way (its row stays `created`, so a redelivery tries it and skips the sent ones).
+    """
+    async with sessions() as session:
+        contact = await session.get(Contact, event.tracking_code)
+    if contact is None:
+        raise ContactNotYetKnown(f"no contact yet for {event.tracking_code}")
+    sent: list[str] = []
+    deferred: list[str] = []
+    for channel in channels_for(has_email=contact.email is not None):
+        send = _sender(channel, contact=contact, event=event, sms=sms, email=email, renderer=renderer)
+        notification = await _claim(sessions, event, channel)
+        if not can_send(notification.state):
+            continue
+        state = await _deliver(sessions, notification, send, policy)
+        if state is NotificationState.SENT:
+            sent.append(channel.value)
+        elif state is NotificationState.CREATED:
+            deferred.append(channel.value)
+    if deferred:
+        raise DeliveryDeferred(f"{', '.join(deferred)} for {event.tracking_code} will be retried")
+    return sent
+
+
+def _sender(
+    channel: Channel,
+    *,
+    contact: Contact,
+    event: StatusChanged,
+    sms: SmsGateway,
+    email: EmailSender,
+    renderer: Renderer,
+) -> Send:
+    """Render first (a broken template fails before any row exists), then bind the send to a row id."""
+    if channel is Channel.SMS:
+        text = renderer.sms(language=contact.language, event=event)
+
+        async def send_sms(notification_id: int) -> str:
+            return await sms.send(receptor=contact.mobile, message=text, local_id=str(notification_id))
+
+        return send_sms
+    content = renderer.email(language=contact.language, event=event)
+    address = contact.email or ""
+
+    async def send_email(notification_id: int) -> str:
+        return await email.send(
+            to=address,
+            subject=content.subject,
+            body=content.body,
+            message_key=f"{event.event_id}.{channel.value}",
+        )
+
+    return send_email
+
+
+async def _claim(sessions: Sessions, event: StatusChanged, channel: Channel) -> Notification:
+    """The row for (event, channel), created and committed before anything is sent (persist, then send)."""
+    query = select(Notification).where(
+        col(Notification.status_event_id) == event.event_id, col(Notification.channel) == channel.value
+    )
+    async with sessions() as session:
+        existing = (await session.exec(query)).first()
+        if existing is not None:
+            return existing
+        notification = Notification(
+            status_event_id=event.event_id,
+            channel=channel.value,
+            tracking_code=event.tracking_code,
+            status=event.status.value,
+            state=NotificationState.CREATED.value,
+        )
+        session.add(notification)
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return (await session.exec(query)).one()
+        return notification
+
+
+async def _count_attempt(sessions: Sessions, notification_id: int) -> int:
+    """Record an attempt before making it, so a crash mid-send still spends budget."""
+    async with sessions() as session:
+        row = await session.get(Notification, notification_id)
+        if row is None:
+            raise LookupError(f"notification {notification_id} vanished")
+        row.attempts += 1
+        session.add(row)
+        await session.commit()
+        return row.attempts
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, SendError) and error.retryable
+
+
+async def _deliver(sessions: Sessions, notification: Notification, send: Send, policy: SendPolicy) -> NotificationState:
+    """Send with a few quick retries, then record the outcome; returns the notification's new state."""
+    if notification.id is None:
+        raise RuntimeError("a notification must be committed before it is sent")
+    notification_id = notification.id
+    tries = min(policy.tries_per_delivery, policy.attempt_budget - notification.attempts)
+    if tries <= 0:
+        return await _finish(
+            sessions,
+            notification_id,
+            budget=policy.attempt_budget,
+            delivered=False,
+            error="attempt budget spent",
+        )
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(tries),
+        wait=wait_exponential_jitter(multiplier=policy.first_wait_s, jitter=policy.first_wait_s, max=policy.max_wait_s),
+        retry=retry_if_exception(_retryable),
+        reraise=True,
+    )
+    provider_id: str | None = None
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await _count_attempt(sessions, notification_id)
+                provider_id = await send(notification_id)
+    except SendError as error:
+        log.warning(
+            "%s notification %d for %s not sent (%s): %s",
+            notification.channel,
+            notification_id,
+            notification.tracking_code,
+            "retryable" if error.retryable else "permanent",
+            error,
+            extra={"tracking_code": notification.tracking_code},
+        )
+        return await _finish(
+            sessions,
+            notification_id,
+            budget=policy.attempt_budget,
+            delivered=False,
+            retryable=error.retryable,
+            error=str(error),
+        )
+    return await _finish(
+        sessions, notification_id, budget=policy.attempt_budget, delivered=True, provider_id=provider_id
+    )
+
+
+async def _finish(
+    sessions: Sessions,
+    notification_id: int,
+    *,
+    budget: int,
+    delivered: bool,
+    retryable: bool = False,
+    provider_id: str | None = None,
+    error: str | None = None,
+) -> NotificationState:
+    """Record how a round of attempts ended; a row another consumer already finished keeps its outcome."""
+    async with sessions() as session:
+        row = await session.get(Notification, notification_id)
+        if row is None:
+            raise LookupError(f"notification {notification_id} vanished")
+        if not can_send(row.state):
+            # A concurrent consumer (rebalance overlap) finished it first; its outcome stands.
+            return NotificationState(row.state)
+        state = after_attempts(
+            row.state, delivered=delivered, retryable=retryable, attempts=row.attempts, budget=budget
+        )
+        row.state = state.value
+        row.error = error[:500] if error else None
+        if delivered:
+            row.provider_message_id = provider_id
+            row.sent_at = _utcnow()
+        session.add(row)
+        await session.commit()
+    if delivered:
+        log.info(
+            "%s notification %d for %s sent",
+            row.channel,
+            notification_id,
+            row.tracking_code,
+            extra={"tracking_code": row.tracking_code},
+        )
+    return state
+
+
+async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[Notification] | None:
+    """A request's notifications, oldest first; None when notify knows nothing of the request."""
+    query = (
+        select(Notification)
+        .where(col(Notification.tracking_code) == tracking_code)
+        .order_by(col(Notification.created_at), col(Notification.id))
+    )
+    async with sessions() as session:
+        rows = list((await session.exec(query)).all())
+        if not rows and await session.get(Contact, tracking_code) is None:
+            return None
+    return rows

@@ -1,0 +1,48 @@
+"""notify's settings (prefix NOTIFY_); shared infrastructure comes from shared.settings (prefix KHEDMAT_)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+
+DEV_SMS_API_KEY = "sandbox-sms-key"
+
+
+class NotifySettings(BaseSettings):
+    """How notify listens, where it keeps its records, how it reaches the SMS gateway and mail relay."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8084
+    database_url: str = "sqlite+aiosqlite:///var/notify.db"
+    sms_base_url: str = "http://127.0.0.1:8091"
+    # Kavenegar puts the key in the URL path, so it is a secret that must stay out of logs, errors and spans.
+    sms_api_key: SecretStr = SecretStr(DEV_SMS_API_KEY)
+    sms_sender: str = "10004346"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    # True demands STARTTLS and fails when the relay does not offer it; False speaks plain SMTP (a local
+    # relay). No opportunistic middle ground: it is silently strippable and breaks on self-signed relays.
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "no-reply@khedmat.example"
+    send_timeout_s: float = Field(default=5.0, gt=0)
+    group_id: str = "notify"
+    # How long a status change waits in place for its request's contact (read from the other topic) before
+    # it is handed back for redelivery; covers a contacts consumer that is catching up on a backlog.
+    contact_wait_s: float = Field(default=10.0, ge=0)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> NotifySettings:
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.sms_api_key.get_secret_value() == DEV_SMS_API_KEY
+        ):
+            raise ValueError("NOTIFY_SMS_API_KEY must be set to a secret outside local and test runs")
+        return self

@@ -1,0 +1,55 @@
+"""tracking's Kafka subscriber: fold every request event, in partition order, into the projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.events import RequestSubmitted, StatusChanged, parse_request_event
+from shared.kafka import make_router
+from shared.topics import Topic
+
+from .outbox import OutboxRelay
+from .service import Position, Sessions, fold_event
+
+
+@dataclass
+class Tracking:
+    """tracking's dependencies."""
+
+    sessions: Sessions
+    lookup_key: bytes
+    relay: OutboxRelay
+
+
+def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
+    """The subscriber of tracking, bound to its dependencies."""
+    router = make_router()
+    router.publisher(Topic.STATUS, title="desk.status:StatusChanged", schema=StatusChanged)
+
+    @router.subscriber(
+        Topic.REQUESTS,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        title="desk.requests:tracking",
+        description="Folds every request event into the status projection; offsets are stored with the rows.",
+    )
+    async def on_request_event(body: dict[str, Any], message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        event = parse_request_event(body)
+        change = await fold_event(
+            sessions=deps.sessions,
+            event=event,
+            position=Position(record.topic, record.partition, record.offset),
+            lookup_key=deps.lookup_key,
+            void=isinstance(event, RequestSubmitted)
+            and not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type),
+        )
+        if change is not None:
+            deps.relay.wakeup.set()
+
+    return router

@@ -1,0 +1,73 @@
+"""The outbox relay: publishes StatusChanged rows committed with the projection, at least once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+from opentelemetry import propagate
+from opentelemetry.trace import Tracer
+from sqlalchemy import select, update
+
+from shared.kafka import scrub
+
+from .models import OutboxMessage
+from .service import Sessions
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to Kafka; a crash between commit and publish only delays them."""
+
+    def __init__(self, *, sessions: Sessions, broker: KafkaBroker, tracer: Tracer, poll_s: float) -> None:
+        self.sessions = sessions
+        self.broker = broker
+        self.tracer = tracer
+        self.poll_s = poll_s
+        self.wakeup = asyncio.Event()
+
+    async def publish_pending(self, batch: int = 200) -> int:
+        """Publish up to `batch` unpublished rows in commit order; returns how many went out."""
+        async with self.sessions() as session:
+            rows = list(
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+                    .limit(batch)
+                )
+            )
+        for row in rows:
+            # Continue the trace of the event that caused the change, across the commit/relay gap.
+            context = propagate.extract(json.loads(row.trace_context))
+            with self.tracer.start_as_current_span("desk.status outbox relay", context=context):
+                await self.broker.publish(
+                    row.value.encode(), row.topic, key=row.key.encode(), headers=json.loads(row.headers)
+                )
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
+                    .values(published_at=datetime.now(UTC))
+                )
+        return len(rows)
+
+    async def run(self) -> None:
+        """Relay until cancelled; woken by each fold, polling as a backstop."""
+        while True:
+            try:
+                if await self.publish_pending():
+                    continue
+            except Exception as error:  # Kafka or the database hiccuped: the rows stay, try again shortly
+                log.warning("outbox relay failed, retrying: %s", scrub(repr(error)))
+                await asyncio.sleep(self.poll_s)
+                continue
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+            except TimeoutError:
+                pass
+            self.wakeup.clear()

@@ -1,0 +1,35 @@
+"""tracking's settings (prefix TRACKING_)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+
+DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
+
+
+class TrackingSettings(BaseSettings):
+    """Where the projection lives and how lookups are keyed."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACKING_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8082
+    group_id: str = "tracking"
+    database_url: str = "sqlite+aiosqlite:///var/tracking.db"
+    # The projection keeps an HMAC of the national ID, never the ID itself: enough to check a lookup.
+    lookup_key: SecretStr = SecretStr(DEV_LOOKUP_KEY)
+    outbox_poll_s: float = Field(default=0.5, gt=0)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> TrackingSettings:
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.lookup_key.get_secret_value() == DEV_LOOKUP_KEY
+        ):
+            raise ValueError("TRACKING_LOOKUP_KEY must be set to a secret outside local and test runs")
+        return self

@@ -1,0 +1,185 @@
+"""Every event on the bus, defined once: frozen pydantic models with an `event_type` and a `schema_version`.
+
+Request lifecycle events travel on `desk.requests`, keyed by tracking code; StatusChanged on `desk.status`.
+A consumer parses with `parse_request_event` / `parse_status_event`, which accept every schema version a
+topic has ever carried (older versions are upcast here, once, for everyone).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
+
+from shared.domain.state_machine import RequestState
+
+# Kafka's timestamp type for "stamped by the broker when appended" (0 is the producer's create time).
+LOG_APPEND_TIME_TYPE = 1
+
+# Deterministic ids for derived events: uuid5 in this namespace over (cause id, kind, discriminator).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2e0a-5d1b-4c4e-9a51-3b8f1f0f6a11")
+
+
+def new_event_id() -> str:
+    """A fresh id for an event that is not derived from another (a citizen's or an agency's command)."""
+    return str(uuid.uuid4())
+
+
+def derived_event_id(cause_event_id: str, kind: str, discriminator: str = "") -> str:
+    """The id of an event derived from another: the same cause always gives the same id, so duplicates drop."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause_event_id}|{kind}|{discriminator}"))
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC (every event time is)."""
+    return datetime.now(UTC)
+
+
+class Language(StrEnum):
+    """Languages a citizen may read notifications in."""
+
+    FA = "fa"
+    EN = "en"
+
+
+class EventBase(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str = Field(default_factory=new_event_id)
+    tracking_code: str = Field(min_length=15, max_length=15, pattern=r"^[0-9]{15}$")
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+class Applicant(BaseModel):
+    """Who asked; personal data, so it stays on internal topics and never in keys, spans or logs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    national_id: str = Field(pattern=r"^[0-9]{10}$")
+    mobile: str = Field(pattern=r"^09[0-9]{9}$")
+    email: EmailStr | None = None
+    birth_date: date
+    language: Language = Language.FA
+
+
+class RequestSubmitted(EventBase):
+    """A citizen's request, accepted by intake once Kafka acknowledged it."""
+
+    event_type: Literal["RequestSubmitted"] = "RequestSubmitted"
+    schema_version: Literal[1] = 1
+    service_id: str
+    catalog_version: int = Field(ge=1)
+    agency: str
+    applicant: Applicant
+    fields: dict[str, str] = Field(default_factory=dict)
+    # intake promises the citizen an answer by this time: a record Kafka appended later was refused (503).
+    accept_by: datetime
+
+    def counts(self, *, timestamp_ms: int, timestamp_type: int) -> bool:
+        """Whether this submission was accepted: Kafka appended it (LogAppendTime) no later than `accept_by`.
+
+        intake and every consumer decide with the same two numbers, so a batch the idempotent producer
+        delivered after intake had answered 503 is void everywhere. Records without a broker append time
+        (in-memory test brokers) count.
+        """
+        if timestamp_type != LOG_APPEND_TIME_TYPE:
+            return True
+        return timestamp_ms <= int(self.accept_by.timestamp() * 1000)
+
+
+class InquiryOutcome(StrEnum):
+    """How one inquiry at an agency ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"
+
+
+class InquiryCompleted(EventBase):
+    """One inquiry at one agency finished (passed, failed with a reason, or unavailable after retries)."""
+
+    event_type: Literal["InquiryCompleted"] = "InquiryCompleted"
+    schema_version: Literal[1] = 1
+    caused_by: str
+    inquiry: str
+    agency: str
+    outcome: InquiryOutcome
+    reason_fa: str | None = None
+    reason_en: str | None = None
+    attempts: int = Field(default=1, ge=1)
+
+
+class NextStep(StrEnum):
+    """What verification decided should happen next."""
+
+    APPROVE = "approve"
+    AGENCY_REVIEW = "agency_review"
+    NEEDS_CORRECTION = "needs_correction"
+    REJECT = "reject"
+
+
+class VerificationCompleted(EventBase):
+    """All inquiries for one submission or correction are done; says what happens next."""
+
+    event_type: Literal["VerificationCompleted"] = "VerificationCompleted"
+    schema_version: Literal[1] = 1
+    caused_by: str
+    next_step: NextStep
+    inquiries: dict[str, InquiryOutcome] = Field(default_factory=dict)
+    reason_fa: str | None = None
+    reason_en: str | None = None
+
+
+RequestEvent = Annotated[
+    RequestSubmitted | InquiryCompleted | VerificationCompleted,
+    Field(discriminator="event_type"),
+]
+"""Any event of the `desk.requests` topic."""
+
+
+class StatusChanged(EventBase):
+    """A request moved from one state to another; derived by tracking, carries no personal data."""
+
+    event_type: Literal["StatusChanged"] = "StatusChanged"
+    schema_version: Literal[1] = 1
+    caused_by: str
+    caused_by_type: str
+    service_id: str
+    agency: str
+    previous_status: RequestState | None
+    status: RequestState
+    reason_fa: str | None = None
+    reason_en: str | None = None
+
+
+StatusEvent = Annotated[StatusChanged, Field(discriminator="event_type")]
+
+_request_event_adapter: TypeAdapter[RequestEvent] = TypeAdapter(RequestEvent)
+_status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
+
+
+def upcast(payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older schema version of an event up to the current one (none are older than v1 yet)."""
+    return payload
+
+
+def parse_request_event(payload: bytes | dict[str, Any]) -> RequestEvent:
+    """Parse one `desk.requests` event of any supported version."""
+    if isinstance(payload, bytes | bytearray):
+        return _request_event_adapter.validate_json(payload)
+    return _request_event_adapter.validate_python(upcast(payload))
+
+
+def parse_status_event(payload: bytes | dict[str, Any]) -> StatusChanged:
+    """Parse one `desk.status` event of any supported version."""
+    if isinstance(payload, bytes | bytearray):
+        return _status_event_adapter.validate_json(payload)
+    return _status_event_adapter.validate_python(upcast(payload))
+
+
+AnyEvent = RequestSubmitted | InquiryCompleted | VerificationCompleted | StatusChanged

@@ -1,0 +1,191 @@
+"""HTTP edges every service shares: RFC 9457 problem+json errors (Persian and English), health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://khedmat.ir/problems/"
+
+HTTP_REQUESTS = Counter(
+    "khedmat_http_requests_total", "HTTP requests by route and status class", ["service", "route", "method", "status"]
+)
+HTTP_LATENCY = Histogram("khedmat_http_request_seconds", "HTTP request latency", ["service", "route", "method"])
+
+
+class FieldProblem(BaseModel):
+    """One field at fault, with a message a citizen can act on in either language."""
+
+    field: str
+    code: str
+    message_en: str
+    message_fa: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, extended with Persian text and the fields at fault."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    title_fa: str
+    detail_fa: str | None = None
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+class ProblemError(Exception):
+    """Raise from a route to answer with problem+json."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        slug: str,
+        title_en: str,
+        title_fa: str,
+        detail_en: str | None = None,
+        detail_fa: str | None = None,
+        errors: list[FieldProblem] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {slug}: {title_en}")
+        self.status = status
+        self.slug = slug
+        self.title_en = title_en
+        self.title_fa = title_fa
+        self.detail_en = detail_en
+        self.detail_fa = detail_fa
+        self.errors = errors or []
+        self.headers = dict(headers or {})
+
+    def to_problem(self, instance: str | None) -> Problem:
+        """The problem document for this error."""
+        return Problem(
+            type=PROBLEM_TYPE_BASE + self.slug,
+            title=self.title_en,
+            status=self.status,
+            detail=self.detail_en,
+            instance=instance,
+            title_fa=self.title_fa,
+            detail_fa=self.detail_fa,
+            errors=self.errors,
+        )
+
+
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A problem+json response."""
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+_VALIDATION_FA = {
+    "missing": "این مورد الزامی است.",
+    "string_pattern_mismatch": "قالب این مقدار درست نیست.",
+    "json_invalid": "بدنهٔ درخواست JSON معتبر نیست.",
+    "value_error": "این مقدار پذیرفته نیست.",
+}
+
+
+def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
+    """A 422 problem listing every field pydantic refused, without echoing the submitted values."""
+    errors = [
+        FieldProblem(
+            field=_field_path(tuple(error.get("loc", ()))),
+            code=str(error.get("type", "invalid")),
+            message_en=str(error.get("msg", "invalid value")),
+            message_fa=_VALIDATION_FA.get(str(error.get("type")), "این مقدار پذیرفته نیست."),
+        )
+        for error in exc.errors()
+    ]
+    return ProblemError(
+        status=422,
+        slug="validation",
+        title_en="The request is not valid",
+        title_fa="درخواست معتبر نیست",
+        detail_en="One or more fields are missing or malformed.",
+        detail_fa="یک یا چند مورد وارد نشده یا نادرست است.",
+        errors=errors,
+    ).to_problem(instance)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error (ours, validation, routing) as problem+json; never a bare 500 for bad input."""
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.to_problem(request.url.path), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(validation_problem(exc, request.url.path))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: ("Not found", "پیدا نشد"), 405: ("Method not allowed", "این روش پذیرفته نیست")}
+        title_en, title_fa = titles.get(exc.status_code, (str(exc.detail), "خطا"))
+        error = ProblemError(
+            status=exc.status_code, slug=f"http-{exc.status_code}", title_en=title_en, title_fa=title_fa
+        )
+        return problem_response(error.to_problem(request.url.path), getattr(exc, "headers", None))
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def operations_router(*, service: str, readiness_checks: Mapping[str, Check]) -> APIRouter:
+    """/healthz (the event loop answers), /readyz (every dependency answers), /metrics (Prometheus)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get("/readyz")
+    async def readyz() -> Response:
+        results: dict[str, bool] = {}
+        for name, check in readiness_checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                results[name] = False
+        ready = all(results.values())
+        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_http_metrics(app: FastAPI, *, service: str) -> None:
+    """Count and time every request by its route template (not its URL: codes would explode the series)."""
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(service, route, request.method, f"{response.status_code // 100}xx").inc()
+        HTTP_LATENCY.labels(service, route, request.method).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,260 @@
+"""The Kafka broker factory with safe settings, event publishing, topic creation and dead-lettering.
+
+aiokafka's producer defaults to acks=1 without idempotence and faststream's subscribers to auto-commit
+(at most once). Every broker made here sends with acks=all and idempotence, and every subscriber commits
+only after its handler succeeded; failures back off before redelivery and end on `<topic>.dlq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import RecordMetadata
+from faststream import AckPolicy
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.trace import TracerProvider
+from pydantic import ValidationError
+
+from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.events import AnyEvent
+from shared.settings import KafkaSettings
+from shared.topics import TopicSpec, dead_letter_topic
+
+log = logging.getLogger(__name__)
+
+PRODUCER_ACKS = "all"
+SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
+
+
+class PermanentError(Exception):
+    """A failure that no retry can fix: the message goes straight to the dead-letter topic."""
+
+
+NON_RETRYABLE: tuple[type[BaseException], ...] = (PermanentError, ValidationError, ValueError, KeyError, TypeError)
+
+_LONG_DIGITS = re.compile(r"\d{8,}")
+
+
+def scrub(text: str, limit: int = 500) -> str:
+    """An error text fit for a header or a log: long digit runs (national IDs, mobiles) masked, bounded."""
+    return _LONG_DIGITS.sub(lambda m: m.group()[:2] + "*" * (len(m.group()) - 3) + m.group()[-1], text)[:limit]
+
+
+@dataclass
+class DeadLetterPolicy:
+    """Retries a failing message with backoff (so a down dependency is no hot loop), then dead-letters it.
+
+    Used as a broker middleware factory. Its middleware sits inside faststream's acknowledgement middleware:
+    letting an exception through makes faststream seek back (redeliver); swallowing it after publishing to the
+    dead-letter topic makes faststream commit, so the partition moves on.
+    """
+
+    max_attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 10.0
+    broker: KafkaBroker | None = None
+    _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
+
+    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
+        return _DeadLetterMiddleware(msg, context=context, policy=self)
+
+    def delay_for(self, attempt: int) -> float:
+        """Full-jitter exponential backoff (AWS architecture blog's variant): spreads retries of many consumers."""
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1))))
+
+    async def handle_failure(self, record: ConsumerRecord[Any, Any], error: BaseException) -> bool:
+        """Decide about a failed message: True when it was dead-lettered (swallow), False to redeliver."""
+        where = (record.topic, record.partition, record.offset)
+        attempt = self._attempts.get(where, 0) + 1
+        permanent = isinstance(error, NON_RETRYABLE)
+        if not permanent and attempt < self.max_attempts:
+            self._attempts[where] = attempt
+            delay = self.delay_for(attempt)
+            log.warning(
+                "retrying %s[%d]@%d in %.2fs (attempt %d): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                delay,
+                attempt,
+                scrub(repr(error)),
+            )
+            await asyncio.sleep(delay)
+            return False
+        self._attempts.pop(where, None)
+        await self.dead_letter(record, error, attempts=attempt)
+        return True
+
+    async def dead_letter(self, record: ConsumerRecord[Any, Any], error: BaseException, *, attempts: int) -> None:
+        """Publish the original message, untouched, to `<topic>.dlq` with why and where it came from."""
+        if self.broker is None:
+            raise RuntimeError("DeadLetterPolicy.broker is not set")
+        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+        headers.update(
+            {
+                "dlq_reason": scrub(f"{type(error).__name__}: {error}"),
+                "dlq_source_topic": record.topic,
+                "dlq_source_partition": str(record.partition),
+                "dlq_source_offset": str(record.offset),
+                "dlq_attempts": str(attempts),
+            }
+        )
+        await self.broker.publish(record.value, dead_letter_topic(record.topic), key=record.key, headers=headers)
+        log.error(
+            "dead-lettered %s[%d]@%d after %d attempt(s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            headers["dlq_reason"],
+        )
+
+
+class _DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+    def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetterPolicy) -> None:
+        super().__init__(msg, context=context)
+        self.policy = policy
+
+    async def after_processed(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> bool | None:
+        if exc_val is None or not isinstance(exc_val, Exception) or not isinstance(self.msg, ConsumerRecord):
+            return False
+        return await self.policy.handle_failure(self.msg, exc_val)
+
+
+def make_broker(
+    *,
+    kafka: KafkaSettings,
+    client_id: str,
+    tracer_provider: TracerProvider | None = None,
+    dead_letters: DeadLetterPolicy | None = None,
+) -> KafkaBroker:
+    """A broker whose producer waits for all in-sync replicas and whose subscribers commit after success."""
+    policy = dead_letters or DeadLetterPolicy()
+    broker = KafkaBroker(
+        kafka.bootstrap_servers,
+        client_id=client_id,
+        acks=PRODUCER_ACKS,
+        enable_idempotence=True,
+        request_timeout_ms=kafka.request_timeout_ms,
+        linger_ms=1,
+        # faststream logs every message at INFO; keep them at DEBUG and let our JSON handler format the rest.
+        logger=logging.getLogger("khedmat.broker"),
+        log_level=logging.DEBUG,
+        ack_policy=SUBSCRIBER_ACK_POLICY,
+        # Order matters: telemetry first (outermost) so a dead-lettered message still has its consume span.
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider), policy],
+    )
+    policy.broker = broker
+    return broker
+
+
+async def publish_event(broker: KafkaBroker, event: AnyEvent, *, topic: str, source: str) -> RecordMetadata:
+    """Publish one event as a CloudEvent keyed by its tracking code; returns once Kafka acknowledged it."""
+    return await broker.publish(
+        event_value(event),
+        topic,
+        key=event_key(event),
+        headers=cloudevent_headers(event, source=source),
+        correlation_id=event.event_id,
+    )
+
+
+async def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
+    """Create the topics that do not exist yet and set the configs the code relies on (idempotent).
+
+    A no-op when topic management is external (Strimzi's KafkaTopic resources in production).
+    """
+    if not kafka.create_topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(spec.name, kafka.topic_partitions, kafka.replication_factor, topic_configs=spec.configs)
+            for spec in topics
+            if spec.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica won the race; the topic is there, which is all we need
+        configured = [
+            ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs)
+            for spec in topics
+            if spec.configs and spec.name in existing
+        ]
+        if configured:
+            await admin.alter_configs(configured)
+    finally:
+        await admin.close()
+
+
+class BusConnection:
+    """Starts a broker in the background and keeps retrying, so a service comes up (not ready) without Kafka.
+
+    `/readyz` reports `connected`; intake answers 503 while it is False instead of crashing at start.
+    """
+
+    def __init__(self, broker: KafkaBroker, *, kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
+        self.broker = broker
+        self.kafka = kafka
+        self.topics = topics
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await ensure_topics(self.kafka, self.topics)
+                await self.broker.start()
+            except Exception as error:  # any failure to reach Kafka: wait and try again
+                log.warning("kafka not reachable yet (%s); retrying in %.1fs", scrub(repr(error), 200), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.connected.set()
+            log.info("connected to kafka at %s", self.kafka.bootstrap_servers)
+            return
+
+    def start(self) -> None:
+        """Begin connecting in the background."""
+        self._task = asyncio.create_task(self._run(), name="kafka-connect")
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Wait until connected (tests and CLIs)."""
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def ready(self) -> bool:
+        """Readiness check: connected to Kafka."""
+        return self.connected.is_set()
+
+    async def stop(self) -> None:
+        """Stop connecting, and stop the broker (its subscribers commit what they finished)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.broker.stop()
+
+
+def make_router() -> KafkaRouter:
+    """A router whose subscribers commit only after success (routers do not inherit the broker's policy)."""
+    return KafkaRouter(ack_policy=SUBSCRIBER_ACK_POLICY)

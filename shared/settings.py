@@ -1,0 +1,42 @@
+"""Settings every service shares: Kafka, Redis, the database and telemetry (pydantic-settings).
+
+Shared infrastructure is read under the `KHEDMAT_` prefix so an operator sets it once; each service's own
+settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`, `TRACKING_`, `NOTIFY_`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Where the bus is and how hard producers wait for it."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # A citizen waits on intake's publish: a bounded wait turns a dead bus into a prompt 503, and a batch that
+    # expires in the producer is never sent afterwards, so a 503 never hides a late write.
+    request_timeout_ms: int = Field(default=5000, ge=1000)
+    # Local and test runs create their topics; in production Strimzi's KafkaTopic resources own them.
+    create_topics: bool = True
+    topic_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class RedisSettings(BaseSettings):
+    """Where Redis is; it only ever holds what may be lost."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_REDIS_", extra="ignore")
+
+    url: str = "redis://127.0.0.1:6380/0"
+
+
+class DeploymentSettings(BaseSettings):
+    """Names that end up in telemetry resource attributes and CloudEvents sources."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_", extra="ignore")
+
+    deployment_environment: str = "local"
+    service_version: str = "0.1.0"

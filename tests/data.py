@@ -1,0 +1,41 @@
+"""Test data the sandbox agencies will recognise: valid national IDs and their registered birth dates."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sandbox.agencies import registered_birth_date
+from shared.domain.identity import make_valid_national_id
+
+SERVICE_ID = "birth-certificate-duplicate"
+
+
+def national_id(rng: random.Random | None = None) -> str:
+    """A national ID with a correct check digit."""
+    rng = rng or random.Random()
+    while True:
+        try:
+            return make_valid_national_id(f"{rng.randrange(10**9):09d}")
+        except ValueError:
+            continue
+
+
+def submission(
+    *, nid: str | None = None, matching_birth_date: bool = True, reason: str = "lost", email: str | None = None
+) -> dict[str, Any]:
+    """A submission body for the seeded birth-certificate service that the civil registry will confirm."""
+    nid = nid or national_id()
+    born = registered_birth_date(nid)
+    if not matching_birth_date:
+        born = born.replace(day=1 if born.day != 1 else 2)
+    return {
+        "service_id": SERVICE_ID,
+        "applicant": {
+            "national_id": nid,
+            "mobile": "09121234567",
+            "email": email or f"citizen.{nid}@example.ir",
+            "birth_date": born.isoformat(),
+        },
+        "fields": {"reason": reason},
+    }

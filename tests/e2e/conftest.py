@@ -1,0 +1,22 @@
+"""The desk running as processes, shared by the e2e tests of one module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Stack
+from tests.infra import Servers
+
+
+@pytest.fixture(scope="module")
+def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """sandbox + intake + inquiry + tracking + notify as separate processes on real Kafka and Redis."""
+    running = Stack(servers, Path(tmp_path_factory.mktemp("stack")))
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()

@@ -1,0 +1,174 @@
+"""Runs the sandbox and the four services as separate processes against real Kafka and Redis, for e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.infra import REPO_ROOT, Servers
+
+SERVICES = ("intake", "inquiry", "tracking", "notify")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Process:
+    """One running process of the stack, its port and its log file."""
+
+    name: str
+    module: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    """The whole desk as processes: sandbox, intake, inquiry, tracking, notify."""
+
+    servers: Servers
+    workdir: Path
+    group_prefix: str = "e2e"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.agencies_port, self.sms_port, self.smtp_port, self.smtp_http_port = (free_port() for _ in range(4))
+        common = {
+            **os.environ,
+            "KHEDMAT_KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
+            "KHEDMAT_REDIS_URL": self.servers.redis_url,
+            "KHEDMAT_DEPLOYMENT_ENVIRONMENT": "test",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        specific = {
+            "sandbox": {
+                "SANDBOX_AGENCIES_PORT": str(self.agencies_port),
+                "SANDBOX_SMS_PORT": str(self.sms_port),
+                "SANDBOX_SMTP_PORT": str(self.smtp_port),
+                "SANDBOX_SMTP_HTTP_PORT": str(self.smtp_http_port),
+            },
+            "intake": {},
+            "inquiry": {
+                "INQUIRY_AGENCIES_BASE_URL": f"http://127.0.0.1:{self.agencies_port}",
+                "INQUIRY_GROUP_ID": f"{self.group_prefix}-inquiry",
+            },
+            "tracking": {
+                "TRACKING_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'tracking.db'}",
+                "TRACKING_GROUP_ID": f"{self.group_prefix}-tracking",
+            },
+            "notify": {
+                "NOTIFY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'notify.db'}",
+                "NOTIFY_GROUP_ID": f"{self.group_prefix}-notify",
+                "NOTIFY_SMS_BASE_URL": f"http://127.0.0.1:{self.sms_port}",
+                "NOTIFY_SMTP_PORT": str(self.smtp_port),
+            },
+        }
+        for name, env in specific.items():
+            port = self.agencies_port if name == "sandbox" else free_port()
+            if name != "sandbox":
+                env[f"{name.upper()}_PORT"] = str(port)
+            module = "sandbox" if name == "sandbox" else f"services.{name}"
+            self.processes[name] = Process(name, module, port, {**common, **env}, self.workdir / f"{name}.log")
+
+    @property
+    def sms_url(self) -> str:
+        return f"http://127.0.0.1:{self.sms_port}"
+
+    @property
+    def smtp_http_url(self) -> str:
+        return f"http://127.0.0.1:{self.smtp_http_port}"
+
+    def url(self, name: str) -> str:
+        return self.processes[name].url
+
+    def start(self, name: str) -> None:
+        """Start one process (its output appended to its log file)."""
+        process = self.processes[name]
+        log = process.log_path.open("ab")
+        process.popen = subprocess.Popen(
+            [sys.executable, "-m", process.module],
+            cwd=REPO_ROOT,
+            env=process.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start_all(self, timeout_s: float = 90) -> None:
+        """Start every process and wait until each says it is ready."""
+        for name in ("sandbox", *SERVICES):
+            self.start(name)
+        self.wait_ready(timeout_s=timeout_s)
+
+    def wait_ready(self, names: tuple[str, ...] = ("sandbox", *SERVICES), timeout_s: float = 90) -> None:
+        """Poll /readyz (the sandbox's /healthz) until every named process answers 200."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(names)
+        while pending:
+            name = pending[0]
+            process = self.processes[name]
+            if process.popen is not None and process.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.popen.returncode}:\n{self.tail(name)}")
+            path = "/healthz" if name == "sandbox" else "/readyz"
+            try:
+                if httpx.get(process.url + path, timeout=2).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready in {timeout_s}s:\n{self.tail(name)}")
+            time.sleep(0.2)
+
+    def signal(self, name: str, signum: int = signal.SIGKILL) -> None:
+        """Send a signal to one process and wait for it to end."""
+        popen = self.processes[name].popen
+        if popen is not None and popen.poll() is None:
+            popen.send_signal(signum)
+            popen.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        """SIGTERM everything (SIGKILL what lingers)."""
+        for process in self.processes.values():
+            if process.popen is not None and process.popen.poll() is None:
+                process.popen.terminate()
+        for process in self.processes.values():
+            if process.popen is not None:
+                try:
+                    process.popen.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.popen.kill()
+                    process.popen.wait(timeout=5)
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        """The end of a process's log, for failure messages."""
+        path = self.processes[name].log_path
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def logs(self) -> str:
+        """Every process's whole log."""
+        return "\n".join(p.log_path.read_text(errors="replace") for p in self.processes.values() if p.log_path.exists())

@@ -1,0 +1,41 @@
+"""Reading topics directly with aiokafka, for assertions about what is (and is not) on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+async def partition_ids(bootstrap: str, topic: str) -> list[int]:
+    """The partitions of a topic, from the cluster's metadata (empty when the topic does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(partition["partition"] for partition in description.get("partitions", []))
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60) -> list[Any]:
+    """Every record of `topic` from the beginning up to its current end, without joining a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
+        if not partitions:
+            return records
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(timeout_s):
+            while [tp for tp, offset in end.items() if await consumer.position(tp) < offset]:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

@@ -1,0 +1,588 @@
+"""inquiry: the verdict, the civil-registry adapter over a mock transport, the use case and the subscriber."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from tenacity import wait_none
+
+from services.inquiry import adapters
+from services.inquiry.adapters import (
+    MAX_ANSWER_BYTES,
+    AgencyRefused,
+    AgencyUnavailable,
+    HttpCivilRegistry,
+    IdentityAnswer,
+)
+from services.inquiry.domain import InquiryResult, decide
+from services.inquiry.handlers import Inquiry, build_router
+from services.inquiry.service import Agencies, run_inquiry, verify_submission
+from shared.catalog import Catalog, DecisionMode, Inquiry as CatalogInquiry, ServiceDefinition, load_catalog
+from shared.domain.identity import make_valid_national_id
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.events import (
+    Applicant,
+    InquiryCompleted,
+    InquiryOutcome,
+    NextStep,
+    RequestSubmitted,
+    VerificationCompleted,
+    derived_event_id,
+    parse_request_event,
+)
+from shared.kafka import SUBSCRIBER_ACK_POLICY, PermanentError, make_broker
+from shared.settings import KafkaSettings
+from shared.topics import Topic, dead_letter_topic
+
+SERVICE_ID = "birth-certificate-duplicate"
+NATIONAL_ID = make_valid_national_id("001234567")
+BIRTH_DATE = date(1990, 1, 31)
+CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=1)
+CATALOG = load_catalog()
+IDENTITY_PATH = "/civil-registry/v1/identity"
+
+
+def seeded_service() -> ServiceDefinition:
+    service = CATALOG.get(SERVICE_ID)
+    assert service is not None
+    return service
+
+
+SERVICE = seeded_service()
+
+
+def submitted(*, service_id: str = SERVICE_ID, accept_by: datetime | None = None) -> RequestSubmitted:
+    return RequestSubmitted(
+        tracking_code=CODES.next_code(),
+        service_id=service_id,
+        catalog_version=1,
+        agency="civil-registry",
+        applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=BIRTH_DATE),
+        fields={"reason": "lost"},
+        accept_by=accept_by or datetime.now(UTC) + timedelta(seconds=5),
+    )
+
+
+@dataclass
+class FakeRegistry:
+    """A civil registry answering from memory, counting its calls."""
+
+    answer: IdentityAnswer = IdentityAnswer(match=True, alive=True)
+    error: Exception | None = None
+    calls: list[tuple[str, date]] = field(default_factory=list)
+
+    async def check_identity(self, *, national_id: str, birth_date: date) -> IdentityAnswer:
+        self.calls.append((national_id, birth_date))
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+# --- the verdict ----------------------------------------------------------------------------------
+
+
+def result(outcome: InquiryOutcome, inquiry: str = "identity", **reasons: str) -> InquiryResult:
+    return InquiryResult(inquiry, "civil-registry", outcome, **reasons)
+
+
+def reviewed_service() -> ServiceDefinition:
+    return SERVICE.model_copy(update={"decision": DecisionMode.AGENCY_REVIEW})
+
+
+def test_all_passed_with_automatic_decision_is_approved() -> None:
+    verdict = decide(SERVICE, [result(InquiryOutcome.PASSED), result(InquiryOutcome.PASSED, "address")])
+    assert verdict.next_step is NextStep.APPROVE
+    assert verdict.reason_fa is None and verdict.reason_en is None
+
+
+def test_no_inquiries_with_automatic_decision_is_approved() -> None:
+    assert decide(SERVICE, []).next_step is NextStep.APPROVE
+
+
+def test_all_passed_with_agency_decision_goes_to_review() -> None:
+    verdict = decide(reviewed_service(), [result(InquiryOutcome.PASSED)])
+    assert verdict.next_step is NextStep.AGENCY_REVIEW
+
+
+def test_failed_inquiry_asks_for_a_correction_with_its_reasons() -> None:
+    verdict = decide(
+        SERVICE,
+        [
+            result(InquiryOutcome.PASSED),
+            result(InquiryOutcome.FAILED, "identity", reason_fa="علت یک", reason_en="first reason"),
+            result(InquiryOutcome.FAILED, "address", reason_fa="علت دو", reason_en="second reason"),
+        ],
+    )
+    assert verdict.next_step is NextStep.NEEDS_CORRECTION
+    assert verdict.reason_en == "first reason second reason"
+    assert verdict.reason_fa == "علت یک علت دو"
+
+
+def test_failed_inquiry_without_reason_has_no_reason_text() -> None:
+    verdict = decide(SERVICE, [result(InquiryOutcome.FAILED)])
+    assert verdict.next_step is NextStep.NEEDS_CORRECTION
+    assert verdict.reason_en is None and verdict.reason_fa is None
+
+
+def test_failure_outweighs_an_unavailable_agency() -> None:
+    verdict = decide(SERVICE, [result(InquiryOutcome.UNAVAILABLE), result(InquiryOutcome.FAILED, "address")])
+    assert verdict.next_step is NextStep.NEEDS_CORRECTION
+
+
+@pytest.mark.parametrize("service", [SERVICE, reviewed_service()], ids=["automatic", "agency-review"])
+def test_unavailable_agency_sends_the_request_to_review(service: ServiceDefinition) -> None:
+    verdict = decide(service, [result(InquiryOutcome.PASSED), result(InquiryOutcome.UNAVAILABLE, "address")])
+    assert verdict.next_step is NextStep.AGENCY_REVIEW
+    assert verdict.reason_en and verdict.reason_fa
+
+
+# --- the civil registry over HTTP -----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the retry budget, drop the waits between attempts (they only cost test time)."""
+    monkeypatch.setattr(adapters, "wait_random_exponential", lambda **_: wait_none())
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class Script:
+    """A mock agency: answers the scripted responses in turn (the last one repeats) and records requests."""
+
+    responses: list[Callable[[httpx.Request], httpx.Response]]
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.responses[min(len(self.requests), len(self.responses)) - 1](request)
+
+
+def answer(status: int = 200, **payload: Any) -> Handler:
+    return lambda _request: httpx.Response(status, json=payload or {"match": True, "alive": True})
+
+
+def raw(status: int, content: bytes) -> Handler:
+    return lambda _request: httpx.Response(status, content=content)
+
+
+def drop(_request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused")
+
+
+def timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("agency too slow", request=request)
+
+
+@pytest.fixture
+async def agency() -> AsyncIterator[Callable[..., tuple[HttpCivilRegistry, Script]]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(*responses: Handler, max_attempts: int = 3) -> tuple[HttpCivilRegistry, Script]:
+        script = Script(list(responses))
+        client = httpx.AsyncClient(transport=httpx.MockTransport(script), base_url="http://agencies")
+        clients.append(client)
+        return HttpCivilRegistry(client, max_attempts=max_attempts), script
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+async def check(registry: HttpCivilRegistry) -> IdentityAnswer:
+    return await registry.check_identity(national_id=NATIONAL_ID, birth_date=BIRTH_DATE)
+
+
+async def test_registry_match_is_reported(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    registry, script = agency(answer(match=True, alive=True))
+    assert await check(registry) == IdentityAnswer(match=True, alive=True)
+    [request] = script.requests
+    assert request.method == "POST"
+    assert request.url.path == IDENTITY_PATH
+    assert json.loads(request.content) == {"national_id": NATIONAL_ID, "birth_date": "1990-01-31"}
+
+
+async def test_registry_mismatch_is_reported(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    registry, script = agency(answer(match=False, alive=True))
+    assert await check(registry) == IdentityAnswer(match=False, alive=True)
+    assert len(script.requests) == 1
+
+
+async def test_registry_deceased_is_reported(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    registry, _ = agency(answer(match=True, alive=False))
+    assert await check(registry) == IdentityAnswer(match=True, alive=False)
+
+
+async def test_server_error_is_retried_until_it_succeeds(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]],
+) -> None:
+    registry, script = agency(answer(503, error="busy"), answer(503, error="busy"), answer(match=True, alive=True))
+    assert await check(registry) == IdentityAnswer(match=True, alive=True)
+    assert len(script.requests) == 3
+
+
+async def test_too_many_requests_is_retried(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    registry, script = agency(answer(429, error="slow down"), answer(match=False, alive=True))
+    assert await check(registry) == IdentityAnswer(match=False, alive=True)
+    assert len(script.requests) == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+async def test_client_error_is_refused_without_retry(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]], status: int
+) -> None:
+    registry, script = agency(answer(status, error="bad request"), answer(match=True, alive=True))
+    with pytest.raises(AgencyRefused):
+        await check(registry)
+    assert len(script.requests) == 1
+
+
+async def test_redirect_is_refused_not_followed(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    def redirect(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(307, headers={"location": "http://elsewhere/identity"})
+
+    registry, script = agency(redirect, answer(match=True, alive=True))
+    with pytest.raises(AgencyRefused):
+        await check(registry)
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"<html>gateway</html>",
+        b"",
+        b"[1, 2, 3]",
+        b'"match"',
+        json.dumps({"match": True}).encode(),
+        json.dumps({"match": True, "alive": True, "pad": "x" * MAX_ANSWER_BYTES}).encode(),
+    ],
+    ids=["html", "empty", "list", "string", "missing-key", "oversized"],
+)
+async def test_unusable_answer_is_refused_without_retry(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]], content: bytes
+) -> None:
+    registry, script = agency(raw(200, content), answer(match=True, alive=True))
+    with pytest.raises(AgencyRefused):
+        await check(registry)
+    assert len(script.requests) == 1
+
+
+async def test_answer_just_under_the_size_limit_is_accepted(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]],
+) -> None:
+    body = json.dumps({"match": True, "alive": True, "pad": ""}).encode()
+    padded = json.dumps({"match": True, "alive": True, "pad": "x" * (MAX_ANSWER_BYTES - len(body))}).encode()
+    assert len(padded) == MAX_ANSWER_BYTES
+    registry, _ = agency(raw(200, padded))
+    assert await check(registry) == IdentityAnswer(match=True, alive=True)
+
+
+async def test_dropped_connection_is_retried_then_unavailable(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]],
+) -> None:
+    registry, script = agency(drop, max_attempts=4)
+    with pytest.raises(AgencyUnavailable):
+        await check(registry)
+    assert len(script.requests) == 4
+
+
+async def test_dropped_connection_then_answer_succeeds(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]],
+) -> None:
+    registry, script = agency(drop, timeout, answer(match=True, alive=True))
+    assert await check(registry) == IdentityAnswer(match=True, alive=True)
+    assert len(script.requests) == 3
+
+
+async def test_server_error_that_persists_is_unavailable_after_the_budget(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]],
+) -> None:
+    registry, script = agency(answer(500, error="down"), max_attempts=3)
+    with pytest.raises(AgencyUnavailable):
+        await check(registry)
+    assert len(script.requests) == 3
+
+
+async def test_single_attempt_budget_means_no_retry(agency: Callable[..., tuple[HttpCivilRegistry, Script]]) -> None:
+    registry, script = agency(answer(503), answer(match=True, alive=True), max_attempts=1)
+    with pytest.raises(AgencyUnavailable):
+        await check(registry)
+    assert len(script.requests) == 1
+
+
+# --- one inquiry ----------------------------------------------------------------------------------
+
+
+IDENTITY = CatalogInquiry(id="identity", agency="civil-registry", check="identity")
+
+
+async def test_matching_identity_passes() -> None:
+    outcome = await run_inquiry(IDENTITY, submitted(), Agencies(civil_registry=FakeRegistry()))
+    assert outcome == InquiryResult("identity", "civil-registry", InquiryOutcome.PASSED)
+
+
+async def test_mismatching_birth_date_fails_with_a_reason() -> None:
+    registry = FakeRegistry(IdentityAnswer(match=False, alive=True))
+    outcome = await run_inquiry(IDENTITY, submitted(), Agencies(civil_registry=registry))
+    assert outcome.outcome is InquiryOutcome.FAILED
+    assert outcome.reason_en and "birth date" in outcome.reason_en
+    assert outcome.reason_fa
+    assert registry.calls == [(NATIONAL_ID, BIRTH_DATE)]
+
+
+async def test_deceased_applicant_fails_with_a_reason() -> None:
+    registry = FakeRegistry(IdentityAnswer(match=True, alive=False))
+    outcome = await run_inquiry(IDENTITY, submitted(), Agencies(civil_registry=registry))
+    assert outcome.outcome is InquiryOutcome.FAILED
+    assert outcome.reason_en and "deceased" in outcome.reason_en
+
+
+@pytest.mark.parametrize("error", [AgencyUnavailable("HTTP 503"), AgencyRefused("HTTP 400")])
+async def test_agency_that_cannot_answer_is_unavailable_not_an_exception(error: Exception) -> None:
+    outcome = await run_inquiry(IDENTITY, submitted(), Agencies(civil_registry=FakeRegistry(error=error)))
+    assert outcome.outcome is InquiryOutcome.UNAVAILABLE
+    assert outcome.reason_en and outcome.reason_fa
+
+
+async def test_unsupported_inquiry_is_unavailable_without_calling_anyone() -> None:
+    registry = FakeRegistry()
+    unsupported = CatalogInquiry(id="property", agency="land-registry", check="ownership")
+    outcome = await run_inquiry(unsupported, submitted(), Agencies(civil_registry=registry))
+    assert outcome.outcome is InquiryOutcome.UNAVAILABLE
+    assert registry.calls == []
+
+
+# --- verifying a submission -----------------------------------------------------------------------
+
+
+async def test_verification_of_a_matching_applicant_approves() -> None:
+    event = submitted()
+    completed, verification = await verify_submission(
+        catalog=CATALOG, event=event, agencies=Agencies(civil_registry=FakeRegistry())
+    )
+    [inquiry] = completed
+    assert inquiry.tracking_code == event.tracking_code
+    assert inquiry.caused_by == event.event_id
+    assert (inquiry.inquiry, inquiry.agency, inquiry.outcome) == ("identity", "civil-registry", InquiryOutcome.PASSED)
+    assert verification.tracking_code == event.tracking_code
+    assert verification.caused_by == event.event_id
+    assert verification.next_step is NextStep.APPROVE
+    assert verification.inquiries == {"identity": InquiryOutcome.PASSED}
+
+
+async def test_verification_event_ids_derive_from_the_submission() -> None:
+    event = submitted()
+    completed, verification = await verify_submission(
+        catalog=CATALOG, event=event, agencies=Agencies(civil_registry=FakeRegistry())
+    )
+    assert completed[0].event_id == derived_event_id(event.event_id, "InquiryCompleted", "identity")
+    assert verification.event_id == derived_event_id(event.event_id, "VerificationCompleted")
+    assert len({completed[0].event_id, verification.event_id, event.event_id}) == 3
+
+
+async def test_redelivered_submission_yields_identical_events() -> None:
+    event = submitted()
+    agencies = Agencies(civil_registry=FakeRegistry(IdentityAnswer(match=False, alive=True)))
+    first = await verify_submission(catalog=CATALOG, event=event, agencies=agencies)
+    again = await verify_submission(catalog=CATALOG, event=parse_request_event(event_value(event)), agencies=agencies)  # type: ignore[arg-type]
+    strip = {"occurred_at"}
+    assert [e.model_dump(exclude=strip) for e in first[0]] == [e.model_dump(exclude=strip) for e in again[0]]
+    assert first[1].model_dump(exclude=strip) == again[1].model_dump(exclude=strip)
+    assert first[1].next_step is NextStep.NEEDS_CORRECTION
+
+
+async def test_unavailable_registry_sends_verification_to_review() -> None:
+    _, verification = await verify_submission(
+        catalog=CATALOG,
+        event=submitted(),
+        agencies=Agencies(civil_registry=FakeRegistry(error=AgencyUnavailable("HTTP 503"))),
+    )
+    assert verification.next_step is NextStep.AGENCY_REVIEW
+    assert verification.inquiries == {"identity": InquiryOutcome.UNAVAILABLE}
+
+
+async def test_submission_for_a_service_not_in_the_catalog_is_a_permanent_error() -> None:
+    registry = FakeRegistry()
+    with pytest.raises(PermanentError):
+        await verify_submission(
+            catalog=CATALOG, event=submitted(service_id="no-such-service"), agencies=Agencies(civil_registry=registry)
+        )
+    assert registry.calls == []
+
+
+async def test_every_inquiry_of_a_service_is_run() -> None:
+    service = SERVICE.model_copy(
+        update={
+            "inquiries": [
+                IDENTITY,
+                CatalogInquiry(id="property", agency="land-registry", check="ownership"),
+            ]
+        }
+    )
+    completed, verification = await verify_submission(
+        catalog=Catalog([service]), event=submitted(), agencies=Agencies(civil_registry=FakeRegistry())
+    )
+    assert [event.inquiry for event in completed] == ["identity", "property"]
+    assert len({event.event_id for event in completed}) == 2
+    assert verification.inquiries == {"identity": InquiryOutcome.PASSED, "property": InquiryOutcome.UNAVAILABLE}
+    assert verification.next_step is NextStep.AGENCY_REVIEW
+
+
+# --- the subscriber, in memory --------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What a spy subscriber on a topic received: parsed body and key, in order."""
+
+    messages: list[tuple[dict[str, Any], bytes | None]] = field(default_factory=list)
+
+    def of_type(self, *types: str) -> list[tuple[dict[str, Any], bytes | None]]:
+        return [(body, key) for body, key in self.messages if body.get("event_type") in types]
+
+
+@dataclass
+class Wired:
+    broker: KafkaBroker
+    registry: FakeRegistry
+    requests: Seen
+    dead_letters: Seen
+
+
+def wired(registry: FakeRegistry | None = None) -> Wired:
+    registry = registry or FakeRegistry()
+    broker = make_broker(kafka=KafkaSettings(), client_id="t")
+    requests, dead_letters = Seen(), Seen()
+
+    @broker.subscriber(Topic.REQUESTS, group_id="spy")
+    async def spy(body: dict[str, Any], message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        requests.messages.append((body, record.key))
+
+    @broker.subscriber(dead_letter_topic(Topic.REQUESTS), group_id="dlq-spy")
+    async def dlq_spy(body: dict[str, Any], message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        dead_letters.messages.append((body, record.key))
+
+    broker.include_router(build_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker), group_id="g"))
+    return Wired(broker, registry, requests, dead_letters)
+
+
+async def publish(
+    br: KafkaBroker,
+    event: RequestSubmitted | InquiryCompleted | VerificationCompleted,
+    *,
+    timestamp_ms: int | None = None,
+) -> None:
+    await br.publish(
+        event_value(event),
+        Topic.REQUESTS,
+        key=event_key(event),
+        headers=cloudevent_headers(event, source="/test"),
+        timestamp_ms=timestamp_ms,
+    )
+
+
+def test_inquiry_subscriber_commits_only_after_success() -> None:
+    w = wired()
+    [subscriber] = [s for s in w.broker.subscribers if s.group_id == "g"]  # type: ignore[attr-defined]
+    assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
+
+
+async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code() -> None:
+    w = wired()
+    event = submitted()
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+    outcomes = w.requests.of_type("InquiryCompleted", "VerificationCompleted")
+    assert [body["event_type"] for body, _ in outcomes] == ["InquiryCompleted", "VerificationCompleted"]
+    assert all(key == event.tracking_code.encode() for _, key in outcomes)
+    inquiry, verification = (parse_request_event(body) for body, _ in outcomes)
+    assert isinstance(inquiry, InquiryCompleted)
+    assert isinstance(verification, VerificationCompleted)
+    assert inquiry.caused_by == verification.caused_by == event.event_id
+    assert inquiry.outcome is InquiryOutcome.PASSED
+    assert verification.next_step is NextStep.APPROVE
+    assert w.registry.calls == [(NATIONAL_ID, BIRTH_DATE)]
+    assert w.dead_letters.messages == []
+
+
+async def test_redelivered_submission_publishes_the_same_event_ids() -> None:
+    w = wired()
+    event = submitted()
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+        await publish(br, event)
+    ids = [body["event_id"] for body, _ in w.requests.of_type("InquiryCompleted", "VerificationCompleted")]
+    assert len(ids) == 4
+    assert ids[:2] == ids[2:]
+
+
+@pytest.mark.parametrize("kind", ["InquiryCompleted", "VerificationCompleted"])
+async def test_other_request_events_are_skipped_without_calling_the_agency(kind: str) -> None:
+    w = wired()
+    cause = submitted()
+    other: InquiryCompleted | VerificationCompleted
+    if kind == "InquiryCompleted":
+        other = InquiryCompleted(
+            tracking_code=cause.tracking_code,
+            caused_by=cause.event_id,
+            inquiry="identity",
+            agency="civil-registry",
+            outcome=InquiryOutcome.PASSED,
+        )
+    else:
+        other = VerificationCompleted(
+            tracking_code=cause.tracking_code, caused_by=cause.event_id, next_step=NextStep.APPROVE
+        )
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, other)
+    assert w.registry.calls == []
+    assert [body["event_id"] for body, _ in w.requests.messages] == [other.event_id]
+    assert w.dead_letters.messages == []
+
+
+async def test_submission_appended_after_accept_by_is_skipped() -> None:
+    w = wired()
+    event = submitted()
+    late = int(event.accept_by.timestamp() * 1000) + 1_000
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event, timestamp_ms=late)
+    assert w.registry.calls == []
+    assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
+
+
+async def test_unavailable_agency_still_concludes_the_verification() -> None:
+    w = wired(FakeRegistry(error=AgencyUnavailable("HTTP 503")))
+    event = submitted()
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+    [(body, key)] = w.requests.of_type("VerificationCompleted")
+    assert body["next_step"] == NextStep.AGENCY_REVIEW.value
+    assert key == event.tracking_code.encode()
+
+
+async def test_submission_for_an_unknown_service_is_dead_lettered() -> None:
+    w = wired()
+    event = submitted(service_id="no-such-service")
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+    assert w.registry.calls == []
+    assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
+    [(body, key)] = w.dead_letters.messages
+    assert body["event_id"] == event.event_id
+    assert key == event.tracking_code.encode()

@@ -1,0 +1,361 @@
+"""intake's HTTP API in memory: the app is built without its lifespan (no Kafka) and its publish is faked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.structs import RecordMetadata, TopicPartition
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.intake.app import create_app
+from services.intake.settings import IntakeSettings
+from services.intake.wiring import Intake
+from shared.domain.digits import to_persian_digits
+from shared.domain.identity import make_valid_national_id
+from shared.domain.tracking_code import format_for_display, parse_tracking_code
+from shared.events import LOG_APPEND_TIME_TYPE, Language, RequestSubmitted
+from shared.topics import Topic
+
+SERVICE_ID = "birth-certificate-duplicate"
+NATIONAL_ID = make_valid_national_id("001234567")
+PROBLEM_JSON = "application/problem+json"
+
+
+def body(**applicant: Any) -> dict[str, Any]:
+    return {
+        "service_id": SERVICE_ID,
+        "applicant": {
+            "national_id": NATIONAL_ID,
+            "mobile": "09121234567",
+            "email": "citizen@example.ir",
+            "birth_date": "1990-01-31",
+            **applicant,
+        },
+        "fields": {"reason": "lost"},
+    }
+
+
+def metadata(timestamp_ms: int, timestamp_type: int = LOG_APPEND_TIME_TYPE) -> RecordMetadata:
+    topic = Topic.REQUESTS.value
+    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 42, timestamp_ms, timestamp_type, 0)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass
+class FakePublish:
+    """Stands in for `Intake.publish_submission`: records each event and answers as Kafka would."""
+
+    late_by_ms: int | None = None  # None: stamped now; else appended this long after accept_by
+    error: Exception | None = None
+    hang: bool = False
+    published: list[RequestSubmitted] = field(default_factory=list)
+
+    async def __call__(self, event: RequestSubmitted) -> RecordMetadata:
+        self.published.append(event)
+        if self.error is not None:
+            raise self.error
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.late_by_ms is None:
+            return metadata(ms(datetime.now(UTC)))
+        return metadata(ms(event.accept_by) + self.late_by_ms)
+
+
+def build_app(**settings: Any) -> FastAPI:
+    return create_app(IntakeSettings(**settings), tracer_provider=TracerProvider())
+
+
+def wire(app: FastAPI, publish: FakePublish, *, connected: bool = True) -> None:
+    intake: Intake = app.state.intake
+    if connected:
+        intake.bus.connected.set()
+    intake.publish_submission = publish  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def publish() -> FakePublish:
+    return FakePublish()
+
+
+@pytest.fixture
+def app(publish: FakePublish) -> FastAPI:
+    app = build_app()
+    wire(app, publish)
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        yield client
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["title_fa"]
+    assert problem["type"].startswith("https://khedmat.ir/problems/")
+    return problem
+
+
+# --- accepted -------------------------------------------------------------------------------------
+
+
+async def test_valid_submission_is_accepted_with_a_tracking_code(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    response = await client.post("/api/v1/requests", json=body())
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    code = accepted["tracking_code"]
+    assert len(code) == 15
+    assert parse_tracking_code(code) == code
+    assert accepted["tracking_code_display"] == format_for_display(code)
+    assert accepted["service_id"] == SERVICE_ID
+    assert accepted["catalog_version"] == 1
+    assert accepted["status"] == "SUBMITTED"
+    assert len(publish.published) == 1
+    assert publish.published[0].tracking_code == code
+
+
+async def test_published_event_carries_the_normalised_submission(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    before = datetime.now(UTC)
+    response = await client.post(
+        "/api/v1/requests",
+        json=body(
+            national_id=to_persian_digits(NATIONAL_ID),
+            mobile="+989121234567",
+            birth_date=to_persian_digits("1990-01-31"),
+            language="en",
+        ),
+    )
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert event.event_type == "RequestSubmitted"
+    assert event.service_id == SERVICE_ID
+    assert event.catalog_version == 1
+    assert event.agency == "civil-registry"
+    assert event.applicant.national_id == NATIONAL_ID
+    assert event.applicant.mobile == "09121234567"
+    assert event.applicant.email == "citizen@example.ir"
+    assert event.applicant.birth_date == date(1990, 1, 31)
+    assert event.applicant.language is Language.EN
+    assert event.fields == {"reason": "lost"}
+    assert before + timedelta(seconds=4) < event.accept_by <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+async def test_each_submission_gets_its_own_tracking_code(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    codes = set()
+    for _ in range(5):
+        response = await client.post("/api/v1/requests", json=body())
+        assert response.status_code == 202
+        codes.add(response.json()["tracking_code"])
+    assert len(codes) == 5
+    assert len({event.event_id for event in publish.published}) == 5
+
+
+async def test_submission_appended_exactly_at_accept_by_is_accepted() -> None:
+    publish = FakePublish(late_by_ms=0)
+    app = build_app()
+    wire(app, publish)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body())
+    assert response.status_code == 202
+
+
+async def test_create_time_stamp_is_accepted_however_late() -> None:
+    # Without LogAppendTime the broker never said when it appended, so the submission counts.
+    publish = FakePublish()
+
+    async def create_time(event: RequestSubmitted) -> RecordMetadata:
+        publish.published.append(event)
+        return metadata(ms(event.accept_by) + 60_000, timestamp_type=0)
+
+    app = build_app()
+    wire(app, publish)
+    app.state.intake.publish_submission = create_time
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body())
+    assert response.status_code == 202
+
+
+# --- refused input --------------------------------------------------------------------------------
+
+
+async def test_invalid_fields_are_a_422_problem_naming_each_field(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    wrong_check_digit = NATIONAL_ID[:-1] + str((int(NATIONAL_ID[-1]) + 1) % 10)
+    bad = body(national_id=wrong_check_digit, mobile="12345")
+    bad["fields"] = {"colour": "blue"}
+    response = await client.post("/api/v1/requests", json=bad)
+    problem = assert_problem(response, 422)
+    fields = {error["field"]: error for error in problem["errors"]}
+    assert set(fields) == {"applicant.national_id", "applicant.mobile", "fields.colour", "fields.reason"}
+    assert fields["applicant.national_id"]["code"] == "national_id_check_digit"
+    assert all(error["message_fa"] and error["message_en"] for error in problem["errors"])
+    assert publish.published == []
+
+
+async def test_problem_does_not_echo_the_national_id(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/requests", json=body(mobile="12345"))
+    assert_problem(response, 422)
+    assert NATIONAL_ID not in response.text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"service_id": SERVICE_ID, "fields": {"reason": "lost"}},
+        {"service_id": SERVICE_ID, "applicant": "me", "fields": {}},
+        {"service_id": SERVICE_ID, "applicant": {"national_id": NATIONAL_ID}, "fields": {}},
+        {**body(), "extra": 1},
+        {**body(language="de")},
+        {**body(), "fields": {"reason": 42}},
+        [],
+    ],
+    ids=["no-applicant", "applicant-not-object", "applicant-incomplete", "extra-key", "bad-language", "bad-field", "list"],
+)
+async def test_malformed_body_is_a_422_problem_not_a_500(
+    client: httpx.AsyncClient, publish: FakePublish, payload: Any
+) -> None:
+    response = await client.post("/api/v1/requests", json=payload)
+    problem = assert_problem(response, 422)
+    assert problem["errors"]
+    assert all(error["field"] and error["message_fa"] for error in problem["errors"])
+    assert publish.published == []
+
+
+async def test_missing_applicant_is_named_in_the_problem(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/requests", json={"service_id": SERVICE_ID, "fields": {}})
+    problem = assert_problem(response, 422)
+    assert [(error["field"], error["code"]) for error in problem["errors"]] == [("applicant", "missing")]
+
+
+async def test_body_that_is_not_json_is_a_422_problem(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/requests", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)
+
+
+async def test_unknown_service_is_a_404_problem(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    response = await client.post("/api/v1/requests", json={**body(), "service_id": "no-such-service"})
+    problem = assert_problem(response, 404)
+    assert [error["field"] for error in problem["errors"]] == ["service_id"]
+    assert "no-such-service" in problem["detail"]
+    assert publish.published == []
+
+
+# --- the bus cannot take it: 503 ------------------------------------------------------------------
+
+
+async def test_disconnected_bus_is_a_503_problem_with_retry_after() -> None:
+    publish = FakePublish()
+    app = build_app()
+    wire(app, publish, connected=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body())
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+    assert publish.published == []
+
+
+async def test_failed_publish_is_a_503_problem_with_retry_after() -> None:
+    publish = FakePublish(error=ConnectionError("kafka is down"))
+    app = build_app()
+    wire(app, publish)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body())
+    problem = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+    assert "kafka is down" not in response.text
+    assert problem["detail_fa"]
+    assert len(publish.published) == 1
+
+
+async def test_submission_appended_after_accept_by_is_a_503_problem() -> None:
+    publish = FakePublish(late_by_ms=1)
+    app = build_app()
+    wire(app, publish)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body())
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_publish_that_never_returns_is_a_503_problem_in_bounded_time() -> None:
+    publish = FakePublish(hang=True)
+    app = build_app(accept_window_s=0.05, accept_grace_s=0.0)
+    wire(app, publish)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        async with asyncio.timeout(5):
+            response = await client.post("/api/v1/requests", json=body())
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+# --- the catalog ----------------------------------------------------------------------------------
+
+
+async def test_service_list_shows_the_seeded_service(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/services")
+    assert response.status_code == 200
+    services = response.json()
+    assert [service["id"] for service in services] == [SERVICE_ID]
+    [summary] = services
+    assert summary == {
+        "id": SERVICE_ID,
+        "version": 1,
+        "agency": "civil-registry",
+        "title_fa": "صدور المثنی شناسنامه",
+        "title_en": "Duplicate birth certificate",
+        "duration_working_days": 5,
+        "fee_rials": 0,
+    }
+
+
+async def test_service_definition_is_published_in_full(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await client.get(f"/api/v1/services/{SERVICE_ID}")
+    assert response.status_code == 200
+    definition = response.json()
+    assert definition["id"] == SERVICE_ID
+    assert definition["version"] == 1
+    assert [field["name"] for field in definition["fields"]] == ["reason"]
+    assert [inquiry["id"] for inquiry in definition["inquiries"]] == ["identity"]
+    assert definition["decision"] == "automatic"
+    assert definition["laws"] and definition["steps"] and definition["complaint_procedure"]["fa"]
+    assert definition == app.state.intake.catalog.get(SERVICE_ID).model_dump(mode="json")
+
+
+async def test_unknown_service_definition_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/services/no-such-service")
+    problem = assert_problem(response, 404)
+    assert problem["errors"][0]["code"] == "unknown_service"
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/api/v1/nothing-here"), 404)
+
+
+async def test_catalog_reads_work_while_the_bus_is_down() -> None:
+    app = build_app()
+    wire(app, FakePublish(), connected=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        assert (await client.get("/api/v1/services")).status_code == 200
+        assert (await client.get(f"/api/v1/services/{SERVICE_ID}")).status_code == 200
