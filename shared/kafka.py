@@ -122,7 +122,7 @@ class DeadLetterPolicy:
         )
 
 
-class _DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+class _DeadLetterMiddleware(BaseMiddleware):
     def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetterPolicy) -> None:
         super().__init__(msg, context=context)
         self.policy = policy

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from opentelemetry import propagate
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.domain.state_machine import Applied, Flags, RequestState, apply
 from shared.envelope import cloudevent_headers
@@ -67,7 +68,7 @@ async def fold_event(
             return None
 
         duplicate = await session.scalar(
-            select(TimelineEntry.id).where(
+            select(TimelineEntry.id).where(  # type: ignore[call-overload]
                 TimelineEntry.tracking_code == event.tracking_code, TimelineEntry.event_id == event.event_id
             )
         )
@@ -79,21 +80,31 @@ async def fold_event(
         flags = Flags(record.sla_breached, record.complaint_open) if record else Flags()
         outcome = apply(previous, trigger_for(event), flags)
         text = describe(event)
-        applied = isinstance(outcome, Applied)
+        if not isinstance(outcome, Applied):
+            session.add(
+                TimelineEntry(
+                    tracking_code=event.tracking_code,
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    occurred_at=event.occurred_at,
+                    applied=False,
+                    detail_fa=f"رویداد پذیرفته نشد: {outcome.reason}",
+                    detail_en=f"Event refused: {outcome.reason}",
+                )
+            )
+            return None
         session.add(
             TimelineEntry(
                 tracking_code=event.tracking_code,
                 event_id=event.event_id,
                 event_type=event.event_type,
                 occurred_at=event.occurred_at,
-                applied=applied,
-                status_after=outcome.state.value if applied else None,
-                detail_fa=text.detail_fa if applied else f"رویداد پذیرفته نشد: {outcome.reason}",
-                detail_en=text.detail_en if applied else f"Event refused: {outcome.reason}",
+                applied=True,
+                status_after=outcome.state.value,
+                detail_fa=text.detail_fa,
+                detail_en=text.detail_en,
             )
         )
-        if not isinstance(outcome, Applied):
-            return None
         if record is None:
             assert isinstance(event, RequestSubmitted)  # only SUBMIT applies to no request
             record = RequestRecord(

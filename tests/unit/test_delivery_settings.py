@@ -44,7 +44,7 @@ def test_every_subscriber_of_every_service_commits_only_after_success(service: s
     app = FACTORIES[service]()
     broker: KafkaBroker = app.state.bus.broker
     for subscriber in broker.subscribers:
-        assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR, subscriber  # type: ignore[attr-defined]
+        assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR, subscriber
         assert subscriber._connection_args["enable_auto_commit"] is False  # type: ignore[attr-defined]
     if service != "intake":
         assert broker.subscribers, f"{service} consumes something"

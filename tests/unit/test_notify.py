@@ -734,7 +734,7 @@ async def test_smtp_send_is_traced_without_personal_data(monkeypatch: pytest.Mon
             )
         return {}, "OK"
 
-    monkeypatch.setattr(notify_adapters.aiosmtplib, "send", fake_send)
+    monkeypatch.setattr(aiosmtplib, "send", fake_send)
     sender = _smtp(provider)
     assert (
         await sender.send(to="citizen@example.ir", subject="s", body="b", message_key="k")
@@ -785,9 +785,9 @@ async def test_smtp_errors_are_classified(
     raised_error = errors.get(error, error) if isinstance(error, str) else error
 
     async def fake_send(message: Any, **kwargs: Any) -> None:
-        raise raised_error
+        raise raised_error  # type: ignore[misc]
 
-    monkeypatch.setattr(notify_adapters.aiosmtplib, "send", fake_send)
+    monkeypatch.setattr(aiosmtplib, "send", fake_send)
     with pytest.raises(EmailSendError) as raised:
         await _smtp().send(to="someone@example.ir", subject="s", body="b", message_key="k")
     assert raised.value.retryable is retryable

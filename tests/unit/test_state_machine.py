@@ -24,7 +24,7 @@ T = Trigger
 FLAG_TRIGGERS = {T.FILE_COMPLAINT, T.RESOLVE_COMPLAINT, T.BREACH_SLA}
 
 # The expected state changes, written out by hand from DESIGN.md §4 (flags are checked separately).
-EXPECTED_MOVES = {
+EXPECTED_MOVES: dict[tuple[RequestState | None, Trigger], RequestState] = {
     (None, T.SUBMIT): S.SUBMITTED,
     (S.SUBMITTED, T.REQUIRE_PAYMENT): S.AWAITING_PAYMENT,
     (S.AWAITING_PAYMENT, T.CONFIRM_PAYMENT): S.VERIFYING,

@@ -1,0 +1,59 @@
+"""`python -m shared.apidocs`: write the published API documents (AsyncAPI for the bus, OpenAPI per HTTP API).
+
+Agencies read these, not our source; tests/contract checks that the committed copies match the code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from faststream.specification import AsyncAPI
+
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
+
+
+def build_documents() -> dict[str, dict[str, Any]]:
+    """Every published document, by file name, generated from the running code's definitions."""
+    from services.inquiry.app import create_app as create_inquiry
+    from services.intake.app import create_app as create_intake
+    from services.notify.app import create_app as create_notify
+    from services.tracking.app import create_app as create_tracking
+
+    apps = {
+        "intake": create_intake(),
+        "inquiry": create_inquiry(),
+        "tracking": create_tracking(),
+        "notify": create_notify(),
+    }
+    documents: dict[str, dict[str, Any]] = {}
+    for name, app in apps.items():
+        spec = AsyncAPI(
+            app.state.bus.broker,
+            title=f"Khedmat {name} events",
+            version=app.version,
+            description=f"What {name} consumes from and publishes to Kafka (CloudEvents 1.0, binary mode).",
+        )
+        documents[f"asyncapi-{name}.json"] = json.loads(spec.to_specification().to_json())
+        if name in {"intake", "tracking"}:
+            documents[f"openapi-{name}.json"] = app.openapi()
+    return documents
+
+
+def render(document: dict[str, Any]) -> str:
+    """A document as stable, reviewable JSON text."""
+    return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    DOCS_DIR.mkdir(parents=True, exist_ok=True)
+    for file_name, document in build_documents().items():
+        (DOCS_DIR / file_name).write_text(render(document), encoding="utf-8")
+        print(f"wrote docs/api/{file_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
