@@ -163,6 +163,15 @@ _request_event_adapter: TypeAdapter[RequestEvent] = TypeAdapter(RequestEvent)
 _status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
 
 
+REQUEST_EVENT_TYPES = frozenset({"RequestSubmitted", "InquiryCompleted", "VerificationCompleted"})
+"""The `desk.requests` event types this build understands; newer ones are skipped, not dead-lettered."""
+
+
+def is_known_request_event(payload: dict[str, Any]) -> bool:
+    """Whether this build knows the event's type (forward compatibility: producers may be newer)."""
+    return payload.get("event_type") in REQUEST_EVENT_TYPES
+
+
 def upcast(payload: dict[str, Any]) -> dict[str, Any]:
     """Bring an older schema version of an event up to the current one (none are older than v1 yet)."""
     return payload

@@ -8,6 +8,7 @@ only after its handler succeeded; failures back off before redelivery and end on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -193,10 +194,9 @@ async def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
             if spec.name not in existing
         ]
         if missing:
-            try:
+            # Another replica may win the race; the topic is there, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica won the race; the topic is there, which is all we need
         configured = [
             ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs)
             for spec in topics

@@ -77,10 +77,11 @@ class HttpCivilRegistry:
                     "/civil-registry/v1/identity",
                     {"national_id": national_id, "birth_date": birth_date.isoformat()},
                 )
-        try:
-            return IdentityAnswer(match=bool(answer["match"]), alive=bool(answer["alive"]))
-        except KeyError as error:
-            raise AgencyRefused("malformed answer") from error
+        match, alive = answer.get("match"), answer.get("alive")
+        # Only real booleans: bool("false") is True, and a garbled answer must never pass an identity check.
+        if not isinstance(match, bool) or not isinstance(alive, bool):
+            raise AgencyRefused("malformed answer")
+        return IdentityAnswer(match=match, alive=alive)
 
 
 def make_agency_client(base_url: str, *, timeout_s: float) -> httpx.AsyncClient:

@@ -44,6 +44,8 @@ def build_router(deps: Inquiry, *, group_id: str) -> KafkaRouter:
         description="Runs the inquiries a submitted request needs; other request events are skipped.",
     )
     async def on_request_event(body: dict[str, Any], message: KafkaMessage) -> None:
+        if body.get("event_type") != "RequestSubmitted":
+            return  # other lifecycle events, including types newer than this build, are not inquiry's
         event = parse_request_event(body)
         if not isinstance(event, RequestSubmitted):
             return

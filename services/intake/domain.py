@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from pydantic import EmailStr, TypeAdapter, ValidationError
+
 from shared.catalog import FieldKind, ServiceDefinition
 from shared.domain.digits import normalize_digits
 from shared.domain.identity import (
@@ -34,6 +36,18 @@ class ValidSubmission:
 
     applicant: Applicant
     fields: dict[str, str]
+
+
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
+
+
+def is_valid_email(value: str) -> bool:
+    """The same rule the Applicant event applies (email-validator's syntax check, no DNS lookup)."""
+    try:
+        _EMAIL.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def parse_iso_date(value: str) -> date | None:
@@ -102,7 +116,7 @@ def validate_submission(
                 "تاریخ تولد باید تاریخی واقعی در گذشته و به شکل YYYY-MM-DD باشد.",
             )
         )
-    if email is not None and ("@" not in email or email.startswith("@") or email.endswith("@")):
+    if email is not None and not is_valid_email(email):
         errors.append(
             FieldError("applicant.email", "email_format", "The email address is not valid.", "نشانی ایمیل معتبر نیست.")
         )

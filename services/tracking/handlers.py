@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.events import RequestSubmitted, StatusChanged, parse_request_event
+from shared.events import RequestSubmitted, StatusChanged, is_known_request_event, parse_request_event
 from shared.kafka import make_router
 from shared.topics import Topic
 
@@ -23,6 +24,9 @@ class Tracking:
     sessions: Sessions
     lookup_key: bytes
     relay: OutboxRelay
+
+
+log = logging.getLogger(__name__)
 
 
 def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
@@ -40,6 +44,16 @@ def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
     async def on_request_event(body: dict[str, Any], message: KafkaMessage) -> None:
         record = message.raw_message
         assert not isinstance(record, tuple)
+        if not is_known_request_event(body):
+            # A newer producer's event type: record nothing we cannot interpret, and do not block the partition.
+            log.warning(
+                "skipping unknown event type %r at %s[%d]@%d",
+                body.get("event_type"),
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            return
         event = parse_request_event(body)
         change = await fold_event(
             sessions=deps.sessions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ class OutboxRelay:
                     row.value.encode(), row.topic, key=row.key.encode(), headers=json.loads(row.headers)
                 )
             async with self.sessions() as session, session.begin():
-                await session.execute(
+                await session.exec(
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
                     .values(published_at=datetime.now(UTC))
@@ -66,8 +67,6 @@ class OutboxRelay:
                 log.warning("outbox relay failed, retrying: %s", scrub(repr(error)))
                 await asyncio.sleep(self.poll_s)
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
-            except TimeoutError:
-                pass
             self.wakeup.clear()

@@ -55,7 +55,7 @@ class Trigger(StrEnum):
 S = RequestState
 T = Trigger
 _BEFORE_DECISION = (S.SUBMITTED, S.AWAITING_PAYMENT, S.VERIFYING, S.NEEDS_CORRECTION, S.IN_REVIEW)
-_OPEN = _BEFORE_DECISION + (S.APPROVED,)
+_OPEN = (*_BEFORE_DECISION, S.APPROVED)
 
 # The whole table. `None` as the source is "no request yet". Anything absent is refused.
 TRANSITIONS: dict[tuple[RequestState | None, Trigger], RequestState] = {

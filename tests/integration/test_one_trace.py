@@ -162,10 +162,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
     assert any(s.resource.attributes["service.name"] == "inquiry" for s in clients)
     assert any(s.resource.attributes["service.name"] == "notify" for s in clients)
     notify_status = [
-        s
-        for s in consumers
-        if s.resource.attributes["service.name"] == "notify"
-        and destination(s) == "desk.status"
+        s for s in consumers if s.resource.attributes["service.name"] == "notify" and destination(s) == "desk.status"
     ]
     assert len(notify_status) >= 3, "notify's consumption of each StatusChanged is in the request's trace"
     relays = [s for s in by_id.values() if s.name == "desk.status outbox relay"]

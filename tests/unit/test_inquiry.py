@@ -25,7 +25,8 @@ from services.inquiry.adapters import (
 from services.inquiry.domain import InquiryResult, decide
 from services.inquiry.handlers import Inquiry, build_router
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
-from shared.catalog import Catalog, DecisionMode, Inquiry as CatalogInquiry, ServiceDefinition, load_catalog
+from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
+from shared.catalog import Inquiry as CatalogInquiry
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
@@ -76,7 +77,7 @@ def submitted(*, service_id: str = SERVICE_ID, accept_by: datetime | None = None
 class FakeRegistry:
     """A civil registry answering from memory, counting its calls."""
 
-    answer: IdentityAnswer = IdentityAnswer(match=True, alive=True)
+    answer: IdentityAnswer = field(default_factory=lambda: IdentityAnswer(match=True, alive=True))
     error: Exception | None = None
     calls: list[tuple[str, date]] = field(default_factory=list)
 
@@ -90,8 +91,10 @@ class FakeRegistry:
 # --- the verdict ----------------------------------------------------------------------------------
 
 
-def result(outcome: InquiryOutcome, inquiry: str = "identity", **reasons: str) -> InquiryResult:
-    return InquiryResult(inquiry, "civil-registry", outcome, **reasons)
+def result(
+    outcome: InquiryOutcome, inquiry: str = "identity", *, reason_fa: str | None = None, reason_en: str | None = None
+) -> InquiryResult:
+    return InquiryResult(inquiry, "civil-registry", outcome, reason_fa=reason_fa, reason_en=reason_en)
 
 
 def reviewed_service() -> ServiceDefinition:
@@ -277,6 +280,15 @@ async def test_unusable_answer_is_refused_without_retry(
     with pytest.raises(AgencyRefused):
         await check(registry)
     assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0.5, [False]])
+async def test_non_boolean_answer_is_refused(
+    agency: Callable[..., tuple[HttpCivilRegistry, Script]], value: object
+) -> None:
+    registry, _ = agency(answer(match=value, alive=value))
+    with pytest.raises(AgencyRefused):
+        await check(registry)
 
 
 async def test_answer_just_under_the_size_limit_is_accepted(
@@ -553,6 +565,15 @@ async def test_other_request_events_are_skipped_without_calling_the_agency(kind:
         await publish(br, other)
     assert w.registry.calls == []
     assert [body["event_id"] for body, _ in w.requests.messages] == [other.event_id]
+    assert w.dead_letters.messages == []
+
+
+async def test_event_type_added_after_this_build_is_skipped_not_dead_lettered() -> None:
+    w = wired()
+    code = CODES.next_code()
+    async with TestKafkaBroker(w.broker) as br:
+        await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.REQUESTS)
+    assert w.registry.calls == []
     assert w.dead_letters.messages == []
 
 

@@ -229,7 +229,15 @@ async def test_problem_does_not_echo_the_national_id(client: httpx.AsyncClient) 
         {**body(), "fields": {"reason": 42}},
         [],
     ],
-    ids=["no-applicant", "applicant-not-object", "applicant-incomplete", "extra-key", "bad-language", "bad-field", "list"],
+    ids=[
+        "no-applicant",
+        "applicant-not-object",
+        "applicant-incomplete",
+        "extra-key",
+        "bad-language",
+        "bad-field",
+        "list",
+    ],
 )
 async def test_malformed_body_is_a_422_problem_not_a_500(
     client: httpx.AsyncClient, publish: FakePublish, payload: Any
@@ -241,6 +249,17 @@ async def test_malformed_body_is_a_422_problem_not_a_500(
     assert publish.published == []
 
 
+async def test_email_the_applicant_model_refuses_is_a_422_problem_not_a_500(publish: FakePublish) -> None:
+    app = build_app()
+    wire(app, publish)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        response = await client.post("/api/v1/requests", json=body(email="a@b"))
+    problem = assert_problem(response, 422)
+    assert [error["field"] for error in problem["errors"]] == ["applicant.email"]
+    assert publish.published == []
+
+
 async def test_missing_applicant_is_named_in_the_problem(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/requests", json={"service_id": SERVICE_ID, "fields": {}})
     problem = assert_problem(response, 422)
@@ -248,9 +267,7 @@ async def test_missing_applicant_is_named_in_the_problem(client: httpx.AsyncClie
 
 
 async def test_body_that_is_not_json_is_a_422_problem(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/api/v1/requests", content=b"{not json", headers={"content-type": "application/json"}
-    )
+    response = await client.post("/api/v1/requests", content=b"{not json", headers={"content-type": "application/json"})
     assert_problem(response, 422)
 
 

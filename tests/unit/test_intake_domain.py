@@ -175,6 +175,12 @@ def test_bad_email_is_reported(email: str) -> None:
     assert (error.field, error.code) == ("applicant.email", "email_format")
 
 
+@pytest.mark.parametrize("email", ["a@b", "citizen@localhost", "a b@example.ir", "x@@example.ir"])
+def test_email_the_applicant_model_refuses_is_reported_as_a_field_error(email: str) -> None:
+    error = only_error(validate(email=email))
+    assert (error.field, error.code) == ("applicant.email", "email_format")
+
+
 def test_unknown_field_is_reported() -> None:
     error = only_error(validate(fields={"reason": "lost", "colour": "blue"}))
     assert (error.field, error.code) == ("fields.colour", "unknown_field")

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from sandbox.sms_gateway import SmsOutbox, create_sms_gateway_app
-from services.notify import adapters as notify_adapters
 from services.notify.adapters import (
     WIRE_POLICY,
     EmailSendError,
@@ -75,13 +74,9 @@ MOBILE = "09121234567"
 SERVICE_ID = "birth-certificate-duplicate"
 QUICK = SendPolicy(first_wait_s=0, max_wait_s=0)
 LONG_SERVICE_FA = "صدور المثنی گواهی‌نامهٔ پایان خدمت وظیفهٔ عمومی و کارت معافیت دائم"
-LONG_SERVICE_EN = (
-    "Issuance of a duplicate military service completion card and permanent exemption certificate"
-)
+LONG_SERVICE_EN = "Issuance of a duplicate military service completion card and permanent exemption certificate"
 LONG_REASON_FA = "مدارک هویتی بارگذاری‌شده با اطلاعات ثبت احوال مطابقت ندارد و تصویر شناسنامه ناخواناست"
-LONG_REASON_EN = (
-    "The uploaded identity documents do not match the civil registry records and the scan is unreadable"
-)
+LONG_REASON_EN = "The uploaded identity documents do not match the civil registry records and the scan is unreadable"
 
 _codes = TrackingCodeGenerator(key=b"k" * 32, replica_id=1)
 
@@ -205,12 +200,8 @@ def broker(notify: Notify) -> KafkaBroker:
     return broker
 
 
-async def publish(
-    br: KafkaBroker, event: RequestSubmitted | StatusChanged | InquiryCompleted, topic: Topic
-) -> None:
-    await br.publish(
-        event_value(event), topic, key=event_key(event), headers=cloudevent_headers(event, source="/test")
-    )
+async def publish(br: KafkaBroker, event: RequestSubmitted | StatusChanged | InquiryCompleted, topic: Topic) -> None:
+    await br.publish(event_value(event), topic, key=event_key(event), headers=cloudevent_headers(event, source="/test"))
 
 
 async def notifications(sessions: Sessions, code: str) -> list[Notification]:
@@ -298,17 +289,13 @@ async def test_no_email_when_contact_has_none(
     assert [row.channel for row in await notifications(sessions, code)] == ["sms"]
 
 
-async def test_english_applicant_gets_english_text(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail
-) -> None:
+async def test_english_applicant_gets_english_text(broker: KafkaBroker, sms: FakeSms, email: FakeEmail) -> None:
     code = new_code()
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code, language=Language.EN), Topic.REQUESTS)
         await publish(
             br,
-            status_changed(
-                code, RequestState.REJECTED, reason_fa="مدارک ناقص است", reason_en="Documents missing"
-            ),
+            status_changed(code, RequestState.REJECTED, reason_fa="مدارک ناقص است", reason_en="Documents missing"),
             Topic.STATUS,
         )
     assert "Duplicate birth certificate" in sms.sent[0]["message"]
@@ -317,9 +304,7 @@ async def test_english_applicant_gets_english_text(
     assert "rejected" in email.sent[0]["subject"]
 
 
-async def test_other_request_events_are_ignored(
-    broker: KafkaBroker, sms: FakeSms, sessions: Sessions
-) -> None:
+async def test_other_request_events_are_ignored(broker: KafkaBroker, sms: FakeSms, sessions: Sessions) -> None:
     code = new_code()
     inquiry = InquiryCompleted(
         tracking_code=code,
@@ -393,9 +378,7 @@ async def test_unknown_contact_raises_retryable(sessions: Sessions, renderer: Re
     assert not isinstance(raised.value, ValueError)
 
 
-async def test_retryable_failure_defers_and_resends_only_that_channel(
-    sessions: Sessions, renderer: Renderer
-) -> None:
+async def test_retryable_failure_defers_and_resends_only_that_channel(sessions: Sessions, renderer: Renderer) -> None:
     code = new_code()
     await record_contact(sessions=sessions, event=submitted(code))
     sms = FakeSms(failures=[SmsSendError("gateway down", retryable=True)] * 3)
@@ -482,10 +465,7 @@ async def test_lifecycle_never_leaves_a_final_state() -> None:
     for final in ("sent", "failed"):
         with pytest.raises(IllegalTransition):
             after_attempts(final, delivered=True, retryable=False, attempts=1, budget=9)
-    assert (
-        after_attempts("created", delivered=True, retryable=False, attempts=1, budget=9)
-        is NotificationState.SENT
-    )
+    assert after_attempts("created", delivered=True, retryable=False, attempts=1, budget=9) is NotificationState.SENT
     assert after_attempts("created", delivered=False, retryable=False, attempts=1, budget=9) == "failed"
     assert after_attempts("created", delivered=False, retryable=True, attempts=3, budget=9) == "created"
     assert after_attempts("created", delivered=False, retryable=True, attempts=9, budget=9) == "failed"
@@ -523,12 +503,8 @@ async def test_every_sms_template_within_budget(status: RequestState, with_reaso
     renderer = Renderer(_NoCatalog())  # type: ignore[arg-type]
     code = new_code()
     reasons = {"reason_fa": LONG_REASON_FA, "reason_en": LONG_REASON_EN} if with_reason else {}
-    persian = renderer.sms(
-        language="fa", event=status_changed(code, status, service_id=LONG_SERVICE_FA, **reasons)
-    )
-    english = renderer.sms(
-        language="en", event=status_changed(code, status, service_id=LONG_SERVICE_EN, **reasons)
-    )
+    persian = renderer.sms(language="fa", event=status_changed(code, status, service_id=LONG_SERVICE_FA, **reasons))
+    english = renderer.sms(language="en", event=status_changed(code, status, service_id=LONG_SERVICE_EN, **reasons))
 
     assert len(persian) <= 134, persian
     assert sms_parts(persian) <= 2
@@ -582,9 +558,7 @@ async def test_sms_client_sends_form_and_returns_message_id() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(
-            200, json={"return": {"status": 200, "message": "ok"}, "entries": [{"messageid": 42}]}
-        )
+        return httpx.Response(200, json={"return": {"status": 200, "message": "ok"}, "entries": [{"messageid": 42}]})
 
     client = _client(httpx.MockTransport(handler))
     try:
@@ -663,9 +637,7 @@ async def test_sms_client_keeps_the_key_out_of_logs_and_spans(caplog: pytest.Log
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     client = _client(_gateway(200, {"return": {"status": 200}, "entries": [{"messageid": 1}]}))
-    HTTPXClientInstrumentor.instrument_client(
-        client.http, tracer_provider=provider, request_hook=client.redact_span
-    )
+    HTTPXClientInstrumentor.instrument_client(client.http, tracer_provider=provider, request_hook=client.redact_span)
     try:
         with caplog.at_level(logging.DEBUG):
             await client.send(receptor=MOBILE, message="x", local_id="1")
@@ -695,9 +667,7 @@ def _smtp(tracer_provider: TracerProvider | None = None) -> SmtpEmailSender:
 
 
 async def test_email_message_headers() -> None:
-    message = _smtp().build(
-        to="citizen@example.ir", subject="درخواست ثبت شد", body="سلام\n", message_key="e1.email"
-    )
+    message = _smtp().build(to="citizen@example.ir", subject="درخواست ثبت شد", body="سلام\n", message_key="e1.email")
     assert message["From"] == "no-reply@khedmat.example"
     assert message["To"] == "citizen@example.ir"
     assert message["Subject"] == "درخواست ثبت شد"
@@ -736,10 +706,7 @@ async def test_smtp_send_is_traced_without_personal_data(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(aiosmtplib, "send", fake_send)
     sender = _smtp(provider)
-    assert (
-        await sender.send(to="citizen@example.ir", subject="s", body="b", message_key="k")
-        == "<k@khedmat.example>"
-    )
+    assert await sender.send(to="citizen@example.ir", subject="s", body="b", message_key="k") == "<k@khedmat.example>"
     assert calls[0]["start_tls"] is False
     assert (calls[0]["sender"], calls[0]["recipients"]) == (
         "no-reply@khedmat.example",
@@ -771,9 +738,7 @@ async def test_smtp_send_is_traced_without_personal_data(monkeypatch: pytest.Mon
         ("no-starttls", False),
     ],
 )
-async def test_smtp_errors_are_classified(
-    monkeypatch: pytest.MonkeyPatch, error: Any, retryable: bool
-) -> None:
+async def test_smtp_errors_are_classified(monkeypatch: pytest.MonkeyPatch, error: Any, retryable: bool) -> None:
     import aiosmtplib
 
     errors: dict[str, Exception] = {
@@ -802,9 +767,7 @@ async def test_placeholder_sms_key_refused_outside_local_and_test() -> None:
     NotifySettings(deployment=DeploymentSettings(deployment_environment="test"))
     with pytest.raises(ValidationError):
         NotifySettings(deployment=DeploymentSettings(deployment_environment="production"))
-    NotifySettings(
-        deployment=DeploymentSettings(deployment_environment="production"), sms_api_key="a-real-secret"
-    )
+    NotifySettings(deployment=DeploymentSettings(deployment_environment="production"), sms_api_key="a-real-secret")
 
 
 async def test_notifications_route_lists_without_contact_details(tmp_path: Path) -> None:

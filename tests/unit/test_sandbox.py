@@ -77,9 +77,7 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 async def test_identity_matches_when_birth_date_equals_registered_date(agencies: httpx.AsyncClient) -> None:
     birth_date = registered_birth_date(NATIONAL_ID)
 
-    response = await agencies.post(
-        IDENTITY, json={"national_id": NATIONAL_ID, "birth_date": birth_date.isoformat()}
-    )
+    response = await agencies.post(IDENTITY, json={"national_id": NATIONAL_ID, "birth_date": birth_date.isoformat()})
 
     assert response.status_code == 200
     first_name, last_name = person_name(NATIONAL_ID)
@@ -95,9 +93,7 @@ async def test_identity_matches_when_birth_date_equals_registered_date(agencies:
 async def test_identity_mismatch_when_birth_date_differs(agencies: httpx.AsyncClient) -> None:
     wrong_date = registered_birth_date(NATIONAL_ID) + timedelta(days=1)
 
-    response = await agencies.post(
-        IDENTITY, json={"national_id": NATIONAL_ID, "birth_date": wrong_date.isoformat()}
-    )
+    response = await agencies.post(IDENTITY, json={"national_id": NATIONAL_ID, "birth_date": wrong_date.isoformat()})
 
     assert response.status_code == 200
     assert response.json()["match"] is False
@@ -144,9 +140,7 @@ async def test_identity_rejects_invalid_national_id(agencies: httpx.AsyncClient,
         b'{"national_id": "0012345679", "birth_date": "x"}',
     ],
 )
-async def test_identity_rejects_malformed_requests_with_422(
-    agencies: httpx.AsyncClient, content: bytes
-) -> None:
+async def test_identity_rejects_malformed_requests_with_422(agencies: httpx.AsyncClient, content: bytes) -> None:
     response = await agencies.post(IDENTITY, content=content, headers={"content-type": "application/json"})
 
     assert response.status_code == 422
@@ -157,14 +151,10 @@ async def test_identity_rejects_malformed_requests_with_422(
 
 
 @pytest.mark.parametrize("mobile", ["09121234567", "09351112233", "09901234567", "09120000000"])
-async def test_mobile_ownership_follows_sha256_of_id_and_number(
-    agencies: httpx.AsyncClient, mobile: str
-) -> None:
+async def test_mobile_ownership_follows_sha256_of_id_and_number(agencies: httpx.AsyncClient, mobile: str) -> None:
     expected = int(hashlib.sha256((NATIONAL_ID + mobile).encode()).hexdigest(), 16) % 10 != 0
 
-    response = await agencies.post(
-        "/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile}
-    )
+    response = await agencies.post("/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile})
 
     assert response.status_code == 200
     assert response.json() == {"owned": expected}
@@ -177,9 +167,7 @@ async def test_mobile_ownership_is_denied_for_some_numbers(agencies: httpx.Async
         if int(hashlib.sha256((NATIONAL_ID + m).encode()).hexdigest(), 16) % 10 == 0
     )
 
-    response = await agencies.post(
-        "/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile}
-    )
+    response = await agencies.post("/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile})
 
     assert response.json() == {"owned": False}
 
@@ -361,12 +349,8 @@ async def test_faults_reject_unknown_agency_with_404(agencies: httpx.AsyncClient
     assert response.json() == {"error": "unknown_agency"}
 
 
-@pytest.mark.parametrize(
-    "body", [{"error_rate": 1.5}, {"timeout_rate": -0.1}, {"latency_ms": -1}, {"eror_rate": 0.5}]
-)
-async def test_faults_reject_invalid_settings_with_422(
-    agencies: httpx.AsyncClient, body: dict[str, object]
-) -> None:
+@pytest.mark.parametrize("body", [{"error_rate": 1.5}, {"timeout_rate": -0.1}, {"latency_ms": -1}, {"eror_rate": 0.5}])
+async def test_faults_reject_invalid_settings_with_422(agencies: httpx.AsyncClient, body: dict[str, object]) -> None:
     response = await agencies.put("/control/faults/tax", json=body)
 
     assert response.status_code == 422
@@ -457,9 +441,7 @@ async def test_sms_send_accepts_json_body_and_query_parameters(sms: httpx.AsyncC
 
 
 async def test_sms_send_with_wrong_key_is_rejected_with_401(sms: httpx.AsyncClient) -> None:
-    response = await sms.post(
-        "/v1/not-the-key/sms/send.json", data={"receptor": "09121234567", "message": "hi"}
-    )
+    response = await sms.post("/v1/not-the-key/sms/send.json", data={"receptor": "09121234567", "message": "hi"})
 
     assert response.status_code == 401
     assert response.json() == {"return": {"status": 401, "message": "invalid api key"}}
@@ -475,9 +457,7 @@ async def test_sms_gateway_accepts_only_configured_api_keys() -> None:
 
 
 async def test_sms_send_to_several_receptors_returns_one_entry_each(sms: httpx.AsyncClient) -> None:
-    response = await sms.post(
-        SMS_SEND, data={"receptor": "09121234567,09351234567", "message": "x", "localid": "a,b"}
-    )
+    response = await sms.post(SMS_SEND, data={"receptor": "09121234567,09351234567", "message": "x", "localid": "a,b"})
 
     entries = response.json()["entries"]
     assert [(e["receptor"], e["localid"]) for e in entries] == [("09121234567", "a"), ("09351234567", "b")]
@@ -567,9 +547,7 @@ async def test_sms_posts_delivery_receipt_to_receipt_url() -> None:
         receipt_transport=httpx.ASGITransport(app=collector),
     )
     async with client_for(gateway) as client:
-        response = await client.post(
-            SMS_SEND, data={"receptor": "09121234567", "message": "x", "localid": "n-9"}
-        )
+        response = await client.post(SMS_SEND, data={"receptor": "09121234567", "message": "x", "localid": "n-9"})
 
     messageid = response.json()["entries"][0]["messageid"]
     assert received == [{"messageid": messageid, "localid": "n-9", "status": "delivered"}]
@@ -684,9 +662,7 @@ async def test_smtp_sink_accepts_any_credentials(smtp_sink: SmtpSink) -> None:
     message["To"] = "a@example.ir"
     message.set_content("x")
 
-    await aiosmtplib.send(
-        message, hostname="127.0.0.1", port=smtp_sink.port, username="anyone", password="anything"
-    )
+    await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port, username="anyone", password="anything")
 
     assert len(smtp_sink.store.list()) == 1
 
@@ -699,12 +675,8 @@ async def test_smtp_sink_rejects_wrong_credentials_when_configured() -> None:
 
     async with SmtpSink(MailStore(), credentials={"notify": "s3cret"}) as sink:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError):
-            await aiosmtplib.send(
-                message, hostname="127.0.0.1", port=sink.port, username="notify", password="no"
-            )
-        await aiosmtplib.send(
-            message, hostname="127.0.0.1", port=sink.port, username="notify", password="s3cret"
-        )
+            await aiosmtplib.send(message, hostname="127.0.0.1", port=sink.port, username="notify", password="no")
+        await aiosmtplib.send(message, hostname="127.0.0.1", port=sink.port, username="notify", password="s3cret")
 
         assert len(sink.store.list()) == 1
 

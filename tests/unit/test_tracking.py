@@ -53,9 +53,7 @@ T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 # --- events ---------------------------------------------------------------------------------------
 
 
-def submitted(
-    code: str | None = None, *, national_id: str = NATIONAL_ID, at: datetime = T0
-) -> RequestSubmitted:
+def submitted(code: str | None = None, *, national_id: str = NATIONAL_ID, at: datetime = T0) -> RequestSubmitted:
     return RequestSubmitted(
         tracking_code=code or CODES.next_code(),
         occurred_at=at,
@@ -159,7 +157,7 @@ async def snapshot(sessions: Sessions) -> Snapshot:
             (OutboxMessage, OutboxMessage.id),
         ):
             rows = await session.scalars(select(model).order_by(order))  # type: ignore[arg-type]
-            found[model.__tablename__] = [row.model_dump() for row in rows]  # type: ignore[attr-defined]
+            found[model.__tablename__] = [row.model_dump() for row in rows]
     return found
 
 
@@ -408,9 +406,7 @@ async def test_refused_event_redelivered_is_recorded_once(feed: Feed, sessions: 
     assert [(e.event_id, e.applied) for e in timeline] == [(stray.event_id, False)]
 
 
-async def test_inquiry_for_an_unknown_request_is_refused_and_creates_no_request(
-    feed: Feed, sessions: Sessions
-) -> None:
+async def test_inquiry_for_an_unknown_request_is_refused_and_creates_no_request(feed: Feed, sessions: Sessions) -> None:
     stray = inquiry_done(submitted())
     assert await feed.fold(stray) is None
     assert await record_of(sessions, stray.tracking_code) is None
@@ -476,7 +472,9 @@ def many_requests(rng: random.Random, count: int = 20) -> list[list[RequestEvent
     return histories
 
 
-def interleave(rng: random.Random, histories: list[list[RequestEvent]], partitions: int) -> list[tuple[int, RequestEvent]]:
+def interleave(
+    rng: random.Random, histories: list[list[RequestEvent]], partitions: int
+) -> list[tuple[int, RequestEvent]]:
     """Each request on the partition of its key, partitions read concurrently: per-request order is kept."""
     queues: dict[int, list[RequestEvent]] = {partition: [] for partition in range(partitions)}
     pending = [list(history) for history in histories]
@@ -549,9 +547,7 @@ async def test_interleaved_requests_fold_as_if_each_were_alone(tmp_path: Path, s
 # --- lookups --------------------------------------------------------------------------------------
 
 
-async def test_lookup_with_the_right_national_id_gives_the_record_and_timeline(
-    feed: Feed, sessions: Sessions
-) -> None:
+async def test_lookup_with_the_right_national_id_gives_the_record_and_timeline(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle()
     for event in events:
         await feed.fold(event)
@@ -580,7 +576,9 @@ async def test_lookup_with_another_key_finds_nothing(feed: Feed, sessions: Sessi
     event = submitted()
     await feed.fold(event)
     assert (
-        await lookup(sessions=sessions, tracking_code=event.tracking_code, national_id=NATIONAL_ID, lookup_key=b"x" * 16)
+        await lookup(
+            sessions=sessions, tracking_code=event.tracking_code, national_id=NATIONAL_ID, lookup_key=b"x" * 16
+        )
         is None
     )
 
@@ -597,7 +595,9 @@ async def test_lookup_of_a_refused_only_code_finds_nothing(feed: Feed, sessions:
     stray = inquiry_done(submitted())
     await feed.fold(stray)
     assert (
-        await lookup(sessions=sessions, tracking_code=stray.tracking_code, national_id=NATIONAL_ID, lookup_key=LOOKUP_KEY)
+        await lookup(
+            sessions=sessions, tracking_code=stray.tracking_code, national_id=NATIONAL_ID, lookup_key=LOOKUP_KEY
+        )
         is None
     )
 

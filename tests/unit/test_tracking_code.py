@@ -267,8 +267,7 @@ def test_neighbouring_numbers_of_an_issued_code_are_not_issued_codes() -> None:
 
 def test_same_id_under_another_key_gives_an_unrelated_code() -> None:
     codes = [
-        TrackingCodeGenerator(key=key, replica_id=0, clock=ScriptedClock([NOW])).next_code()
-        for key in (KEY, OTHER_KEY)
+        TrackingCodeGenerator(key=key, replica_id=0, clock=ScriptedClock([NOW])).next_code() for key in (KEY, OTHER_KEY)
     ]
     assert codes[0] != codes[1]
 
@@ -297,9 +296,7 @@ def test_burst_borrows_future_seconds_up_to_the_limit_then_raises_exhausted() ->
     # Logical seconds NOW+1 .. NOW+5 are usable while the wall clock stands at NOW.
     codes = [generator.next_code() for _ in range(5 * (MAX_SEQUENCE + 1))]
     assert len(set(codes)) == len(codes)
-    assert decode(codes[-1], KEY) == DecodedCode(
-        issued_at_second=NOW + 5, replica_id=4, sequence=MAX_SEQUENCE
-    )
+    assert decode(codes[-1], KEY) == DecodedCode(issued_at_second=NOW + 5, replica_id=4, sequence=MAX_SEQUENCE)
     with pytest.raises(TrackingCodeExhausted):
         generator.next_code()
 
