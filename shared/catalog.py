@@ -47,6 +47,26 @@ class FormField(BaseModel):
     max_length: int = Field(default=200, ge=1, le=5000)
 
 
+class DocumentFormat(StrEnum):
+    """File formats a service may accept; intake checks the content, never the name."""
+
+    PDF = "pdf"
+    JPEG = "jpeg"
+    PNG = "png"
+
+
+class RequiredDocument(BaseModel):
+    """A document the citizen uploads with the request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: Text
+    formats: list[DocumentFormat] = Field(min_length=1)
+    max_size_kb: int = Field(ge=1, le=20 * 1024)
+    mandatory: bool = True
+
+
 class Law(BaseModel):
     """A law or regulation the service rests on."""
 
@@ -104,7 +124,7 @@ class ServiceDefinition(BaseModel):
     description: Text
     steps: list[Text]
     workflow: list[Text]
-    required_documents: list[Text] = Field(default_factory=list)
+    required_documents: list[RequiredDocument] = Field(default_factory=list)
     fields: list[FormField] = Field(default_factory=list)
     laws: list[Law]
     faq: list[Faq] = Field(default_factory=list)
@@ -116,7 +136,11 @@ class ServiceDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServiceDefinition:
-        for label, names in (("field", [f.name for f in self.fields]), ("inquiry", [i.id for i in self.inquiries])):
+        for label, names in (
+            ("field", [f.name for f in self.fields]),
+            ("inquiry", [i.id for i in self.inquiries]),
+            ("document", [d.kind for d in self.required_documents]),
+        ):
             if len(names) != len(set(names)):
                 raise ValueError(f"service {self.id}: duplicate {label} names")
         return self

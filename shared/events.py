@@ -67,6 +67,17 @@ class Applicant(BaseModel):
     language: Language = Language.FA
 
 
+class DocumentRef(BaseModel):
+    """An uploaded document, by the sha256 of its content (the blob store is content-addressed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media_type: str
+    size_bytes: int = Field(ge=0)
+
+
 class RequestSubmitted(EventBase):
     """A citizen's request, accepted by intake once Kafka acknowledged it."""
 
@@ -77,6 +88,7 @@ class RequestSubmitted(EventBase):
     agency: str
     applicant: Applicant
     fields: dict[str, str] = Field(default_factory=dict)
+    documents: list[DocumentRef] = Field(default_factory=list)
     # intake promises the citizen an answer by this time: a record Kafka appended later was refused (503).
     accept_by: datetime
 

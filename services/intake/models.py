@@ -27,6 +27,8 @@ class SubmissionIn(BaseModel):
     service_id: str = Field(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])
     applicant: ApplicantIn
     fields: dict[str, str] = Field(default_factory=dict)
+    # Document kind → the id (sha256) that `POST /api/v1/documents` returned for the uploaded file.
+    documents: dict[str, str] = Field(default_factory=dict)
 
 
 class SubmissionAccepted(BaseModel):
