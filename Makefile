@@ -44,16 +44,23 @@ lint: setup ## ruff (lint and format check)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup ## mypy (strict on shared/ and every domain.py)
-	$(VENV)/bin/mypy shared services sandbox tests
+	$(VENV)/bin/mypy shared services sandbox tests bench
 
 test-fast: setup ## Unit and contract tests: no servers, the inner loop
 	$(PYTEST) -q tests/unit tests/contract
 
-test: setup lint typecheck infra-up ## Every suite (unit, contract, integration, e2e, chaos) on real servers
+test: setup lint typecheck ## Every suite (unit, contract, integration, e2e, chaos) on real servers of their own
 	$(PYTEST) -q $(SUITES)
+
+test-servers-down: ## Stop the Kafka and Redis that the tests started (ports 19092 and 16380)
+	$(PY) -m tests.infra
+
+bench: infra-up ## Benchmarks (ratios against a raw baseline measured in the same run); see docs/PERFORMANCE.md
+	$(PY) -m bench.intake_bench
 
 clean: ## Remove the venv, caches and local server data (stops the servers first)
 	-deploy/local/down.sh
+	-$(PY) -m tests.infra
 	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help setup lock infra-up infra-down run lint typecheck test-fast test clean
+.PHONY: help setup lock infra-up infra-down run lint typecheck test-fast test test-servers-down bench clean

@@ -1,28 +1,57 @@
 """The service catalog: each service's published definition, loaded from versioned YAML files and validated.
 
 intake publishes it to citizens and validates submissions against it; inquiry reads which inquiries a
-service needs and how its decision is made. A change to a service is a new `version`; a request records
-the version it was submitted under.
+service needs and how its decision is made. Every change to a service is a new version, kept as
+`catalog/services/<id>/v<N>.yaml` beside the older ones (a request records the version it was submitted
+under, so an old version must stay readable); the agencies live in `catalog/agencies.yaml`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+
+from shared.domain.digits import to_persian_digits
+from shared.domain.persian import fold
 
 DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog" / "services"
+AGENCIES_FILE_NAME = "agencies.yaml"
+
+_VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.yaml")
+_SEARCH_TOKEN = re.compile(r"\w+")
+
+
+class CatalogError(ValueError):
+    """A catalog file is missing, malformed or inconsistent; the message names the file."""
+
+
+# Unknown keys are refused everywhere: a misspelt key in a YAML file would otherwise vanish silently from
+# what citizens are shown.
+_STRICT = ConfigDict(frozen=True, extra="forbid")
 
 
 class Text(BaseModel):
     """A text in Persian and English."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
-    fa: str
-    en: str
+    fa: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class Agency(BaseModel):
+    """A government agency that offers services or answers inquiries."""
+
+    model_config = _STRICT
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    name: Text
 
 
 class FieldKind(StrEnum):
@@ -35,16 +64,37 @@ class FieldKind(StrEnum):
     NUMBER = "number"
 
 
-class FormField(BaseModel):
-    """One field of the service's form."""
+# What intake enforces for each kind (services/intake/domain.py), told to the citizen before they type.
+_KIND_RULES: dict[FieldKind, tuple[str, str]] = {
+    FieldKind.TEXT: ("متن، حداکثر {n} نویسه", "text, at most {n} characters"),
+    FieldKind.DATE: ("تاریخ میلادی به شکل YYYY-MM-DD", "a Gregorian date written YYYY-MM-DD"),
+    FieldKind.POSTAL_CODE: ("کد پستی ۱۰ رقمی", "a 10-digit postal code"),
+    FieldKind.NATIONAL_ID: ("کد ملی ۱۰ رقمی با رقم کنترل درست", "a 10-digit national ID with a valid check digit"),
+    FieldKind.NUMBER: ("فقط رقم، حداکثر {n} رقم", "digits only, at most {n}"),
+}
 
-    model_config = ConfigDict(frozen=True)
+
+class FormField(BaseModel):
+    """One field of the service's form, with the rules intake checks it against."""
+
+    model_config = _STRICT
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     label: Text
     kind: FieldKind = FieldKind.TEXT
     required: bool = True
     max_length: int = Field(default=200, ge=1, le=5000)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rule(self) -> Text:
+        """The validation rules of this field in words, as intake applies them."""
+        fa, en = _KIND_RULES[self.kind]
+        presence_fa, presence_en = ("الزامی", "Required") if self.required else ("اختیاری", "Optional")
+        return Text(
+            fa=f"{presence_fa}؛ {fa.format(n=to_persian_digits(str(self.max_length)))}",
+            en=f"{presence_en}; {en.format(n=self.max_length)}",
+        )
 
 
 class DocumentFormat(StrEnum):
@@ -58,7 +108,7 @@ class DocumentFormat(StrEnum):
 class RequiredDocument(BaseModel):
     """A document the citizen uploads with the request."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: Text
@@ -70,17 +120,21 @@ class RequiredDocument(BaseModel):
 class Law(BaseModel):
     """A law or regulation the service rests on."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     title: Text
-    number: str
-    date: str
+    number: str = Field(min_length=1)
+    # A Jalali date, e.g. 1355-04-16 (years 1200-1499, so a Gregorian date is refused): the first six
+    # months have 31 days, the rest at most 30.
+    date: str = Field(
+        pattern=r"^1[2-4][0-9]{2}-(0[1-6]-(0[1-9]|[12][0-9]|3[01])|(0[7-9]|1[0-2])-(0[1-9]|[12][0-9]|30))$"
+    )
 
 
 class Faq(BaseModel):
     """A frequently asked question and its answer."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     question: Text
     answer: Text
@@ -89,11 +143,11 @@ class Faq(BaseModel):
 class Inquiry(BaseModel):
     """An electronic check at an agency that the service needs before a decision."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     agency: str
-    check: str
+    check: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
 
 
 class DecisionMode(StrEnum):
@@ -106,7 +160,7 @@ class DecisionMode(StrEnum):
 class Fee(BaseModel):
     """What the service costs and who is exempt."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     amount_rials: int = Field(ge=0)
     exempt: list[Text] = Field(default_factory=list)
@@ -115,22 +169,25 @@ class Fee(BaseModel):
 class ServiceDefinition(BaseModel):
     """A published service: everything the directive requires a citizen to see, and how it is processed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STRICT
 
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     version: int = Field(ge=1)
+    # What changed since the previous version; a citizen holding an older request can see why it differs.
+    changes: Text | None = None
     agency: str
     title: Text
     description: Text
-    steps: list[Text]
-    workflow: list[Text]
+    steps: list[Text] = Field(min_length=1)
+    workflow: list[Text] = Field(min_length=1)
     required_documents: list[RequiredDocument] = Field(default_factory=list)
     fields: list[FormField] = Field(default_factory=list)
-    laws: list[Law]
-    faq: list[Faq] = Field(default_factory=list)
-    duration_working_days: int = Field(ge=1)
+    laws: list[Law] = Field(min_length=1)
+    faq: list[Faq] = Field(min_length=1)
+    duration_working_days: int = Field(ge=1, le=365)
     fee: Fee
     complaint_procedure: Text
+    follow_up_procedure: Text
     inquiries: list[Inquiry] = Field(default_factory=list)
     decision: DecisionMode
 
@@ -145,32 +202,192 @@ class ServiceDefinition(BaseModel):
                 raise ValueError(f"service {self.id}: duplicate {label} names")
         return self
 
+    @model_validator(mode="after")
+    def _later_versions_say_what_changed(self) -> ServiceDefinition:
+        if self.version > 1 and self.changes is None:
+            raise ValueError(f"service {self.id} v{self.version}: a new version must describe its `changes`")
+        return self
+
+    def agency_ids(self) -> set[str]:
+        """Every agency this service names: its own and those it sends inquiries to."""
+        return {self.agency, *(inquiry.agency for inquiry in self.inquiries)}
+
+
+class _Haystack:
+    """Folded text, also kept without spaces: Persian compounds are written joined, spaced or with ZWNJ."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.spaced = fold(" ".join(texts))
+        self.joined = self.spaced.replace(" ", "")
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.spaced or token in self.joined
+
+
+class _SearchEntry:
+    """A service's folded texts, prepared once so a search only compares strings."""
+
+    def __init__(self, service: ServiceDefinition, agency: Agency | None) -> None:
+        self.service = service
+        self.title = _Haystack([service.title.fa, service.title.en])
+        others = [service.description.fa, service.description.en]
+        if agency is not None:
+            others += [agency.name.fa, agency.name.en]
+        others += [text for faq in service.faq for text in (faq.question.fa, faq.question.en)]
+        self.rest = _Haystack(others)
+
+    def rank(self, tokens: list[str]) -> int | None:
+        """How many tokens the title holds, or None when some token appears nowhere."""
+        if not all(token in self.title or token in self.rest for token in tokens):
+            return None
+        return sum(token in self.title for token in tokens)
+
 
 class Catalog:
-    """The current version of every service, by id."""
+    """Every version of every service, by id, and the agencies they name."""
 
-    def __init__(self, services: list[ServiceDefinition]) -> None:
-        self._services = {service.id: service for service in services}
-        if len(self._services) != len(services):
-            raise ValueError("two catalog files define the same service id")
+    def __init__(self, services: Iterable[ServiceDefinition], agencies: Iterable[Agency] | None = None) -> None:
+        self._versions: dict[str, dict[int, ServiceDefinition]] = {}
+        for service in services:
+            versions = self._versions.setdefault(service.id, {})
+            if service.version in versions:
+                raise CatalogError(f"service {service.id} v{service.version} is defined twice")
+            versions[service.version] = service
+        self._agencies = {agency.id: agency for agency in agencies or ()}
+        # Without a registry (tests that build a catalog by hand) agency ids cannot be checked.
+        if agencies is not None:
+            for service in self._every_version():
+                unknown = sorted(service.agency_ids() - set(self._agencies))
+                if unknown:
+                    raise CatalogError(f"service {service.id} v{service.version}: unknown agency {unknown}")
+        self._latest = {service_id: versions[max(versions)] for service_id, versions in self._versions.items()}
+        self._search = [_SearchEntry(service, self._agencies.get(service.agency)) for service in self.all()]
+
+    def _every_version(self) -> list[ServiceDefinition]:
+        return [service for versions in self._versions.values() for service in versions.values()]
 
     def get(self, service_id: str) -> ServiceDefinition | None:
-        """The service with this id, or None."""
-        return self._services.get(service_id)
+        """The latest version of the service with this id, or None."""
+        return self._latest.get(service_id)
+
+    def get_version(self, service_id: str, version: int) -> ServiceDefinition | None:
+        """That version of the service, or None."""
+        return self._versions.get(service_id, {}).get(version)
+
+    def versions(self, service_id: str) -> list[int]:
+        """The version numbers of the service, oldest first; empty for an unknown service."""
+        return sorted(self._versions.get(service_id, {}))
 
     def all(self) -> list[ServiceDefinition]:
-        """Every service, ordered by id."""
-        return [self._services[key] for key in sorted(self._services)]
+        """The latest version of every service, ordered by id."""
+        return [self._latest[key] for key in sorted(self._latest)]
+
+    def agencies(self) -> list[Agency]:
+        """Every registered agency, ordered by id."""
+        return [self._agencies[key] for key in sorted(self._agencies)]
+
+    def agency(self, agency_id: str) -> Agency | None:
+        """The agency with this id, or None."""
+        return self._agencies.get(agency_id)
+
+    def search(self, query: str) -> list[ServiceDefinition]:
+        """Latest services whose texts hold every word of the query (title matches first); all for no words."""
+        tokens = _SEARCH_TOKEN.findall(fold(query))
+        if not tokens:
+            return self.all()
+        ranked = [(rank, entry.service) for entry in self._search if (rank := entry.rank(tokens)) is not None]
+        ranked.sort(key=lambda pair: (-pair[0], pair[1].id))
+        return [service for _, service in ranked]
 
 
-def load_catalog(directory: Path = DEFAULT_CATALOG_DIR) -> Catalog:
-    """Load and validate every `*.yaml` service definition in `directory`; a bad file fails the start."""
-    services = []
-    for path in sorted(directory.glob("*.yaml")):
+def _read_yaml(path: Path, shown_as: str) -> Any:
+    try:
         with path.open(encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
+    except OSError as error:
+        raise CatalogError(f"{shown_as}: cannot be read ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        raise CatalogError(f"{shown_as}: not valid YAML ({error})") from error
+
+
+def _describe(error: ValidationError) -> str:
+    # pydantic's own text spans lines and links to its docs; one line per fault reads better in a start log.
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'file'}: {item['msg']}" for item in error.errors()
+    )
+
+
+def load_agencies(path: Path) -> list[Agency]:
+    """Load and validate the agency registry (`agencies:` list of id and name)."""
+    data = _read_yaml(path, path.name)
+    if not isinstance(data, dict) or not isinstance(data.get("agencies"), list):
+        raise CatalogError(f"{path.name}: expected a mapping with an `agencies:` list")
+    agencies: list[Agency] = []
+    for index, item in enumerate(data["agencies"]):
         try:
-            services.append(ServiceDefinition.model_validate(data))
-        except ValueError as error:
-            raise ValueError(f"{path.name}: {error}") from error
-    return Catalog(services)
+            agencies.append(Agency.model_validate(item))
+        except ValidationError as error:
+            raise CatalogError(f"{path.name}: agency #{index + 1}: {_describe(error)}") from error
+    ids = [agency.id for agency in agencies]
+    duplicates = sorted({agency_id for agency_id in ids if ids.count(agency_id) > 1})
+    if duplicates:
+        raise CatalogError(f"{path.name}: agency ids listed twice: {duplicates}")
+    return agencies
+
+
+def _load_service(path: Path, shown_as: str, agency_ids: set[str]) -> ServiceDefinition:
+    data = _read_yaml(path, shown_as)
+    if not isinstance(data, dict):
+        raise CatalogError(f"{shown_as}: expected a mapping of service fields")
+    try:
+        service = ServiceDefinition.model_validate(data)
+    except ValidationError as error:
+        raise CatalogError(f"{shown_as}: {_describe(error)}") from error
+    folder, file_version = path.parent.name, int(path.stem[1:])
+    # The path is the identity: a file copied to a new version or service and not edited would otherwise
+    # silently shadow or duplicate another definition.
+    if service.id != folder:
+        raise CatalogError(f"{shown_as}: declares id {service.id!r} but lives in the folder of {folder!r}")
+    if service.version != file_version:
+        raise CatalogError(f"{shown_as}: declares version {service.version} but its file name says {file_version}")
+    unknown = sorted(service.agency_ids() - agency_ids)
+    if unknown:
+        raise CatalogError(f"{shown_as}: unknown agency {unknown}; agencies are listed in {AGENCIES_FILE_NAME}")
+    return service
+
+
+def _visible(directory: Path) -> list[Path]:
+    # Editors and file managers leave dotfiles (.DS_Store, .v1.yaml.swp); they are not catalog entries.
+    try:
+        return sorted(path for path in directory.iterdir() if not path.name.startswith("."))
+    except OSError as error:
+        raise CatalogError(f"{directory}: cannot be listed ({error.strerror or error})") from error
+
+
+def load_catalog(directory: Path = DEFAULT_CATALOG_DIR, agencies_file: Path | None = None) -> Catalog:
+    """Load and validate every `<id>/v<N>.yaml` in `directory` and the agencies; a bad file fails the start.
+
+    The agencies come from `agencies_file`, by default `agencies.yaml` in the directory's parent.
+    """
+    agencies = load_agencies(agencies_file or directory.parent / AGENCIES_FILE_NAME)
+    agency_ids = {agency.id for agency in agencies}
+    stray = sorted(path.name for path in directory.glob("*.yaml"))
+    if stray:
+        raise CatalogError(f"{stray[0]}: service files live at <service id>/v<N>.yaml, not directly in {directory}")
+    services: list[ServiceDefinition] = []
+    for folder in _visible(directory):
+        if not folder.is_dir():
+            continue
+        numbered: dict[int, Path] = {}
+        for path in _visible(folder):
+            match = _VERSION_FILE.fullmatch(path.name)
+            if match is None:
+                raise CatalogError(f"{folder.name}/{path.name}: expected only files named v<N>.yaml here")
+            numbered[int(match.group(1))] = path
+        # Requests name the version they were submitted under, so no version may go missing.
+        if not numbered or sorted(numbered) != list(range(1, len(numbered) + 1)):
+            raise CatalogError(f"{folder.name}/: versions must run 1..N without gaps, found {sorted(numbered)}")
+        for number in sorted(numbered):
+            path = numbered[number]
+            services.append(_load_service(path, f"{folder.name}/{path.name}", agency_ids))
+    return Catalog(services, agencies)

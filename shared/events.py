@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter, model_validator
 
 from shared.domain.state_machine import RequestState
 
@@ -147,8 +147,128 @@ class VerificationCompleted(EventBase):
     reason_en: str | None = None
 
 
+class CommandEvent(EventBase):
+    """A citizen's or an agency's command: accepted only when Kafka appended it by `accept_by`, like a submission."""
+
+    # intake answers 503 past this time; the idempotent producer may still deliver the record later, and a
+    # consumer that sees it was appended after `accept_by` must treat it as never sent.
+    accept_by: datetime
+
+    def counts(self, *, timestamp_ms: int, timestamp_type: int) -> bool:
+        """Whether Kafka appended this command (LogAppendTime) no later than `accept_by`; same rule as submissions."""
+        if timestamp_type != LOG_APPEND_TIME_TYPE:
+            return True
+        return timestamp_ms <= int(self.accept_by.timestamp() * 1000)
+
+
+class CorrectionSubmitted(CommandEvent):
+    """The citizen corrected what verification or the agency asked for; the request is verified again."""
+
+    event_type: Literal["CorrectionSubmitted"] = "CorrectionSubmitted"
+    schema_version: Literal[1] = 1
+    fields: dict[str, str] = Field(default_factory=dict)
+    documents: list[DocumentRef] = Field(default_factory=list)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RequestCancelled(CommandEvent):
+    """The citizen withdrew the request before it was decided."""
+
+    event_type: Literal["RequestCancelled"] = "RequestCancelled"
+    schema_version: Literal[1] = 1
+    by: Literal["citizen"] = "citizen"
+    # The citizen's own words, in the field of the script they wrote in; never copied to desk.status.
+    reason_fa: str | None = Field(default=None, max_length=500)
+    reason_en: str | None = Field(default=None, max_length=500)
+
+
+class ComplaintFiled(CommandEvent):
+    """The citizen complained about a decision, or about a request left past its deadline."""
+
+    event_type: Literal["ComplaintFiled"] = "ComplaintFiled"
+    schema_version: Literal[1] = 1
+    complaint_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class Decision(StrEnum):
+    """What an agency decided about a request under its review."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    NEEDS_CORRECTION = "needs_correction"
+
+
+class RequestDecided(CommandEvent):
+    """The request's agency decided it; tracking refuses a decision from any other agency or for another service."""
+
+    event_type: Literal["RequestDecided"] = "RequestDecided"
+    schema_version: Literal[1] = 1
+    agency: str
+    service_id: str
+    decision: Decision
+    reason_fa: str | None = Field(default=None, max_length=2000)
+    reason_en: str | None = Field(default=None, max_length=2000)
+    legal_basis: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _reasons_when_not_approved(self) -> RequestDecided:
+        # A citizen is owed the reason, and for a rejection the law it rests on, in words they can act on.
+        if self.decision is Decision.REJECT and not (self.legal_basis and self.legal_basis.strip()):
+            raise ValueError("a rejection needs its legal_basis")
+        if self.decision is not Decision.APPROVE and not (self.reason_fa and self.reason_en):
+            raise ValueError(f"a {self.decision.value} decision needs reason_fa and reason_en")
+        return self
+
+
+class ResultDelivered(CommandEvent):
+    """The request's agency delivered the result: a stored document or a link, with a summary."""
+
+    event_type: Literal["ResultDelivered"] = "ResultDelivered"
+    schema_version: Literal[1] = 1
+    agency: str
+    service_id: str
+    result: DocumentRef | None = None
+    result_url: str | None = Field(default=None, max_length=2000)
+    summary_fa: str = Field(min_length=1, max_length=1000)
+    summary_en: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_result(self) -> ResultDelivered:
+        if (self.result is None) == (self.result_url is None):
+            raise ValueError("a result is either a document or a result_url, exactly one")
+        return self
+
+
+class ComplaintResolved(CommandEvent):
+    """The request's agency answered the open complaint."""
+
+    event_type: Literal["ComplaintResolved"] = "ComplaintResolved"
+    schema_version: Literal[1] = 1
+    agency: str
+    service_id: str
+    complaint_id: str = Field(min_length=1, max_length=64)
+    resolution_fa: str = Field(min_length=1, max_length=2000)
+    resolution_en: str = Field(min_length=1, max_length=2000)
+
+
+AgencyCommand = RequestDecided | ResultDelivered | ComplaintResolved
+"""Commands only the request's own agency may give."""
+
+CitizenCommand = CorrectionSubmitted | RequestCancelled | ComplaintFiled
+"""Commands only the applicant may give (ownership proven with the national ID at intake)."""
+
+
 RequestEvent = Annotated[
-    RequestSubmitted | InquiryCompleted | VerificationCompleted,
+    RequestSubmitted
+    | InquiryCompleted
+    | VerificationCompleted
+    | CorrectionSubmitted
+    | RequestCancelled
+    | ComplaintFiled
+    | RequestDecided
+    | ResultDelivered
+    | ComplaintResolved,
     Field(discriminator="event_type"),
 ]
 """Any event of the `desk.requests` topic."""
@@ -175,7 +295,19 @@ _request_event_adapter: TypeAdapter[RequestEvent] = TypeAdapter(RequestEvent)
 _status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
 
 
-REQUEST_EVENT_TYPES = frozenset({"RequestSubmitted", "InquiryCompleted", "VerificationCompleted"})
+REQUEST_EVENT_TYPES = frozenset(
+    {
+        "RequestSubmitted",
+        "InquiryCompleted",
+        "VerificationCompleted",
+        "CorrectionSubmitted",
+        "RequestCancelled",
+        "ComplaintFiled",
+        "RequestDecided",
+        "ResultDelivered",
+        "ComplaintResolved",
+    }
+)
 """The `desk.requests` event types this build understands; newer ones are skipped, not dead-lettered."""
 
 
@@ -203,4 +335,15 @@ def parse_status_event(payload: bytes | dict[str, Any]) -> StatusChanged:
     return _status_event_adapter.validate_python(upcast(payload))
 
 
-AnyEvent = RequestSubmitted | InquiryCompleted | VerificationCompleted | StatusChanged
+AnyEvent = (
+    RequestSubmitted
+    | InquiryCompleted
+    | VerificationCompleted
+    | CorrectionSubmitted
+    | RequestCancelled
+    | ComplaintFiled
+    | RequestDecided
+    | ResultDelivered
+    | ComplaintResolved
+    | StatusChanged
+)

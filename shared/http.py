@@ -141,12 +141,33 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: ("Not found", "پیدا نشد"), 405: ("Method not allowed", "این روش پذیرفته نیست")}
+        titles = {
+            400: ("The request body could not be read", "بدنهٔ درخواست خوانا نیست"),
+            404: ("Not found", "پیدا نشد"),
+            405: ("Method not allowed", "این روش پذیرفته نیست"),
+            413: ("The request is too large", "درخواست بیش از حد بزرگ است"),
+            415: ("This content type is not accepted", "این نوع محتوا پذیرفته نیست"),
+        }
         title_en, title_fa = titles.get(exc.status_code, (str(exc.detail), "خطا"))
         error = ProblemError(
             status=exc.status_code, slug=f"http-{exc.status_code}", title_en=title_en, title_fa=title_fa
         )
         return problem_response(error.to_problem(request.url.path), getattr(exc, "headers", None))
+
+
+# Every route can meet these whatever it does (unreadable body, bad fields): documented once for the whole app.
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for problem+json answers (schemathesis checks the documented media type)."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+COMMON_PROBLEM_RESPONSES = problem_responses(400, 422)
 
 
 Check = Callable[[], Awaitable[bool]]

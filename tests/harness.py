@@ -70,7 +70,12 @@ class Stack:
                 "SANDBOX_SMTP_PORT": str(self.smtp_port),
                 "SANDBOX_SMTP_HTTP_PORT": str(self.smtp_http_port),
             },
-            "intake": {},
+            # e2e tests are not about rate limits (tests/integration covers them): one client submits a lot here.
+            "intake": {
+                "INTAKE_RATE_LIMIT_PER_CLIENT": "100000/minute",
+                "INTAKE_RATE_LIMIT_PER_NATIONAL_ID": "100000/hour",
+                "INTAKE_BLOB_DIR": str(self.workdir / "blobs"),
+            },
             "inquiry": {
                 "INQUIRY_AGENCIES_BASE_URL": f"http://127.0.0.1:{self.agencies_port}",
                 "INQUIRY_GROUP_ID": f"{self.group_prefix}-inquiry",
@@ -86,8 +91,10 @@ class Stack:
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
             },
         }
+        ports = {name: free_port() for name in SERVICES}
+        specific["intake"]["INTAKE_TRACKING_URL"] = f"http://127.0.0.1:{ports['tracking']}"
         for name, env in specific.items():
-            port = self.agencies_port if name == "sandbox" else free_port()
+            port = self.agencies_port if name == "sandbox" else ports[name]
             if name != "sandbox":
                 env[f"{name.upper()}_PORT"] = str(port)
             module = "sandbox" if name == "sandbox" else f"services.{name}"

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_UP = REPO_ROOT / "deploy" / "local" / "up.sh"
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,37 @@ def docker_engine_answers() -> bool:
         return False
 
 
+# The tests' own Kafka and Redis: other ports and another state folder than `make run`'s, so a test session
+# never touches a developer's running desk, and it starts from empty topics, groups and keys every time.
+TEST_SERVER_ENV = {
+    "KHEDMAT_LOCAL_STATE": str(REPO_ROOT / ".cache" / "test-servers"),
+    "KHEDMAT_KAFKA_PORT": "19092",
+    "KHEDMAT_KAFKA_CONTROLLER_PORT": "19093",
+    "KHEDMAT_REDIS_PORT": "16380",
+}
+LOCAL_SCRIPTS = REPO_ROOT / "deploy" / "local"
+
+
+def _local(script: str, *args: str) -> None:
+    subprocess.run(
+        ["bash", str(LOCAL_SCRIPTS / script), *args], check=True, cwd=REPO_ROOT, env={**os.environ, **TEST_SERVER_ENV}
+    )
+
+
 def _local_servers() -> Servers:
-    subprocess.run(["bash", str(LOCAL_UP)], check=True, cwd=REPO_ROOT)
-    kafka_port = os.environ.get("KHEDMAT_KAFKA_PORT", "9092")
-    redis_port = os.environ.get("KHEDMAT_REDIS_PORT", "6380")
-    return Servers(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", "local")
+    _local("kafka.sh", "reset")  # stop it if running and wipe its data: every session starts from nothing
+    _local("up.sh")
+    redis_url = f"redis://127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_REDIS_PORT']}/0"
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return Servers(f"127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_KAFKA_PORT']}", redis_url, "local")
+
+
+def stop_test_servers() -> None:
+    """Stop the tests' own Kafka and Redis (CI calls this after the run)."""
+    _local("down.sh")
 
 
 @contextlib.contextmanager
@@ -69,10 +94,14 @@ def test_servers() -> Iterator[Servers]:
 
 
 def stop_local_kafka() -> None:
-    """Stop the local Kafka broker (chaos tests; local servers only)."""
-    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "local" / "kafka.sh"), "stop"], check=True, cwd=REPO_ROOT)
+    """Stop the tests' Kafka broker (chaos tests; local servers only)."""
+    _local("kafka.sh", "stop")
 
 
 def start_local_kafka() -> None:
-    """Start the local Kafka broker again with its data intact."""
-    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "local" / "kafka.sh"), "start"], check=True, cwd=REPO_ROOT)
+    """Start the tests' Kafka broker again with its data intact."""
+    _local("kafka.sh", "start")
+
+
+if __name__ == "__main__":
+    stop_test_servers()

@@ -87,7 +87,8 @@ async def verify_submission(
     Event ids derive from the submission's, so a redelivered submission yields the very same events and
     every consumer drops the repeats.
     """
-    service = catalog.get(event.service_id)
+    # The version the request was submitted under decides its inquiries, not whatever is current now.
+    service = catalog.get_version(event.service_id, event.catalog_version)
     if service is None:
         raise PermanentError(f"service {event.service_id!r} is not in this catalog")
     results = await asyncio.gather(*(run_inquiry(inquiry, event, agencies) for inquiry in service.inquiries))

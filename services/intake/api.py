@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 
-from shared.catalog import Catalog, ServiceDefinition
 from shared.domain.tracking_code import TrackingCodeExhausted, format_for_display
-from shared.http import FieldProblem, Problem, ProblemError
+from shared.http import FieldProblem, Problem, ProblemError, problem_responses
 
-from .models import ServiceSummary, SubmissionAccepted, SubmissionIn, summarise
-from .service import BusUnavailable, UnknownService, submit_request
+from .catalog_api import unknown_service as _unknown_service
+from .guards import (
+    IdempotencyUnavailable,
+    InFlight,
+    InvalidIdempotencyKey,
+    Mismatch,
+    Replay,
+    fingerprint,
+)
+from .models import SubmissionAccepted, SubmissionIn
+from .service import BusUnavailable, DocumentStoreUnavailable, UnknownService, submit_request
 from .wiring import Intake
 
 router = APIRouter(prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (404, 422, 503)
@@ -31,10 +41,6 @@ def get_intake(request: Request) -> Intake:
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
-def _catalog(intake: Intake) -> Catalog:
-    return intake.catalog
-
-
 def _bus_unavailable() -> ProblemError:
     return ProblemError(
         status=503,
@@ -47,68 +53,160 @@ def _bus_unavailable() -> ProblemError:
     )
 
 
-def _unknown_service(service_id: str) -> ProblemError:
+def _rate_limited(retry_after_s: int) -> ProblemError:
     return ProblemError(
-        status=404,
-        slug="unknown-service",
-        title_en="No such service",
-        title_fa="چنین خدمتی وجود ندارد",
-        detail_en=f"The catalog has no service '{service_id}'.",
-        detail_fa=f"فهرست خدمات، خدمتی با شناسهٔ «{service_id}» ندارد.",
+        status=429,
+        slug="rate-limited",
+        title_en="Too many requests",
+        title_fa="تعداد درخواست‌ها بیش از حد مجاز است",
+        detail_en=f"Please try again in {retry_after_s} seconds.",
+        detail_fa=f"لطفاً {retry_after_s} ثانیهٔ دیگر دوباره تلاش کنید.",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def _idempotency_problem(outcome: Mismatch | InFlight | None) -> ProblemError:
+    if isinstance(outcome, Mismatch):
+        return ProblemError(
+            status=422,
+            slug="idempotency-key-reused",
+            title_en="This Idempotency-Key was used for a different request",
+            title_fa="این کلید یکتایی پیش‌تر برای درخواست دیگری به کار رفته است",
+            detail_en="Send a new Idempotency-Key for a new request; reuse a key only to retry the same body.",
+            detail_fa="برای درخواست تازه کلید تازه بفرستید؛ کلید را فقط برای تکرار همان درخواست به کار ببرید.",
+            errors=[
+                FieldProblem(
+                    field="Idempotency-Key",
+                    code="idempotency_key_reused",
+                    message_en="This key belongs to another request body.",
+                    message_fa="این کلید متعلق به درخواست دیگری است.",
+                )
+            ],
+        )
+    if isinstance(outcome, InFlight):
+        return ProblemError(
+            status=409,
+            slug="idempotency-key-in-progress",
+            title_en="The first attempt with this Idempotency-Key is still being recorded",
+            title_fa="درخواست نخست با این کلید یکتایی هنوز در حال ثبت است",
+            detail_en="Retry in a moment to get its tracking code.",
+            detail_fa="چند لحظه بعد دوباره بفرستید تا کد رهگیری آن را بگیرید.",
+            headers={"Retry-After": "2"},
+        )
+    return ProblemError(
+        status=422,
+        slug="idempotency-key-invalid",
+        title_en="The Idempotency-Key header is not valid",
+        title_fa="سرآیند Idempotency-Key معتبر نیست",
+        detail_en="Use 1 to 128 printable ASCII characters, for example a UUID.",
+        detail_fa="از ۱ تا ۱۲۸ نویسهٔ اسکی چاپ‌پذیر استفاده کنید، مثلاً یک UUID.",
         errors=[
             FieldProblem(
-                field="service_id",
-                code="unknown_service",
-                message_en="Choose a service from the catalog.",
-                message_fa="خدمتی از فهرست خدمات انتخاب کنید.",
+                field="Idempotency-Key",
+                code="idempotency_key_invalid",
+                message_en="1 to 128 printable ASCII characters.",
+                message_fa="۱ تا ۱۲۸ نویسهٔ اسکی چاپ‌پذیر.",
             )
         ],
     )
 
 
-@router.get("/services", response_model=list[ServiceSummary], summary="List the services of the catalog")
-async def list_services(intake: IntakeDep) -> list[ServiceSummary]:
-    return [summarise(service) for service in _catalog(intake).all()]
+def _idempotency_unavailable() -> ProblemError:
+    # Without Redis a retry cannot be told from a new request: refuse rather than risk a duplicate.
+    return ProblemError(
+        status=503,
+        slug="idempotency-unavailable",
+        title_en="Requests with an Idempotency-Key cannot be recorded right now",
+        title_fa="درخواست‌های دارای کلید یکتایی در این لحظه ثبت نمی‌شوند",
+        detail_en="Nothing was recorded. Please try again in a few seconds.",
+        detail_fa="چیزی ثبت نشد. لطفاً چند ثانیه دیگر دوباره تلاش کنید.",
+        headers={"Retry-After": "5"},
+    )
 
 
-@router.get(
-    "/services/{service_id}",
-    response_model=ServiceDefinition,
-    responses=PROBLEM_RESPONSES,
-    summary="Everything a citizen needs to know about one service",
-)
-async def get_service(service_id: str, intake: IntakeDep) -> ServiceDefinition:
-    service = _catalog(intake).get(service_id)
-    if service is None:
-        raise _unknown_service(service_id)
-    return service
+def _accepted(*, tracking_code: str, service_id: str, catalog_version: int) -> SubmissionAccepted:
+    return SubmissionAccepted(
+        tracking_code=tracking_code,
+        tracking_code_display=format_for_display(tracking_code),
+        service_id=service_id,
+        catalog_version=catalog_version,
+    )
+
+
+SUBMISSION_RESPONSES = problem_responses(404, 409, 422, 429, 503)
+for _status in (409, 429, 503):
+    SUBMISSION_RESPONSES[_status]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+    }
 
 
 @router.post(
     "/requests",
     status_code=202,
     response_model=SubmissionAccepted,
-    responses=PROBLEM_RESPONSES,
+    responses=SUBMISSION_RESPONSES,
     summary="Submit a request; answered only once Kafka has acknowledged it",
+    description=(
+        "Send an `Idempotency-Key` (e.g. a UUID) to retry safely: the same key with the same body returns the "
+        "same tracking code; the same key with another body is refused. Documents are uploaded first with "
+        "`POST /api/v1/documents` and referenced here by kind → document_id."
+    ),
 )
-async def post_request(submission: SubmissionIn, intake: IntakeDep) -> SubmissionAccepted:
+async def post_request(
+    submission: SubmissionIn,
+    request: Request,
+    intake: IntakeDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
+) -> SubmissionAccepted:
+    decision = await intake.rate_limits.hit(
+        client=request.client.host if request.client else "unknown", national_id=submission.applicant.national_id
+    )
+    if not decision.allowed:
+        raise _rate_limited(decision.retry_after_s)
     if not intake.bus.connected.is_set():
         raise _bus_unavailable()
+
+    claim: str | None = None
+    if idempotency_key is not None:
+        claim = fingerprint(submission.model_dump(mode="json"))
+        try:
+            began = await intake.idempotency.begin(idempotency_key, claim)
+        except InvalidIdempotencyKey as error:
+            raise _idempotency_problem(None) from error
+        except IdempotencyUnavailable as error:
+            raise _idempotency_unavailable() from error
+        if isinstance(began, Replay):
+            service = intake.catalog.get(submission.service_id)
+            return _accepted(
+                tracking_code=began.tracking_code,
+                service_id=submission.service_id,
+                catalog_version=began.catalog_version or (service.version if service else 1),
+            )
+        if isinstance(began, Mismatch | InFlight):
+            raise _idempotency_problem(began)
+
     try:
         outcome = await submit_request(
             catalog=intake.catalog,
             generator=intake.generator,
             publish=intake.publish_submission,
             submission=submission,
+            store=request.app.state.blob_store,
             today=date.today(),
             accept_window_s=intake.accept_window_s,
             grace_s=intake.grace_s,
         )
-    except UnknownService as error:
-        raise _unknown_service(str(error)) from error
-    except (BusUnavailable, TrackingCodeExhausted) as error:
-        raise _bus_unavailable() from error
+    except Exception as error:
+        if claim is not None and idempotency_key is not None:
+            await _release(intake, idempotency_key, claim)
+        if isinstance(error, UnknownService):
+            raise _unknown_service(str(error)) from error
+        if isinstance(error, BusUnavailable | TrackingCodeExhausted | DocumentStoreUnavailable):
+            raise _bus_unavailable() from error
+        raise
     if isinstance(outcome, list):
+        if claim is not None and idempotency_key is not None:
+            await _release(intake, idempotency_key, claim)
         raise ProblemError(
             status=422,
             slug="validation",
@@ -121,9 +219,24 @@ async def post_request(submission: SubmissionIn, intake: IntakeDep) -> Submissio
                 for e in outcome
             ],
         )
-    return SubmissionAccepted(
+    if claim is not None and idempotency_key is not None:
+        try:
+            await intake.idempotency.complete(
+                idempotency_key, claim, outcome.tracking_code, catalog_version=outcome.catalog_version
+            )
+        except IdempotencyUnavailable:
+            # The request was accepted all the same; its pending claim expires and a retry is refused meanwhile.
+            log.warning("could not complete idempotency key for %s", outcome.tracking_code)
+    return _accepted(
         tracking_code=outcome.tracking_code,
-        tracking_code_display=format_for_display(outcome.tracking_code),
         service_id=outcome.service_id,
         catalog_version=outcome.catalog_version,
     )
+
+
+async def _release(intake: Intake, key: str, claim: str) -> None:
+    """Free a failed attempt's claim so the citizen can retry with the same key (it also expires by itself)."""
+    try:
+        await intake.idempotency.abandon(key, claim)
+    except IdempotencyUnavailable:
+        log.warning("could not release an idempotency key; it expires by itself")

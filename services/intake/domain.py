@@ -51,10 +51,12 @@ def is_valid_email(value: str) -> bool:
 
 
 def parse_iso_date(value: str) -> date | None:
-    """An ISO date (Persian digits accepted), or None."""
+    """The Gregorian date of an ISO or a Jalali date (Persian digits accepted), or None."""
+    from shared.domain.jalali import InvalidDate, parse_date
+
     try:
-        return date.fromisoformat(normalize_digits(value.strip()))
-    except ValueError:
+        return parse_date(value)
+    except InvalidDate:
         return None
 
 

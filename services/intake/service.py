@@ -12,6 +12,7 @@ from shared.catalog import Catalog, ServiceDefinition
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.events import RequestSubmitted, utcnow
 
+from .documents import BlobStore, BlobStoreUnavailable, are_document_errors, validate_document_refs
 from .domain import FieldError, validate_submission
 from .models import SubmissionIn
 
@@ -20,6 +21,10 @@ Publish = Callable[[RequestSubmitted], Awaitable[RecordMetadata]]
 
 class UnknownService(LookupError):
     """No service in the catalog has this id."""
+
+
+class DocumentStoreUnavailable(RuntimeError):
+    """The blob store did not answer, so the documents could not be checked: nothing was accepted."""
 
 
 class BusUnavailable(RuntimeError):
@@ -32,13 +37,16 @@ async def submit_request(
     generator: TrackingCodeGenerator,
     publish: Publish,
     submission: SubmissionIn,
+    store: BlobStore,
     today: date,
     accept_window_s: float,
     grace_s: float,
 ) -> RequestSubmitted | list[FieldError]:
     """Validate a submission against its service, number it, and record it on the bus (acks=all).
 
-    Returns the recorded event, or the fields at fault. Raises UnknownService, or BusUnavailable when Kafka
+    Returns the recorded event, or the fields at fault (documents included: each must have been uploaded to
+    the blob store and be of a kind and format the service accepts). Raises UnknownService,
+    DocumentStoreUnavailable, or BusUnavailable when Kafka
     did not append the event by its `accept_by` (the idempotent producer may still deliver it later; every
     consumer then sees it was appended too late and ignores it, as `RequestSubmitted.counts` says).
     """
@@ -56,6 +64,13 @@ async def submit_request(
         fields=submission.fields,
         today=today,
     )
+    try:
+        documents = await validate_document_refs(service=service, documents=submission.documents, store=store)
+    except BlobStoreUnavailable as error:
+        raise DocumentStoreUnavailable(type(error).__name__) from error
+    errors = checked if isinstance(checked, list) else []
+    if are_document_errors(documents):
+        return errors + documents
     if isinstance(checked, list):
         return checked
     event = RequestSubmitted(
@@ -65,6 +80,7 @@ async def submit_request(
         agency=service.agency,
         applicant=checked.applicant,
         fields=checked.fields,
+        documents=documents,
         accept_by=utcnow() + timedelta(seconds=accept_window_s),
     )
     try:

@@ -13,6 +13,8 @@ from shared.events import RequestSubmitted
 from shared.kafka import BusConnection, publish_event
 from shared.topics import Topic
 
+from .guards import IdempotencyStore, RateLimits
+
 SOURCE = "/khedmat/intake"
 
 
@@ -26,6 +28,8 @@ class Intake:
     bus: BusConnection
     accept_window_s: float
     grace_s: float
+    idempotency: IdempotencyStore
+    rate_limits: RateLimits
 
     async def publish_submission(self, event: RequestSubmitted) -> RecordMetadata:
         """Record a submission on `desk.requests`, waiting for all in-sync replicas."""

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from shared.db import make_engine, make_sessionmaker
-from shared.http import install_http_metrics, install_problem_handlers, operations_router
+from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, make_broker
 from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
@@ -70,6 +70,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         version=settings.deployment.service_version,
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
         lifespan=lifespan,
+        responses=COMMON_PROBLEM_RESPONSES,
     )
     app.state.tracking = deps
     app.state.bus = bus

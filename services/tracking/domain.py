@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain.state_machine import Trigger
+from shared.domain.state_machine import RequestState, Trigger
 from shared.events import (
+    AgencyCommand,
+    ComplaintFiled,
+    ComplaintResolved,
+    CorrectionSubmitted,
+    Decision,
     InquiryCompleted,
     InquiryOutcome,
     NextStep,
+    RequestCancelled,
+    RequestDecided,
     RequestEvent,
     RequestSubmitted,
+    ResultDelivered,
     VerificationCompleted,
 )
 
@@ -21,10 +29,32 @@ _VERIFIED = {
     NextStep.REJECT: Trigger.VERIFIED_REJECT,
 }
 
+_DECIDED = {
+    Decision.APPROVE: Trigger.DECIDE_APPROVE,
+    Decision.REJECT: Trigger.DECIDE_REJECT,
+    Decision.NEEDS_CORRECTION: Trigger.DECIDE_NEEDS_CORRECTION,
+}
+
 _INQUIRY_FA = {
     InquiryOutcome.PASSED: "تأیید شد",
     InquiryOutcome.FAILED: "تأیید نشد",
     InquiryOutcome.UNAVAILABLE: "در دسترس نبود",
+}
+
+_WAITING_FOR_CORRECTION = ("در انتظار اصلاح از سوی شما", "Waiting for your correction")
+_WAITING_FOR_REVIEW = ("در انتظار بررسی کارشناس دستگاه", "Waiting for the agency's review")
+_WAITING_FOR_RESULT = ("در انتظار تحویل نتیجه از سوی دستگاه", "Waiting for the agency to deliver the result")
+_WAITING_FOR_VERIFICATION = ("در انتظار نتیجهٔ بررسی", "Waiting for the verification to finish")
+_WAITING_FOR_COMPLAINT = ("در انتظار پاسخ دستگاه به شکایت شما", "Waiting for the agency's answer to your complaint")
+
+# What a request in each state waits for, when no event says more (e.g. once a complaint is answered).
+_WAITING_IN_STATE: dict[RequestState, tuple[str | None, str | None]] = {
+    RequestState.SUBMITTED: ("در انتظار استعلام‌های برخط", "Waiting for the online inquiries"),
+    RequestState.AWAITING_PAYMENT: ("در انتظار پرداخت هزینه", "Waiting for the fee to be paid"),
+    RequestState.VERIFYING: _WAITING_FOR_VERIFICATION,
+    RequestState.NEEDS_CORRECTION: _WAITING_FOR_CORRECTION,
+    RequestState.IN_REVIEW: _WAITING_FOR_REVIEW,
+    RequestState.APPROVED: _WAITING_FOR_RESULT,
 }
 
 
@@ -34,7 +64,19 @@ def trigger_for(event: RequestEvent) -> Trigger:
         return Trigger.SUBMIT
     if isinstance(event, InquiryCompleted):
         return Trigger.INQUIRY_DONE
-    return _VERIFIED[event.next_step]
+    if isinstance(event, VerificationCompleted):
+        return _VERIFIED[event.next_step]
+    if isinstance(event, CorrectionSubmitted):
+        return Trigger.SUBMIT_CORRECTION
+    if isinstance(event, RequestCancelled):
+        return Trigger.CANCEL
+    if isinstance(event, ComplaintFiled):
+        return Trigger.FILE_COMPLAINT
+    if isinstance(event, ComplaintResolved):
+        return Trigger.RESOLVE_COMPLAINT
+    if isinstance(event, RequestDecided):
+        return _DECIDED[event.decision]
+    return Trigger.DELIVER_RESULT
 
 
 @dataclass(frozen=True)
@@ -47,8 +89,46 @@ class Description:
     waiting_for_en: str | None
 
 
-def describe(event: RequestEvent) -> Description:
+@dataclass(frozen=True)
+class NotAuthorised:
+    """An agency command from an agency, or for a service, that is not the request's own: refused, never applied."""
+
+    reason_fa: str
+    reason_en: str
+
+
+def check_authority(event: RequestEvent, *, agency: str, service_id: str) -> NotAuthorised | None:
+    """Whether an agency command comes from the request's own agency for the request's own service."""
+    if not isinstance(event, RequestDecided | ResultDelivered | ComplaintResolved):
+        return None
+    command: AgencyCommand = event
+    if command.agency != agency:
+        return NotAuthorised(
+            f"دستگاه «{command.agency}» مسئول این درخواست نیست.",
+            f"agency {command.agency} is not this request's agency",
+        )
+    if command.service_id != service_id:
+        return NotAuthorised(
+            f"این درخواست برای خدمت «{command.service_id}» نیست.",
+            f"the request is not for service {command.service_id}",
+        )
+    return None
+
+
+def status_reason(event: RequestEvent) -> tuple[str | None, str | None]:
+    """The reason a StatusChanged carries: the system's or the agency's words, never a citizen's free text."""
+    if isinstance(event, VerificationCompleted | InquiryCompleted | RequestDecided):
+        return event.reason_fa, event.reason_en
+    return None, None
+
+
+def _with(text: str, extra: str | None) -> str:
+    return f"{text} {extra}".strip() if extra else text
+
+
+def describe(event: RequestEvent, state: RequestState | None = None) -> Description:
     """Words for the timeline, so a citizen never has to call to ask what the request is waiting for."""
+    # `state` is where the request stands after the event: what it waits for when the event does not say.
     if isinstance(event, RequestSubmitted):
         return Description(
             "درخواست ثبت شد.",
@@ -60,19 +140,75 @@ def describe(event: RequestEvent) -> Description:
         return Description(
             f"استعلام {event.inquiry} از {event.agency}: {_INQUIRY_FA[event.outcome]}. {event.reason_fa or ''}".strip(),
             f"Inquiry {event.inquiry} at {event.agency}: {event.outcome.value}. {event.reason_en or ''}".strip(),
-            "در انتظار نتیجهٔ بررسی",
-            "Waiting for the verification to finish",
+            *_WAITING_FOR_VERIFICATION,
         )
-    assert isinstance(event, VerificationCompleted)
-    waiting = {
-        NextStep.APPROVE: (None, None),
-        NextStep.AGENCY_REVIEW: ("در انتظار بررسی کارشناس دستگاه", "Waiting for the agency's review"),
-        NextStep.NEEDS_CORRECTION: ("در انتظار اصلاح از سوی شما", "Waiting for your correction"),
-        NextStep.REJECT: (None, None),
-    }[event.next_step]
+    if isinstance(event, VerificationCompleted):
+        waiting = {
+            NextStep.APPROVE: (None, None),
+            NextStep.AGENCY_REVIEW: _WAITING_FOR_REVIEW,
+            NextStep.NEEDS_CORRECTION: _WAITING_FOR_CORRECTION,
+            NextStep.REJECT: (None, None),
+        }[event.next_step]
+        return Description(
+            event.reason_fa or "بررسی انجام شد.",
+            event.reason_en or f"Verification finished: {event.next_step.value}.",
+            waiting[0],
+            waiting[1],
+        )
+    if isinstance(event, CorrectionSubmitted):
+        return Description(
+            "اصلاحات شما ثبت شد و اطلاعات دوباره بررسی می‌شود.",
+            "Your correction was received; the request is verified again.",
+            "در انتظار بررسی دوبارهٔ اطلاعات اصلاح‌شده",
+            "Waiting for your corrected details to be verified",
+        )
+    if isinstance(event, RequestCancelled):
+        given = event.reason_fa or event.reason_en
+        return Description(
+            _with("درخواست به خواست شما لغو شد.", f"علت: {given}" if given else None),
+            _with("The request was cancelled at your request.", f"Reason: {given}" if given else None),
+            None,
+            None,
+        )
+    if isinstance(event, ComplaintFiled):
+        return Description(
+            f"شکایت شما ثبت شد (شناسهٔ پیگیری شکایت: {event.complaint_id}).",
+            f"Your complaint was filed (complaint reference: {event.complaint_id}).",
+            *_WAITING_FOR_COMPLAINT,
+        )
+    if isinstance(event, ComplaintResolved):
+        waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
+        return Description(
+            f"پاسخ دستگاه {event.agency} به شکایت شما: {event.resolution_fa}",
+            f"The answer of {event.agency} to your complaint: {event.resolution_en}",
+            waiting[0],
+            waiting[1],
+        )
+    if isinstance(event, RequestDecided):
+        if event.decision is Decision.APPROVE:
+            return Description(
+                _with(f"دستگاه {event.agency} درخواست را تأیید کرد.", event.reason_fa),
+                _with(f"{event.agency} approved the request.", event.reason_en),
+                *_WAITING_FOR_RESULT,
+            )
+        if event.decision is Decision.REJECT:
+            return Description(
+                f"دستگاه {event.agency} درخواست را رد کرد: {event.reason_fa} (مستند قانونی: {event.legal_basis})",
+                f"{event.agency} rejected the request: {event.reason_en} (legal basis: {event.legal_basis})",
+                None,
+                None,
+            )
+        return Description(
+            f"دستگاه {event.agency} اصلاح درخواست را خواست: {event.reason_fa}",
+            f"{event.agency} asked for a correction: {event.reason_en}",
+            *_WAITING_FOR_CORRECTION,
+        )
+    assert isinstance(event, ResultDelivered)
+    where_fa = f" (نشانی: {event.result_url})" if event.result_url else " (سند در پرونده موجود است)"
+    where_en = f" (link: {event.result_url})" if event.result_url else " (the document is on file)"
     return Description(
-        event.reason_fa or "بررسی انجام شد.",
-        event.reason_en or f"Verification finished: {event.next_step.value}.",
-        waiting[0],
-        waiting[1],
+        f"نتیجه تحویل شد: {event.summary_fa}{where_fa}",
+        f"The result was delivered: {event.summary_en}{where_en}",
+        None,
+        None,
     )

@@ -19,7 +19,7 @@ from shared.envelope import cloudevent_headers
 from shared.events import RequestEvent, RequestSubmitted, StatusChanged, derived_event_id
 from shared.topics import Topic
 
-from .domain import describe, trigger_for
+from .domain import check_authority, describe, status_reason, trigger_for
 from .models import ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 
 SOURCE = "/khedmat/tracking"
@@ -41,6 +41,19 @@ class Position:
     offset: int
 
 
+def _refused(event: RequestEvent, reason_fa: str, reason_en: str) -> TimelineEntry:
+    """The timeline entry of an event that was refused: recorded with its reason, never applied."""
+    return TimelineEntry(
+        tracking_code=event.tracking_code,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        applied=False,
+        detail_fa=f"رویداد پذیرفته نشد: {reason_fa}",
+        detail_en=f"Event refused: {reason_en}",
+    )
+
+
 async def fold_event(
     *,
     sessions: Sessions,
@@ -53,8 +66,8 @@ async def fold_event(
     """Apply one event to the projection in one transaction with its offset and its outbox row.
 
     An offset below the stored one was folded already; an event id already on the timeline is a duplicate
-    publication: both change nothing. A `void` event (a submission Kafka appended after intake answered 503)
-    only moves the offset. Returns the StatusChanged written to the outbox, if any.
+    publication: both change nothing. A `void` event (a submission or command Kafka appended after intake
+    answered 503) only moves the offset. Returns the StatusChanged written to the outbox, if any.
     """
     async with sessions() as session, session.begin():
         stored = await session.get(ConsumedOffset, (position.topic, position.partition))
@@ -76,23 +89,18 @@ async def fold_event(
             return None
 
         record = await session.get(RequestRecord, event.tracking_code)
+        # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
+        foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
+        if foreign is not None:
+            session.add(_refused(event, foreign.reason_fa, foreign.reason_en))
+            return None
         previous = RequestState(record.status) if record else None
         flags = Flags(record.sla_breached, record.complaint_open) if record else Flags()
         outcome = apply(previous, trigger_for(event), flags)
-        text = describe(event)
         if not isinstance(outcome, Applied):
-            session.add(
-                TimelineEntry(
-                    tracking_code=event.tracking_code,
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    occurred_at=event.occurred_at,
-                    applied=False,
-                    detail_fa=f"رویداد پذیرفته نشد: {outcome.reason}",
-                    detail_en=f"Event refused: {outcome.reason}",
-                )
-            )
+            session.add(_refused(event, outcome.reason, outcome.reason))
             return None
+        text = describe(event, outcome.state)
         session.add(
             TimelineEntry(
                 tracking_code=event.tracking_code,
@@ -126,6 +134,7 @@ async def fold_event(
         record.updated_at = max(record.updated_at, event.occurred_at)
         if not outcome.changed:
             return None
+        reason_fa, reason_en = status_reason(event)
         change = StatusChanged(
             event_id=derived_event_id(event.event_id, "StatusChanged"),
             tracking_code=event.tracking_code,
@@ -136,8 +145,8 @@ async def fold_event(
             agency=record.agency,
             previous_status=outcome.previous,
             status=outcome.state,
-            reason_fa=getattr(event, "reason_fa", None),
-            reason_en=getattr(event, "reason_en", None),
+            reason_fa=reason_fa,
+            reason_en=reason_en,
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the consume span: the relay's publish continues this trace

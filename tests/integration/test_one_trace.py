@@ -30,9 +30,10 @@ from services.notify.settings import NotifySettings
 from services.tracking.app import create_app as create_tracking
 from services.tracking.settings import TrackingSettings
 from shared.domain.tracking_code import format_for_display
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, RedisSettings
 from shared.telemetry import make_tracer_provider
 from tests.data import submission
+from tests.infra import Servers
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +71,7 @@ def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readab
 
 
 async def test_one_request_yields_one_trace_across_all_four_services(
-    kafka_settings: KafkaSettings, tmp_path: Path
+    kafka_settings: KafkaSettings, servers: Servers, tmp_path: Path
 ) -> None:
     exporter = InMemorySpanExporter()
     providers: list[TracerProvider] = []
@@ -83,7 +84,12 @@ async def test_one_request_yields_one_trace_across_all_four_services(
 
     async with sandbox() as endpoints, contextlib.AsyncExitStack() as running:
         apps: dict[str, FastAPI] = {
-            "intake": create_intake(IntakeSettings(kafka=kafka_settings), tracer_provider=provider("intake")),
+            "intake": create_intake(
+                IntakeSettings(
+                    kafka=kafka_settings, redis=RedisSettings(url=servers.redis_url), blob_dir=tmp_path / "blobs"
+                ),
+                tracer_provider=provider("intake"),
+            ),
             "inquiry": create_inquiry(
                 InquirySettings(
                     kafka=kafka_settings, agencies_base_url=endpoints.agencies_url, group_id="trace-inquiry"

@@ -65,7 +65,7 @@ def submitted(*, service_id: str = SERVICE_ID, accept_by: datetime | None = None
     return RequestSubmitted(
         tracking_code=CODES.next_code(),
         service_id=service_id,
-        catalog_version=1,
+        catalog_version=SERVICE.version,
         agency="civil-registry",
         applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=BIRTH_DATE),
         fields={"reason": "lost"},

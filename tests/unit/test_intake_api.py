@@ -22,6 +22,7 @@ from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
 from shared.events import LOG_APPEND_TIME_TYPE, Language, RequestSubmitted
 from shared.topics import Topic
+from tests.unit.intake_fakes import AllowAll, MemoryIdempotency
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -80,6 +81,8 @@ def wire(app: FastAPI, publish: FakePublish, *, connected: bool = True) -> None:
     if connected:
         intake.bus.connected.set()
     intake.publish_submission = publish  # type: ignore[method-assign]
+    intake.rate_limits = AllowAll()  # type: ignore[assignment]
+    intake.idempotency = MemoryIdempotency()  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -125,7 +128,7 @@ async def test_valid_submission_is_accepted_with_a_tracking_code(
     assert parse_tracking_code(code) == code
     assert accepted["tracking_code_display"] == format_for_display(code)
     assert accepted["service_id"] == SERVICE_ID
-    assert accepted["catalog_version"] == 1
+    assert accepted["catalog_version"] == 2
     assert accepted["status"] == "SUBMITTED"
     assert len(publish.published) == 1
     assert publish.published[0].tracking_code == code
@@ -148,7 +151,7 @@ async def test_published_event_carries_the_normalised_submission(
     [event] = publish.published
     assert event.event_type == "RequestSubmitted"
     assert event.service_id == SERVICE_ID
-    assert event.catalog_version == 1
+    assert event.catalog_version == 2
     assert event.agency == "civil-registry"
     assert event.applicant.national_id == NATIONAL_ID
     assert event.applicant.mobile == "09121234567"
@@ -334,11 +337,11 @@ async def test_service_list_shows_the_seeded_service(client: httpx.AsyncClient) 
     response = await client.get("/api/v1/services")
     assert response.status_code == 200
     services = response.json()
-    assert [service["id"] for service in services] == [SERVICE_ID]
-    [summary] = services
+    assert SERVICE_ID in [service["id"] for service in services]
+    [summary] = [service for service in services if service["id"] == SERVICE_ID]
     assert summary == {
         "id": SERVICE_ID,
-        "version": 1,
+        "version": 2,
         "agency": "civil-registry",
         "title_fa": "صدور المثنی شناسنامه",
         "title_en": "Duplicate birth certificate",
@@ -352,7 +355,7 @@ async def test_service_definition_is_published_in_full(client: httpx.AsyncClient
     assert response.status_code == 200
     definition = response.json()
     assert definition["id"] == SERVICE_ID
-    assert definition["version"] == 1
+    assert definition["version"] == 2
     assert [field["name"] for field in definition["fields"]] == ["reason"]
     assert [inquiry["id"] for inquiry in definition["inquiries"]] == ["identity"]
     assert definition["decision"] == "automatic"
@@ -376,3 +379,75 @@ async def test_catalog_reads_work_while_the_bus_is_down() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
         assert (await client.get("/api/v1/services")).status_code == 200
         assert (await client.get(f"/api/v1/services/{SERVICE_ID}")).status_code == 200
+
+
+# --- idempotency keys and rate limits (the Redis-backed guards are tested on real Redis in integration) ----
+
+
+async def test_the_same_idempotency_key_and_body_returns_the_same_tracking_code(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    submission = body()
+    first = await client.post("/api/v1/requests", json=submission, headers={"Idempotency-Key": "k-1"})
+    again = await client.post("/api/v1/requests", json=submission, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["tracking_code"] == again.json()["tracking_code"]
+    assert len(publish.published) == 1
+
+
+async def test_the_same_idempotency_key_with_another_body_is_refused(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/requests", json=body(), headers={"Idempotency-Key": "k-2"})
+    other = body()
+    other["fields"]["reason"] = "worn out"
+    refused = await client.post("/api/v1/requests", json=other, headers={"Idempotency-Key": "k-2"})
+    problem = assert_problem(refused, 422)
+    assert problem["type"].endswith("idempotency-key-reused")
+    assert problem["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_a_retry_while_the_first_attempt_is_in_flight_gets_409(app: FastAPI, client: httpx.AsyncClient) -> None:
+    submission = body()
+    from services.intake.guards import fingerprint
+    from services.intake.models import SubmissionIn
+
+    claim = fingerprint(SubmissionIn.model_validate(submission).model_dump(mode="json"))
+    await app.state.intake.idempotency.begin("k-3", claim)
+    response = await client.post("/api/v1/requests", json=submission, headers={"Idempotency-Key": "k-3"})
+    assert_problem(response, 409)
+    assert response.headers["retry-after"] == "2"
+
+
+async def test_a_failed_attempt_frees_its_key_for_a_retry(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    submission = body()
+    publish.error = ConnectionError("kafka down")
+    failed = await client.post("/api/v1/requests", json=submission, headers={"Idempotency-Key": "k-4"})
+    assert_problem(failed, 503)
+    publish.error = None
+    retried = await client.post("/api/v1/requests", json=submission, headers={"Idempotency-Key": "k-4"})
+    assert retried.status_code == 202
+
+
+async def test_idempotency_key_without_redis_is_refused_with_503_not_risked(
+    app: FastAPI, client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    app.state.intake.idempotency.down = True
+    response = await client.post("/api/v1/requests", json=body(), headers={"Idempotency-Key": "k-5"})
+    assert_problem(response, 503)
+    assert response.headers["retry-after"]
+    assert publish.published == []
+
+
+async def test_an_invalid_idempotency_key_is_a_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/requests", json=body(), headers={"Idempotency-Key": "bad\tkey"})
+    assert_problem(response, 422)
+
+
+async def test_rate_limited_submission_gets_429_with_retry_after(
+    app: FastAPI, client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    app.state.intake.rate_limits.deny_for = 17
+    response = await client.post("/api/v1/requests", json=body())
+    problem = assert_problem(response, 429)
+    assert response.headers["retry-after"] == "17"
+    assert problem["title_fa"]
+    assert publish.published == []

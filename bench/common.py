@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmarks: latency statistics and starting a service process."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Result:
+    """Throughput and latency of one measured run."""
+
+    name: str
+    count: int
+    seconds: float
+    latencies_s: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+    def line(self) -> str:
+        p50 = statistics.median(self.latencies_s) * 1000 if self.latencies_s else float("nan")
+        return (
+            f"{self.name:38} {self.count:6d} in {self.seconds:6.2f}s = {self.rate:8.1f}/s"
+            f"   p50 {p50:7.1f} ms   p99 {self.percentile(0.99) * 1000:7.1f} ms"
+        )
+
+
+def start_process(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `python -m module` with extra environment, output to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(url: str, timeout_s: float = 60) -> None:
+    """Poll a /readyz until it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)

@@ -1,0 +1,79 @@
+"""Outbound edges of intake: tracking's status lookup, used to prove that a citizen owns a request."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.domain.state_machine import Flags, RequestState
+
+LOOKUP_PATH = "/api/v1/tracking/lookup"
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+class TrackingUnavailable(Exception):
+    """tracking gave no usable answer (down, slow, 5xx or malformed): nothing can be checked, so nothing is done."""
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What intake needs to know of a request before it records a citizen's command."""
+
+    tracking_code: str
+    service_id: str
+    catalog_version: int
+    status: RequestState
+    flags: Flags
+
+
+class TrackingClient:
+    """tracking's `POST /api/v1/tracking/lookup` over HTTP, with a bounded wait."""
+
+    def __init__(self, base_url: str, *, timeout_s: float, client: httpx.AsyncClient | None = None) -> None:
+        self.lookup_url = base_url.rstrip("/") + LOOKUP_PATH
+        self.timeout_s = timeout_s
+        # Tests inject a client over httpx.MockTransport; an injected client is closed by its owner.
+        self.http = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._owns_client = client is None
+
+    async def lookup(self, *, tracking_code: str, national_id: str) -> RequestView | None:
+        """The request, when this national ID is its applicant's; None for "no such code" and "not yours" alike."""
+        # Personal data goes in the body, never the URL (URLs end up in logs and span attributes).
+        payload = {"tracking_code": tracking_code, "national_id": national_id}
+        try:
+            # httpx's timeout bounds each phase; this bounds the whole call the citizen is waiting on.
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.http.post(self.lookup_url, json=payload, timeout=self.timeout_s)
+        except (httpx.HTTPError, TimeoutError) as error:
+            raise TrackingUnavailable(type(error).__name__) from error
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
+            raise TrackingUnavailable(f"HTTP {response.status_code}")
+        try:
+            return _view(response.json())
+        except (ValueError, KeyError, TypeError) as error:
+            raise TrackingUnavailable("malformed answer") from error
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the client was injected."""
+        if self._owns_client:
+            await self.http.aclose()
+
+
+def _view(answer: Any) -> RequestView:
+    if not isinstance(answer, dict):
+        raise TypeError("lookup answer is not an object")
+    flags = (answer["sla_breached"], answer["complaint_open"])
+    if not all(isinstance(flag, bool) for flag in flags):
+        raise TypeError("lookup flags are not booleans")
+    return RequestView(
+        tracking_code=str(answer["tracking_code"]),
+        service_id=str(answer["service_id"]),
+        catalog_version=int(answer["catalog_version"]),
+        status=RequestState(answer["status"]),
+        flags=Flags(sla_breached=flags[0], complaint_open=flags[1]),
+    )

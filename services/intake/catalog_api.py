@@ -1,0 +1,142 @@
+"""intake's catalog routes: the published services, every version of each, search, and the agencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from shared.catalog import Agency, Catalog, ServiceDefinition
+from shared.domain.digits import to_persian_digits
+from shared.http import FieldProblem, ProblemError, problem_responses
+
+from .models import ServiceSummary, summarise
+
+catalog_router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+
+# 400 and 422 are documented for the whole app (see app.py); these routes add their own 404.
+NOT_FOUND_RESPONSES = problem_responses(404)
+
+
+def get_catalog(request: Request) -> Catalog:
+    """The catalog intake was started with."""
+    catalog: Catalog = request.app.state.intake.catalog
+    return catalog
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+ServiceId = Annotated[str, Path(max_length=100, examples=["birth-certificate-duplicate"])]
+
+
+def unknown_service(service_id: str) -> ProblemError:
+    """The 404 problem for a service id the catalog does not hold."""
+    return ProblemError(
+        status=404,
+        slug="unknown-service",
+        title_en="No such service",
+        title_fa="چنین خدمتی وجود ندارد",
+        detail_en=f"The catalog has no service '{service_id}'.",
+        detail_fa=f"فهرست خدمات، خدمتی با شناسهٔ «{service_id}» ندارد.",
+        errors=[
+            FieldProblem(
+                field="service_id",
+                code="unknown_service",
+                message_en="Choose a service from the catalog.",
+                message_fa="خدمتی از فهرست خدمات انتخاب کنید.",
+            )
+        ],
+    )
+
+
+def _unknown_version(service_id: str, version: int, versions: list[int]) -> ProblemError:
+    listed = ", ".join(str(number) for number in versions)
+    listed_fa = to_persian_digits("، ".join(str(number) for number in versions))
+    return ProblemError(
+        status=404,
+        slug="unknown-service-version",
+        title_en="No such version of the service",
+        title_fa="چنین نسخه‌ای از خدمت وجود ندارد",
+        detail_en=f"Service '{service_id}' has no version {version}; its versions are {listed}.",
+        detail_fa=f"خدمت «{service_id}» نسخهٔ {to_persian_digits(str(version))} ندارد؛ نسخه‌های آن: {listed_fa}.",
+        errors=[
+            FieldProblem(
+                field="version",
+                code="unknown_version",
+                message_en="Choose one of the service's versions.",
+                message_fa="یکی از نسخه‌های این خدمت را انتخاب کنید.",
+            )
+        ],
+    )
+
+
+@catalog_router.get(
+    "/services",
+    response_model=list[ServiceSummary],
+    summary="List the services of the catalog, optionally searched and filtered by agency",
+)
+async def list_services(
+    catalog: CatalogDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Words that must all appear (Persian or English; Arabic letters and any digits accepted)",
+            examples=["گواهی مالیاتی"],
+        ),
+    ] = None,
+    agency: Annotated[str | None, Query(max_length=100, description="Only this agency's services")] = None,
+) -> list[ServiceSummary]:
+    services = catalog.search(q) if q else catalog.all()
+    return [summarise(service) for service in services if agency is None or service.agency == agency]
+
+
+@catalog_router.get(
+    "/services/{service_id}",
+    response_model=ServiceDefinition,
+    responses=NOT_FOUND_RESPONSES,
+    summary="Everything a citizen needs to know about one service (its latest version)",
+)
+async def get_service(service_id: ServiceId, catalog: CatalogDep) -> ServiceDefinition:
+    service = catalog.get(service_id)
+    if service is None:
+        raise unknown_service(service_id)
+    return service
+
+
+@catalog_router.get(
+    "/services/{service_id}/versions",
+    response_model=list[int],
+    responses=NOT_FOUND_RESPONSES,
+    summary="The version numbers of one service, oldest first",
+)
+async def list_service_versions(service_id: ServiceId, catalog: CatalogDep) -> list[int]:
+    versions = catalog.versions(service_id)
+    if not versions:
+        raise unknown_service(service_id)
+    return versions
+
+
+@catalog_router.get(
+    "/services/{service_id}/versions/{version}",
+    response_model=ServiceDefinition,
+    responses=NOT_FOUND_RESPONSES,
+    summary="One version of a service, as published then (a request records the version it was submitted under)",
+)
+async def get_service_version(
+    service_id: ServiceId, version: Annotated[int, Path(ge=1)], catalog: CatalogDep
+) -> ServiceDefinition:
+    versions = catalog.versions(service_id)
+    if not versions:
+        raise unknown_service(service_id)
+    service = catalog.get_version(service_id, version)
+    if service is None:
+        raise _unknown_version(service_id, version, versions)
+    return service
+
+
+@catalog_router.get(
+    "/agencies", response_model=list[Agency], summary="The agencies that offer services or answer inquiries"
+)
+async def list_agencies(catalog: CatalogDep) -> list[Agency]:
+    return catalog.agencies()

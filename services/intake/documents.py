@@ -1,0 +1,455 @@
+"""Citizens' documents: content-addressed blob stores, format sniffing and the checks on uploads and references."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import filetype
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+from typing_extensions import TypeIs
+
+from shared.catalog import DocumentFormat, RequiredDocument, ServiceDefinition
+from shared.events import DocumentRef
+
+from .domain import FieldError
+from .settings import IntakeSettings
+
+SHA256_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
+OCTET_STREAM: Final = "application/octet-stream"
+
+MEDIA_TYPES: Final[dict[DocumentFormat, str]] = {
+    DocumentFormat.PDF: "application/pdf",
+    DocumentFormat.JPEG: "image/jpeg",
+    DocumentFormat.PNG: "image/png",
+}
+_FORMATS_BY_MEDIA_TYPE: Final = {media_type: fmt for fmt, media_type in MEDIA_TYPES.items()}
+
+
+class DocumentErrorCode(StrEnum):
+    """Why an upload or a submission's document reference was refused (FieldError.code)."""
+
+    EMPTY = "document_empty"
+    TOO_LARGE = "document_too_large"
+    FORMAT = "document_format"
+    MISSING = "document_missing"
+    UNKNOWN_KIND = "unknown_document_kind"
+    ID_FORMAT = "document_id_format"
+    NOT_FOUND = "document_not_found"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What the store recorded about a blob."""
+
+    media_type: str
+    size_bytes: int
+
+
+class BlobStoreUnavailable(RuntimeError):
+    """The store could not be read or written (disk or S3 failure); nothing was decided, the caller may retry."""
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage: a blob's id is the sha256 of its bytes, so storing it twice keeps one copy."""
+
+    async def put(self, data: bytes) -> str:
+        """Store the bytes (media type sniffed from the content); return their sha256 in hex."""
+        ...
+
+    async def get(self, sha256: str) -> bytes | None:
+        """The bytes with this sha256, or None."""
+        ...
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether a blob with this sha256 is stored."""
+        ...
+
+    async def metadata(self, sha256: str) -> BlobInfo | None:
+        """The stored media type and size of this blob, or None."""
+        ...
+
+
+def sha256_hex(data: bytes) -> str:
+    """The content address of these bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_sha256(value: str) -> bool:
+    """Whether a value is a content address (64 lowercase hex digits); anything else never reaches a store."""
+    return SHA256_PATTERN.fullmatch(value) is not None
+
+
+def sniff(data: bytes) -> DocumentFormat | None:
+    """The document format the bytes themselves say (magic numbers), never a name or a declared type."""
+    kind = filetype.guess(data) if data else None
+    if kind is None:
+        return None
+    return _FORMATS_BY_MEDIA_TYPE.get(str(kind.mime))
+
+
+def media_type_of(data: bytes) -> str:
+    """The media type stored with a blob: from the sniffed format, else application/octet-stream."""
+    found = sniff(data)
+    return MEDIA_TYPES[found] if found is not None else OCTET_STREAM
+
+
+# --- local files ------------------------------------------------------------------------------------
+
+
+def _atomic_write(target: Path, payload: bytes) -> None:
+    # Readers see the old file or the complete new one, never a prefix: write aside, fsync, rename over.
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+class LocalBlobStore:
+    """Blobs as files `root/ab/cd/<sha256>` with a `<sha256>.json` sidecar; client file names are never used."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _blob_path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def _sidecar_path(self, sha256: str) -> Path:
+        return self._blob_path(sha256).with_name(f"{sha256}.json")
+
+    def _write(self, digest: str, data: bytes) -> None:
+        blob = self._blob_path(digest)
+        if blob.is_file():
+            return
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        info = BlobInfo(media_type=media_type_of(data), size_bytes=len(data))
+        # Sidecar first: a blob file that exists always has its metadata next to it.
+        _atomic_write(self._sidecar_path(digest), json.dumps(asdict(info)).encode())
+        _atomic_write(blob, data)
+
+    def _read(self, sha256: str) -> bytes | None:
+        try:
+            return self._blob_path(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _metadata(self, sha256: str) -> BlobInfo | None:
+        blob = self._blob_path(sha256)
+        if not blob.is_file():
+            return None
+        try:
+            recorded = json.loads(self._sidecar_path(sha256).read_text(encoding="utf-8"))
+            return BlobInfo(media_type=str(recorded["media_type"]), size_bytes=int(recorded["size_bytes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            # A lost or damaged sidecar is rebuilt from the content it describes.
+            data = blob.read_bytes()
+            return BlobInfo(media_type=media_type_of(data), size_bytes=len(data))
+
+    async def put(self, data: bytes) -> str:
+        """Store the bytes once under their sha256 (atomic); return the sha256."""
+        digest = sha256_hex(data)
+        try:
+            await asyncio.to_thread(self._write, digest, data)
+        except OSError as error:
+            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
+        return digest
+
+    async def get(self, sha256: str) -> bytes | None:
+        """The stored bytes, or None."""
+        if not is_sha256(sha256):
+            return None
+        try:
+            return await asyncio.to_thread(self._read, sha256)
+        except OSError as error:
+            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+        return is_sha256(sha256) and await asyncio.to_thread(self._blob_path(sha256).is_file)
+
+    async def metadata(self, sha256: str) -> BlobInfo | None:
+        """The blob's media type and size, or None."""
+        if not is_sha256(sha256):
+            return None
+        try:
+            return await asyncio.to_thread(self._metadata, sha256)
+        except OSError as error:
+            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
+
+
+# --- S3 -----------------------------------------------------------------------------------------------
+
+_S3_MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _is_missing(error: ClientError) -> bool:
+    return str(error.response.get("Error", {}).get("Code", "")) in _S3_MISSING
+
+
+class S3BlobStore:
+    """Blobs as S3 objects `<prefix><sha256>` with their ContentType; works with AWS and S3-compatible stores."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        prefix: str = "documents/",
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self._session = get_session()
+        config = AioConfig(
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+            # S3-compatible servers (MinIO, Ceph) are addressed by path, and many refuse the CRC checksums
+            # botocore sends by default since 1.36; AWS itself keeps botocore's defaults.
+            **(
+                {
+                    "s3": {"addressing_style": "path"},
+                    "request_checksum_calculation": "when_required",
+                    "response_checksum_validation": "when_required",
+                }
+                if endpoint_url
+                else {}
+            ),
+        )
+        # No keys means botocore's credential chain (environment, web identity in Kubernetes, ...).
+        self._client_args: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "aws_access_key_id": access_key,
+            "aws_secret_access_key": secret_key,
+            "config": config,
+        }
+
+    def key(self, sha256: str) -> str:
+        """The object key of a blob."""
+        return f"{self.prefix}{sha256}"
+
+    def _client(self) -> Any:
+        # A client per call: nothing to close at shutdown, and botocore's client creation is cheap next to
+        # an upload of up to megabytes.
+        return self._session.create_client("s3", **self._client_args)
+
+    async def _head(self, client: Any, sha256: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = await client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+        except ClientError as error:
+            if _is_missing(error):
+                return None
+            raise
+        return head
+
+    async def put(self, data: bytes) -> str:
+        """Store the bytes once under their sha256 (S3 writes are atomic); return the sha256."""
+        digest = sha256_hex(data)
+        try:
+            async with self._client() as client:
+                if await self._head(client, digest) is None:
+                    await client.put_object(
+                        Bucket=self.bucket, Key=self.key(digest), Body=data, ContentType=media_type_of(data)
+                    )
+        except (ClientError, BotoCoreError) as error:
+            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
+        return digest
+
+    async def get(self, sha256: str) -> bytes | None:
+        """The stored bytes, or None."""
+        if not is_sha256(sha256):
+            return None
+        try:
+            async with self._client() as client:
+                response = await client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+                async with response["Body"] as body:
+                    data: bytes = await body.read()
+        except ClientError as error:
+            if _is_missing(error):
+                return None
+            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
+        except BotoCoreError as error:
+            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
+        return data
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored (a HEAD request)."""
+        return await self.metadata(sha256) is not None
+
+    async def metadata(self, sha256: str) -> BlobInfo | None:
+        """The blob's media type and size from its object's headers, or None."""
+        if not is_sha256(sha256):
+            return None
+        try:
+            async with self._client() as client:
+                head = await self._head(client, sha256)
+        except (ClientError, BotoCoreError) as error:
+            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
+        if head is None:
+            return None
+        return BlobInfo(media_type=str(head.get("ContentType", OCTET_STREAM)), size_bytes=int(head["ContentLength"]))
+
+
+def blob_store_from_settings(settings: IntakeSettings) -> BlobStore:
+    """The blob store the settings choose (local files by default)."""
+    if settings.blob_store == "s3":
+        assert settings.s3_bucket is not None  # IntakeSettings refuses s3 without a bucket
+        return S3BlobStore(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            prefix=settings.s3_prefix,
+        )
+    return LocalBlobStore(settings.blob_dir)
+
+
+# --- checks -------------------------------------------------------------------------------------------
+
+
+def _formats_text(formats: list[DocumentFormat]) -> tuple[str, str]:
+    names = [fmt.value.upper() for fmt in formats]
+    if len(names) == 1:
+        return names[0], names[0]
+    return ", ".join(names[:-1]) + " or " + names[-1], "، ".join(names[:-1]) + " یا " + names[-1]
+
+
+def _format_error(field: str, requirement: RequiredDocument) -> FieldError:
+    formats_en, formats_fa = _formats_text(requirement.formats)
+    return FieldError(
+        field,
+        DocumentErrorCode.FORMAT,
+        f"'{requirement.title.en}' must be a {formats_en} file; the file's content is checked, not its name.",
+        f"«{requirement.title.fa}» باید فایل {formats_fa} باشد؛ محتوای فایل بررسی می‌شود، نه نام آن.",
+    )
+
+
+def _too_large_error(field: str, requirement: RequiredDocument) -> FieldError:
+    return FieldError(
+        field,
+        DocumentErrorCode.TOO_LARGE,
+        f"'{requirement.title.en}' may be at most {requirement.max_size_kb} KB.",
+        f"حجم «{requirement.title.fa}» حداکثر {requirement.max_size_kb} کیلوبایت است.",
+    )
+
+
+def max_size_bytes(requirement: RequiredDocument) -> int:
+    """The largest file this requirement accepts, in bytes."""
+    return requirement.max_size_kb * 1024
+
+
+def check_upload(data: bytes, requirement: RequiredDocument, *, field: str = "file") -> DocumentRef | list[FieldError]:
+    """Check an uploaded file against its requirement (not empty, size, format by content)."""
+    if not data:
+        return [FieldError(field, DocumentErrorCode.EMPTY, "The file is empty.", "فایل خالی است.")]
+    errors: list[FieldError] = []
+    if len(data) > max_size_bytes(requirement):
+        errors.append(_too_large_error(field, requirement))
+    found = sniff(data)
+    if found is None or found not in requirement.formats:
+        errors.append(_format_error(field, requirement))
+    if errors or found is None:
+        return errors
+    return DocumentRef(
+        kind=requirement.kind, sha256=sha256_hex(data), media_type=MEDIA_TYPES[found], size_bytes=len(data)
+    )
+
+
+def _shown(text: str) -> str:
+    # Keys come from the citizen's JSON; an error message echoes a bounded part of them.
+    return text if len(text) <= 50 else text[:50] + "…"
+
+
+async def validate_document_refs(
+    *, service: ServiceDefinition, documents: dict[str, str], store: BlobStore
+) -> list[DocumentRef] | list[FieldError]:
+    """A submission's documents (kind → upload id) as refs in catalog order, or every fault found."""
+    # BlobStoreUnavailable propagates: the store could not answer, so nothing about the documents is known.
+    errors: list[FieldError] = []
+    refs: list[DocumentRef] = []
+    required = {requirement.kind: requirement for requirement in service.required_documents}
+    for kind in sorted(set(documents) - set(required)):
+        errors.append(
+            FieldError(
+                f"documents.{kind}",
+                DocumentErrorCode.UNKNOWN_KIND,
+                f"This service asks for no document named '{_shown(kind)}'.",
+                f"این خدمت مدرکی به نام «{_shown(kind)}» نمی‌خواهد.",
+            )
+        )
+    for requirement in service.required_documents:
+        path = f"documents.{requirement.kind}"
+        document_id = documents.get(requirement.kind, "").strip().lower()
+        if not document_id:
+            if requirement.mandatory:
+                errors.append(
+                    FieldError(
+                        path,
+                        DocumentErrorCode.MISSING,
+                        f"'{requirement.title.en}' must be uploaded.",
+                        f"بارگذاری «{requirement.title.fa}» الزامی است.",
+                    )
+                )
+            continue
+        if not is_sha256(document_id):
+            errors.append(
+                FieldError(
+                    path,
+                    DocumentErrorCode.ID_FORMAT,
+                    "Give the document_id that uploading the file returned (64 hexadecimal characters).",
+                    "شناسه‌ای را که پس از بارگذاری فایل دریافت کردید وارد کنید (۶۴ نویسه).",
+                )
+            )
+            continue
+        info = await store.metadata(document_id)
+        if info is None:
+            errors.append(
+                FieldError(
+                    path,
+                    DocumentErrorCode.NOT_FOUND,
+                    f"No uploaded file has this id; please upload '{requirement.title.en}' again.",
+                    f"فایلی با این شناسه بارگذاری نشده است؛ لطفاً «{requirement.title.fa}» را دوباره بارگذاری کنید.",
+                )
+            )
+            continue
+        stored_format = _FORMATS_BY_MEDIA_TYPE.get(info.media_type)
+        if stored_format is None or stored_format not in requirement.formats:
+            errors.append(_format_error(path, requirement))
+            continue
+        # The same bytes may have been uploaded for another service whose limit is larger.
+        if info.size_bytes > max_size_bytes(requirement):
+            errors.append(_too_large_error(path, requirement))
+            continue
+        refs.append(
+            DocumentRef(
+                kind=requirement.kind, sha256=document_id, media_type=info.media_type, size_bytes=info.size_bytes
+            )
+        )
+    return errors or refs
+
+
+def are_document_errors(outcome: list[DocumentRef] | list[FieldError]) -> TypeIs[list[FieldError]]:
+    """Whether validate_document_refs refused the documents (an empty list means: none needed, none given)."""
+    return bool(outcome) and isinstance(outcome[0], FieldError)

@@ -1,0 +1,288 @@
+"""intake's guards in front of submissions: Idempotency-Key records and shared rate limits, both in Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import redis.asyncio as aioredis
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from prometheus_client import Counter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from shared.domain.digits import normalize_digits
+from shared.domain.identity import InvalidNationalId, normalize_national_id
+
+log = logging.getLogger(__name__)
+
+# What a dead or hung Redis may cost one call: the budget is half a second, not redis-py's default retries.
+REDIS_CONNECT_TIMEOUT_S: Final = 0.5
+REDIS_SOCKET_TIMEOUT_S: Final = 0.5
+
+IDEMPOTENCY_PREFIX: Final = "khedmat:idem:"
+RATE_LIMIT_PREFIX: Final = "khedmat:rl"
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 128
+
+# Everything a Redis call can raise when the server is down, hung or refuses the command.
+REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
+
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "khedmat_rate_limit_fail_open_total", "Rate limit checks allowed without counting because Redis failed"
+)
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    """A Redis client whose every call fails within about half a second when Redis is down or hung."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        # redis-py retries 10 times with backoff by default; the pool already replaces a stale connection.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+async def redis_ready(redis: aioredis.Redis) -> bool:
+    """True when Redis answers PING."""
+    try:
+        return bool(await redis.ping())
+    except REDIS_FAILURES:
+        return False
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class InvalidIdempotencyKey(ValueError):
+    """The Idempotency-Key header is empty, longer than 128 characters or not printable ASCII."""
+
+
+class IdempotencyUnavailable(RuntimeError):
+    """Redis did not answer: the retry is refused rather than risking a duplicate request."""
+
+
+@dataclass(frozen=True)
+class Began:
+    """The key is now claimed by this attempt: submit, then complete or abandon."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    """An earlier attempt with this key and body was accepted under this tracking code (and catalog version)."""
+
+    tracking_code: str
+    catalog_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key was used with a different body."""
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An attempt with this key and body has not finished yet."""
+
+
+BeginOutcome = Began | Replay | Mismatch | InFlight
+
+
+def validate_idempotency_key(key: str) -> str:
+    """The key itself when it is 1..128 printable ASCII characters; else InvalidIdempotencyKey."""
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(" " <= char <= "~" for char in key):
+        raise InvalidIdempotencyKey("an Idempotency-Key is 1 to 128 printable ASCII characters")
+    return key
+
+
+def canonical_json(body: Mapping[str, Any]) -> bytes:
+    """The body as JSON with sorted keys and no insignificant whitespace (UTF-8)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def fingerprint(body: bytes | Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of a request body, given as raw JSON bytes or already parsed."""
+    parsed = json.loads(body) if isinstance(body, bytes) else body
+    return hashlib.sha256(canonical_json(parsed)).hexdigest()
+
+
+# One script, so two replicas racing on a key cannot both see it free (KEYS[1]=record, ARGV=fp, pending TTL).
+_BEGIN = """
+local record = redis.call('HMGET', KEYS[1], 'state', 'fp', 'code', 'version')
+if not record[1] then
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'fp', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return {'began'}
+end
+if record[2] ~= ARGV[1] then return {'mismatch'} end
+if record[1] == 'done' then return {'replay', record[3], record[4] or ''} end
+return {'inflight'}
+"""
+
+# Record the outcome unless another body owns the key (our pending claim expired and someone else took it).
+_COMPLETE = """
+local fp = redis.call('HGET', KEYS[1], 'fp')
+if fp and fp ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'done', 'fp', ARGV[1], 'code', ARGV[2], 'version', ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# Delete only our own pending claim: never a completed record, never another body's claim.
+_ABANDON = """
+local record = redis.call('HMGET', KEYS[1], 'state', 'fp')
+if record[1] == 'pending' and record[2] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class IdempotencyStore:
+    """Idempotency-Key records in Redis: pending while an attempt runs, then the tracking code it got."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: int = 86400, pending_ttl_s: int = 60) -> None:
+        if pending_ttl_s < 1 or ttl_s < pending_ttl_s:
+            raise ValueError("need 1 <= pending_ttl_s <= ttl_s")
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self.pending_ttl_s = pending_ttl_s
+        self._begin = redis.register_script(_BEGIN)
+        self._complete = redis.register_script(_COMPLETE)
+        self._abandon = redis.register_script(_ABANDON)
+
+    @staticmethod
+    def redis_key(key: str) -> str:
+        """The Redis key holding the record of an Idempotency-Key (validated)."""
+        return IDEMPOTENCY_PREFIX + validate_idempotency_key(key)
+
+    async def begin(self, key: str, fingerprint: str) -> BeginOutcome:
+        """Claim the key for this body, or report the replay, mismatch or attempt in flight it already holds."""
+        name = self.redis_key(key)
+        try:
+            answer = await self._begin(keys=[name], args=[fingerprint, self.pending_ttl_s])
+        except REDIS_FAILURES as error:
+            raise IdempotencyUnavailable(type(error).__name__) from error
+        kind = _text(answer[0])
+        if kind == "began":
+            return Began()
+        if kind == "replay":
+            version = _text(answer[2]) if len(answer) > 2 else None
+            return Replay(tracking_code=_text(answer[1]) or "", catalog_version=int(version) if version else None)
+        if kind == "mismatch":
+            return Mismatch()
+        return InFlight()
+
+    async def complete(
+        self, key: str, fingerprint: str, tracking_code: str, *, catalog_version: int | None = None
+    ) -> bool:
+        """Record the accepted tracking code for the full TTL; False when another body owns the key now."""
+        name = self.redis_key(key)
+        version = "" if catalog_version is None else str(catalog_version)
+        try:
+            stored = await self._complete(keys=[name], args=[fingerprint, tracking_code, self.ttl_s, version])
+        except REDIS_FAILURES as error:
+            raise IdempotencyUnavailable(type(error).__name__) from error
+        return bool(stored)
+
+    async def abandon(self, key: str, fingerprint: str) -> bool:
+        """Release our pending claim so a failed attempt may be retried with the same key; True if released."""
+        name = self.redis_key(key)
+        try:
+            deleted = await self._abandon(keys=[name], args=[fingerprint])
+        except REDIS_FAILURES as error:
+            raise IdempotencyUnavailable(type(error).__name__) from error
+        return bool(deleted)
+
+
+RateScope = Literal["client", "national_id"]
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a submission may go ahead; when denied, which limit and how many seconds until it may."""
+
+    allowed: bool
+    retry_after_s: int = 0
+    scope: RateScope | None = None
+    # True when Redis failed and the request was let through uncounted (fail open).
+    degraded: bool = False
+
+
+def retry_after_s(reset_at: float, now: float) -> int:
+    """Whole seconds from now until the window frees a slot, rounded up and never below 1."""
+    return max(1, math.ceil(reset_at - now))
+
+
+def parse_limits(value: str) -> list[RateLimitItem]:
+    """Limit strings such as "30/minute" or "30/minute;500/day"; ValueError when one does not parse."""
+    items = parse_many(value)
+    if not items:
+        raise ValueError(f"no rate limit in {value!r}")
+    return items
+
+
+def national_id_digest(national_id: str, key: bytes) -> str:
+    """HMAC-SHA256 (hex) of a national ID in canonical form, so Redis never holds the ID itself."""
+    try:
+        canonical = normalize_national_id(national_id)
+    except InvalidNationalId:
+        # Still counted, under a best-effort canonical form: Persian and ASCII digits must share one counter.
+        canonical = normalize_digits(national_id).strip()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+class RateLimits:
+    """Submission rate limits per client address and per national ID, shared by every replica through Redis."""
+
+    def __init__(self, redis: aioredis.Redis, *, per_client: str, per_national_id: str, national_id_key: bytes) -> None:
+        if not national_id_key:
+            raise ValueError("national_id_key must not be empty")
+        self.per_client = parse_limits(per_client)
+        self.per_national_id = parse_limits(per_national_id)
+        self._national_id_key = national_id_key
+        # Same connection pool (and timeouts) as the client given; the URI only names the scheme.
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=RATE_LIMIT_PREFIX,
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+        )
+        # A moving window: a denied hit records nothing, and the reset time is exactly when a slot frees.
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def _check(self, items: list[RateLimitItem], scope: RateScope, identity: str) -> RateDecision | None:
+        for item in items:
+            if not await self._limiter.hit(item, scope, identity):
+                stats = await self._limiter.get_window_stats(item, scope, identity)
+                return RateDecision(
+                    allowed=False, retry_after_s=retry_after_s(stats.reset_time, time.time()), scope=scope
+                )
+        return None
+
+    async def hit(self, *, client: str, national_id: str | None) -> RateDecision:
+        """Count one submission against the client's and the national ID's limits (fails open without Redis)."""
+        try:
+            denied = await self._check(self.per_client, "client", client)
+            if denied is None and national_id is not None:
+                denied = await self._check(
+                    self.per_national_id, "national_id", national_id_digest(national_id, self._national_id_key)
+                )
+        except REDIS_FAILURES as error:
+            # Losing Redis must not stop citizens from submitting: let the request through and make it visible.
+            RATE_LIMIT_FAIL_OPEN.inc()
+            log.warning("rate limit unavailable, allowing the request: %s", type(error).__name__)
+            return RateDecision(allowed=True, degraded=True)
+        return denied or RateDecision(allowed=True)

@@ -1,0 +1,690 @@
+"""intake's citizen and agency commands through its HTTP API, in memory: no lifespan, Kafka and tracking faked."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiokafka.structs import RecordMetadata, TopicPartition
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.intake.adapters import TrackingClient
+from services.intake.agency_keys import AgencyKeys, hash_key
+from services.intake.app import create_app
+from services.intake.commands import Commands
+from services.intake.settings import DEV_AGENCY_KEYS_FILE, IntakeSettings
+from shared.domain.digits import to_persian_digits
+from shared.domain.identity import make_valid_national_id
+from shared.domain.state_machine import RequestState
+from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
+from shared.events import (
+    LOG_APPEND_TIME_TYPE,
+    ComplaintFiled,
+    ComplaintResolved,
+    CorrectionSubmitted,
+    Decision,
+    RequestCancelled,
+    RequestDecided,
+    ResultDelivered,
+)
+from shared.topics import Topic
+
+SERVICE_ID = "birth-certificate-duplicate"
+AGENCY = "civil-registry"
+AGENCY_KEY = "dev-key-civil-registry"
+NATIONAL_ID = make_valid_national_id("001234567")
+OTHER_NATIONAL_ID = make_valid_national_id("001234568")
+CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=2)
+PROBLEM_JSON = "application/problem+json"
+TRACKING_URL = "http://tracking.test"
+SHA = "a" * 64
+
+
+# --- fakes ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stored:
+    """A request as tracking's projection holds it."""
+
+    national_id: str
+    status: RequestState
+    sla_breached: bool = False
+    complaint_open: bool = False
+    service_id: str = SERVICE_ID
+
+
+@dataclass
+class FakeTracking:
+    """tracking's lookup over httpx.MockTransport: 404 for an unknown code or a wrong national ID."""
+
+    requests: dict[str, Stored] = field(default_factory=dict)
+    down: bool = False
+    answer_status: int | None = None
+    delay_s: float = 0.0
+    calls: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, status: RequestState, **flags: Any) -> str:
+        code = CODES.next_code()
+        self.requests[code] = Stored(NATIONAL_ID, status, **flags)
+        return code
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST"
+        assert request.url.path == "/api/v1/tracking/lookup"
+        query = json.loads(request.content)
+        self.calls.append(query)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.answer_status is not None:
+            return httpx.Response(self.answer_status, json={"status": self.answer_status})
+        stored = self.requests.get(query["tracking_code"])
+        if stored is None or stored.national_id != query["national_id"]:
+            return httpx.Response(404, json={"status": 404, "title": "not found"})
+        now = datetime.now(UTC).isoformat()
+        return httpx.Response(
+            200,
+            json={
+                "tracking_code": query["tracking_code"],
+                "service_id": stored.service_id,
+                "catalog_version": 1,
+                "status": stored.status.value,
+                "sla_breached": stored.sla_breached,
+                "complaint_open": stored.complaint_open,
+                "waiting_for_fa": None,
+                "waiting_for_en": None,
+                "submitted_at": now,
+                "updated_at": now,
+                "timeline": [],
+            },
+        )
+
+
+def metadata(timestamp_ms: int) -> RecordMetadata:
+    topic = Topic.REQUESTS.value
+    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 7, timestamp_ms, LOG_APPEND_TIME_TYPE, 0)
+
+
+@dataclass
+class FakePublish:
+    """Stands in for the commands' publish: records each event and answers as Kafka would."""
+
+    error: Exception | None = None
+    late: bool = False
+    published: list[Any] = field(default_factory=list)
+
+    async def __call__(self, event: Any) -> RecordMetadata:
+        self.published.append(event)
+        if self.error is not None:
+            raise self.error
+        appended = event.accept_by.timestamp() + 1 if self.late else datetime.now(UTC).timestamp()
+        return metadata(int(appended * 1000))
+
+
+def build_app(tracking: FakeTracking, publish: FakePublish, *, connected: bool = True, **settings: Any) -> FastAPI:
+    app = create_app(IntakeSettings(**settings), tracer_provider=TracerProvider())
+    if connected:
+        app.state.bus.connected.set()
+    commands: Commands = app.state.commands
+    commands.publish = publish
+    commands.tracking = TrackingClient(
+        TRACKING_URL,
+        timeout_s=settings.get("tracking_timeout_s", 2.0),
+        client=httpx.AsyncClient(transport=httpx.MockTransport(tracking.handler)),
+    )
+    return app
+
+
+@pytest.fixture
+def tracking() -> FakeTracking:
+    return FakeTracking()
+
+
+@pytest.fixture
+def publish() -> FakePublish:
+    return FakePublish()
+
+
+@pytest.fixture
+def app(tracking: FakeTracking, publish: FakePublish) -> FastAPI:
+    return build_app(tracking, publish)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        yield client
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"] and problem["title_fa"]
+    assert problem["type"].startswith("https://khedmat.ir/problems/")
+    return problem
+
+
+def citizen(code: str, command: str) -> str:
+    return f"/api/v1/requests/{code}/{command}"
+
+
+def agency(code: str, command: str) -> str:
+    return f"/api/v1/agency/requests/{code}/{command}"
+
+
+KEY = {"X-Agency-Key": AGENCY_KEY}
+
+
+# --- the citizen's commands: accepted -------------------------------------------------------------
+
+
+async def test_correction_of_a_request_that_needs_one_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.NEEDS_CORRECTION)
+    document = {"kind": "photo", "sha256": SHA, "media_type": "image/jpeg", "size_bytes": 1234}
+    response = await client.post(
+        citizen(code, "correction"),
+        json={"national_id": NATIONAL_ID, "fields": {"reason": "  worn out "}, "documents": [document]},
+    )
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, CorrectionSubmitted)
+    assert event.tracking_code == code
+    assert event.fields == {"reason": "worn out"}
+    assert [doc.model_dump() for doc in event.documents] == [document]
+    assert response.json() == {
+        "tracking_code": code,
+        "tracking_code_display": format_for_display(code),
+        "event_id": event.event_id,
+        "event_type": "CorrectionSubmitted",
+        "complaint_id": None,
+    }
+    assert tracking.calls == [{"tracking_code": code, "national_id": NATIONAL_ID}]
+    assert NATIONAL_ID not in event.model_dump_json()
+
+
+async def test_cancellation_before_a_decision_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    response = await client.post(
+        citizen(code, "cancellation"), json={"national_id": NATIONAL_ID, "reason": "دیگر لازم نیست"}
+    )
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, RequestCancelled)
+    assert (event.tracking_code, event.by, event.reason_fa, event.reason_en) == (
+        code,
+        "citizen",
+        "دیگر لازم نیست",
+        None,
+    )
+    assert response.json()["event_type"] == "RequestCancelled"
+    assert NATIONAL_ID not in event.model_dump_json()
+
+
+async def test_cancellation_without_a_reason_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert (event.reason_fa, event.reason_en) == (None, None)
+
+
+async def test_complaint_after_a_rejection_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.REJECTED)
+    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": " unfair "})
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, ComplaintFiled)
+    assert event.text == "unfair"
+    assert response.json()["complaint_id"] == event.complaint_id
+    assert NATIONAL_ID not in event.model_dump_json()
+
+
+async def test_complaint_before_a_decision_is_accepted_once_the_sla_is_breached(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW, sla_breached=True)
+    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "too slow"})
+    assert response.status_code == 202, response.text
+    assert len(publish.published) == 1
+
+
+async def test_tracking_code_typed_in_persian_digits_with_hyphens_is_understood(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    typed = to_persian_digits(format_for_display(code))
+    response = await client.post(citizen(typed, "cancellation"), json={"national_id": to_persian_digits(NATIONAL_ID)})
+    assert response.status_code == 202, response.text
+    assert publish.published[0].tracking_code == code
+    assert tracking.calls == [{"tracking_code": code, "national_id": NATIONAL_ID}]
+
+
+# --- the citizen's commands: refused --------------------------------------------------------------
+
+
+async def test_wrong_national_id_is_the_same_404_as_an_unknown_or_malformed_code(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    unknown = CODES.next_code()
+    malformed = code[:-1] + str((int(code[-1]) + 1) % 10)
+    answers = [
+        await client.post(citizen(code, "cancellation"), json={"national_id": OTHER_NATIONAL_ID}),
+        await client.post(citizen(unknown, "cancellation"), json={"national_id": NATIONAL_ID}),
+        await client.post(citizen(malformed, "cancellation"), json={"national_id": NATIONAL_ID}),
+        await client.post(citizen(code, "cancellation"), json={"national_id": "12345"}),
+    ]
+    bodies = []
+    for response in answers:
+        problem = assert_problem(response, 404)
+        assert NATIONAL_ID not in response.text and OTHER_NATIONAL_ID not in response.text
+        problem.pop("instance")  # the path, which holds the code the caller typed
+        bodies.append(problem)
+    assert all(body == bodies[0] for body in bodies)
+    assert bodies[0]["type"].endswith("/request-not-found")
+    assert [call["tracking_code"] for call in tracking.calls] == [code, unknown]  # no lookup for a non-code
+    assert publish.published == []
+
+
+async def test_cancellation_after_approval_is_a_409_with_the_reason_in_persian(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.APPROVED)
+    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    problem = assert_problem(response, 409)
+    assert problem["type"].endswith("/command-not-allowed")
+    assert problem["title_fa"] == "دربارهٔ این درخواست پیش‌تر تصمیم گرفته شده و دیگر نمی‌توان آن را لغو کرد."
+    assert "cancelled" in problem["title"]
+    assert "APPROVED" in problem["detail"]
+    assert problem["detail_fa"]
+    assert publish.published == []
+
+
+async def test_complaint_before_a_decision_is_a_409(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "why?"})
+    problem = assert_problem(response, 409)
+    assert "decided" in problem["title"]
+    assert publish.published == []
+
+
+async def test_second_complaint_while_one_is_open_is_a_409(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.REJECTED, complaint_open=True)
+    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "again"})
+    problem = assert_problem(response, 409)
+    assert "already open" in problem["title"]
+    assert publish.published == []
+
+
+async def test_correction_when_none_is_needed_is_a_409(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    response = await client.post(
+        citizen(code, "correction"), json={"national_id": NATIONAL_ID, "fields": {"reason": "x"}}
+    )
+    problem = assert_problem(response, 409)
+    assert "does not need a correction" in problem["title"]
+    assert publish.published == []
+
+
+async def test_correction_of_an_unknown_field_is_a_422_naming_it(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.NEEDS_CORRECTION)
+    response = await client.post(
+        citizen(code, "correction"), json={"national_id": NATIONAL_ID, "fields": {"colour": "blue", "reason": " "}}
+    )
+    problem = assert_problem(response, 422)
+    assert {(error["field"], error["code"]) for error in problem["errors"]} == {
+        ("fields.colour", "unknown_field"),
+        ("fields.reason", "required"),
+    }
+    assert publish.published == []
+
+
+@pytest.mark.parametrize(
+    ("command", "payload"),
+    [
+        ("correction", {"national_id": NATIONAL_ID}),
+        ("correction", {"national_id": NATIONAL_ID, "fields": {"reason": "x"}, "extra": 1}),
+        ("complaint", {"national_id": NATIONAL_ID, "text": "   "}),
+        ("complaint", {"national_id": NATIONAL_ID, "text": "x" * 2001}),
+        ("complaint", {"national_id": NATIONAL_ID}),
+        ("cancellation", {}),
+    ],
+    ids=["empty-correction", "extra-key", "blank-complaint", "long-complaint", "no-text", "no-national-id"],
+)
+async def test_malformed_citizen_command_is_a_422_problem(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish, command: str, payload: dict[str, Any]
+) -> None:
+    code = tracking.add(RequestState.REJECTED)
+    problem = assert_problem(await client.post(citizen(code, command), json=payload), 422)
+    assert problem["errors"]
+    assert tracking.calls == [] and publish.published == []
+
+
+# --- the citizen's commands: dependencies down ----------------------------------------------------
+
+
+async def test_tracking_down_is_a_503_with_retry_after(tracking: FakeTracking, publish: FakePublish) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    tracking.down = True
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
+    ) as client:
+        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    problem = assert_problem(response, 503)
+    assert problem["type"].endswith("/tracking-unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert publish.published == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 422])
+async def test_tracking_error_answer_is_a_503(tracking: FakeTracking, publish: FakePublish, status: int) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    tracking.answer_status = status
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
+    ) as client:
+        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    assert_problem(response, 503)
+    assert publish.published == []
+
+
+async def test_slow_tracking_is_a_503_in_bounded_time(tracking: FakeTracking, publish: FakePublish) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    tracking.delay_s = 30
+    app = build_app(tracking, publish, tracking_timeout_s=0.05)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        async with asyncio.timeout(5):
+            response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    assert_problem(response, 503)
+
+
+async def test_kafka_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    publish = FakePublish(error=ConnectionError("kafka is down"))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
+    ) as client:
+        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    problem = assert_problem(response, 503)
+    assert problem["type"].endswith("/bus-unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "kafka is down" not in response.text
+    assert len(publish.published) == 1
+
+
+async def test_command_appended_after_accept_by_is_a_503(tracking: FakeTracking) -> None:
+    code = tracking.add(RequestState.REJECTED)
+    publish = FakePublish(late=True)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
+    ) as client:
+        response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "late"})
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_disconnected_bus_is_a_503_without_asking_tracking(tracking: FakeTracking, publish: FakePublish) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    app = build_app(tracking, publish, connected=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+        agency_response = await client.post(
+            agency(code, "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
+        )
+    assert_problem(response, 503)
+    assert_problem(agency_response, 503)
+    assert tracking.calls == [] and publish.published == []
+
+
+# --- the agency's commands ------------------------------------------------------------------------
+
+
+def reject(**overrides: Any) -> dict[str, Any]:
+    return {
+        "service_id": SERVICE_ID,
+        "decision": "reject",
+        "reason_fa": "مدارک کافی نیست",
+        "reason_en": "The documents are not sufficient",
+        "legal_basis": "Civil Registration Act, art. 20",
+        **overrides,
+    }
+
+
+async def test_agency_command_without_a_key_is_a_401(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    code = CODES.next_code()
+    response = await client.post(agency(code, "decision"), json=reject())
+    problem = assert_problem(response, 401)
+    assert problem["type"].endswith("/agency-unauthenticated")
+    assert "www-authenticate" in response.headers
+    assert publish.published == []
+
+
+@pytest.mark.parametrize("key", ["dev-key-nobody", "", hashlib.sha256(AGENCY_KEY.encode()).hexdigest()])
+async def test_agency_command_with_a_wrong_key_is_a_401(
+    client: httpx.AsyncClient, publish: FakePublish, key: str
+) -> None:
+    # The stored hash itself is not a key: a leaked keys file opens nothing.
+    response = await client.post(agency(CODES.next_code(), "decision"), headers={"X-Agency-Key": key}, json=reject())
+    assert_problem(response, 401)
+    assert publish.published == []
+
+
+async def test_missing_key_is_a_401_even_with_a_malformed_body(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post(agency(CODES.next_code(), "decision"), json={"decision": "maybe"}), 401)
+
+
+async def test_agency_command_for_a_service_out_of_the_keys_scope_is_a_403(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    response = await client.post(
+        agency(CODES.next_code(), "decision"), headers=KEY, json=reject(service_id="tax-clearance-certificate")
+    )
+    problem = assert_problem(response, 403)
+    assert problem["type"].endswith("/agency-out-of-scope")
+    assert publish.published == []
+
+
+async def test_rejection_without_a_legal_basis_is_a_422_naming_it(
+    client: httpx.AsyncClient, publish: FakePublish
+) -> None:
+    payload = reject()
+    del payload["legal_basis"]
+    problem = assert_problem(await client.post(agency(CODES.next_code(), "decision"), headers=KEY, json=payload), 422)
+    assert [error["field"] for error in problem["errors"]] == ["legal_basis"]
+    blank = assert_problem(
+        await client.post(agency(CODES.next_code(), "decision"), headers=KEY, json=reject(legal_basis="  ")), 422
+    )
+    assert [error["field"] for error in blank["errors"]] == ["legal_basis"]
+    assert publish.published == []
+
+
+async def test_needs_correction_without_reasons_is_a_422(client: httpx.AsyncClient) -> None:
+    payload = {"service_id": SERVICE_ID, "decision": "needs_correction", "reason_fa": "عکس ناخواناست"}
+    problem = assert_problem(await client.post(agency(CODES.next_code(), "decision"), headers=KEY, json=payload), 422)
+    assert [error["field"] for error in problem["errors"]] == ["reason_en"]
+
+
+async def test_decision_is_accepted_and_carries_the_keys_agency(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = CODES.next_code()
+    response = await client.post(agency(format_for_display(code), "decision"), headers=KEY, json=reject())
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, RequestDecided)
+    assert (event.tracking_code, event.agency, event.service_id) == (code, AGENCY, SERVICE_ID)
+    assert event.decision is Decision.REJECT
+    assert event.legal_basis == "Civil Registration Act, art. 20"
+    assert response.json()["event_id"] == event.event_id
+    assert tracking.calls == []  # an agency is never shown the applicant's data, nor asks for it
+
+
+async def test_approval_needs_no_reason(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    response = await client.post(
+        agency(CODES.next_code(), "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
+    )
+    assert response.status_code == 202, response.text
+    assert publish.published[0].decision is Decision.APPROVE
+
+
+async def test_agency_command_on_a_malformed_code_is_a_404(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    assert_problem(await client.post(agency("12345", "decision"), headers=KEY, json=reject()), 404)
+    assert publish.published == []
+
+
+async def test_result_as_a_link_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    code = CODES.next_code()
+    payload = {
+        "service_id": SERVICE_ID,
+        "result": {"url": "https://civil-registry.example.ir/results/abc"},
+        "summary_fa": "شناسنامه صادر شد",
+        "summary_en": "The certificate was issued",
+    }
+    response = await client.post(agency(code, "result"), headers=KEY, json=payload)
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, ResultDelivered)
+    assert (event.agency, event.result_url, event.result) == (
+        AGENCY,
+        "https://civil-registry.example.ir/results/abc",
+        None,
+    )
+
+
+async def test_result_as_a_document_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    payload = {
+        "service_id": SERVICE_ID,
+        "result": {"document_id": SHA, "media_type": "application/pdf", "size_bytes": 2048},
+        "summary_fa": "شناسنامه صادر شد",
+        "summary_en": "The certificate was issued",
+    }
+    response = await client.post(agency(CODES.next_code(), "result"), headers=KEY, json=payload)
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert event.result is not None and event.result_url is None
+    assert (event.result.kind, event.result.sha256, event.result.size_bytes) == ("result", SHA, 2048)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{}, {"document_id": SHA, "url": "https://x.example.ir/r"}, {"document_id": SHA}, {"url": "not a url"}],
+    ids=["neither", "both", "document-without-type", "bad-url"],
+)
+async def test_malformed_result_is_a_422(client: httpx.AsyncClient, publish: FakePublish, result: Any) -> None:
+    payload = {"service_id": SERVICE_ID, "result": result, "summary_fa": "خلاصه", "summary_en": "Summary"}
+    assert_problem(await client.post(agency(CODES.next_code(), "result"), headers=KEY, json=payload), 422)
+    assert publish.published == []
+
+
+async def test_complaint_resolution_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
+    complaint_id = "5b3f0c8e-8a57-4d8e-9a3c-3f1e9d1c2b4a"
+    payload = {"service_id": SERVICE_ID, "resolution_fa": "بررسی و اصلاح شد", "resolution_en": "Reviewed and fixed"}
+    response = await client.post(
+        agency(CODES.next_code(), f"complaints/{complaint_id}/resolution"), headers=KEY, json=payload
+    )
+    assert response.status_code == 202, response.text
+    [event] = publish.published
+    assert isinstance(event, ComplaintResolved)
+    assert (event.complaint_id, event.agency, event.service_id) == (complaint_id, AGENCY, SERVICE_ID)
+    assert response.json()["complaint_id"] == complaint_id
+
+
+async def test_agency_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
+    publish = FakePublish(error=TimeoutError())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
+    ) as client:
+        response = await client.post(agency(CODES.next_code(), "decision"), headers=KEY, json=reject())
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+# --- the agency keys ------------------------------------------------------------------------------
+
+
+def test_dev_keys_file_holds_only_hashes_and_names_the_plaintext_in_its_first_comment() -> None:
+    text = DEV_AGENCY_KEYS_FILE.read_text(encoding="utf-8")
+    first, *rest = text.splitlines()
+    assert first.startswith("#") and AGENCY_KEY in first
+    data_lines = [line.split("#")[0] for line in rest]
+    assert not any("dev-key-" in line for line in data_lines)
+    assert hash_key(AGENCY_KEY) in yaml.safe_load(text)
+
+
+def test_every_scoped_service_belongs_to_its_keys_agency(app: FastAPI) -> None:
+    keys = AgencyKeys.load(DEV_AGENCY_KEYS_FILE)
+    catalog = app.state.intake.catalog
+    agencies = {grant.agency for grant in keys.grants.values()}
+    assert len(agencies) == len(keys.grants)  # one dev key per agency
+    for grant in keys.grants.values():
+        for service_id in grant.services:
+            service = catalog.get(service_id)
+            assert service is not None, service_id
+            assert service.agency == grant.agency, service_id
+    offering = {service.agency for service in catalog.all()}
+    assert offering <= agencies
+
+
+def test_keys_file_from_settings_is_used(tmp_path: Path, tracking: FakeTracking, publish: FakePublish) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text(yaml.safe_dump({hash_key("s3cret-token"): {"agency": "tax", "services": ["tax-x"]}}))
+    app = build_app(tracking, publish, agency_keys_file=keys_file)
+    grant = app.state.commands.agency_keys.authenticate("s3cret-token")
+    assert grant is not None and (grant.agency, grant.services) == ("tax", frozenset({"tax-x"}))
+    assert app.state.commands.agency_keys.authenticate(AGENCY_KEY) is None
+
+
+def test_keys_file_with_a_malformed_hash_fails_the_start(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text(yaml.safe_dump({"plaintext-key": {"agency": "tax", "services": []}}))
+    with pytest.raises(ValueError):
+        AgencyKeys.load(keys_file)
+
+
+def test_dev_keys_file_is_refused_outside_local_and_test(tmp_path: Path) -> None:
+    secrets = {"tracking_code_key": "p" * 32, "rate_limit_key": "q" * 32}
+    production = {"deployment": {"deployment_environment": "production"}, **secrets}
+    with pytest.raises(ValueError, match="INTAKE_AGENCY_KEYS_FILE"):
+        IntakeSettings.model_validate(production)
+    IntakeSettings.model_validate({**production, "agency_keys_file": tmp_path / "keys.yaml"})
+
+
+def test_openapi_documents_the_agency_key_and_the_problem_answers(app: FastAPI) -> None:
+    document = app.openapi()
+    decision = document["paths"]["/api/v1/agency/requests/{tracking_code}/decision"]["post"]
+    assert {"202", "401", "403", "404", "422", "503"} <= set(decision["responses"])
+    assert decision["security"]
+    schemes = document["components"]["securitySchemes"]
+    assert any(scheme.get("name") == "X-Agency-Key" for scheme in schemes.values())
+    complaint = document["paths"]["/api/v1/requests/{tracking_code}/complaint"]["post"]
+    assert {"202", "404", "409", "422", "503"} <= set(complaint["responses"])

@@ -1,0 +1,477 @@
+"""tracking folds the citizen's and the agency's commands: state machine, agency authority, timeline words."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlmodel import SQLModel
+
+from services.tracking.handlers import Tracking, build_router
+from services.tracking.models import TABLES, OutboxMessage, RequestRecord, TimelineEntry
+from services.tracking.outbox import OutboxRelay
+from services.tracking.service import Position, Sessions, fold_event
+from shared.db import make_engine, make_sessionmaker
+from shared.domain.identity import make_valid_national_id
+from shared.domain.state_machine import RequestState
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.events import (
+    REQUEST_EVENT_TYPES,
+    Applicant,
+    ComplaintFiled,
+    ComplaintResolved,
+    CorrectionSubmitted,
+    Decision,
+    DocumentRef,
+    InquiryCompleted,
+    InquiryOutcome,
+    NextStep,
+    RequestCancelled,
+    RequestDecided,
+    RequestEvent,
+    RequestSubmitted,
+    ResultDelivered,
+    StatusChanged,
+    VerificationCompleted,
+    derived_event_id,
+    parse_request_event,
+    parse_status_event,
+)
+from shared.kafka import make_broker
+from shared.settings import KafkaSettings
+from shared.topics import Topic
+
+LOOKUP_KEY = b"lookup-key-for-tests-only"
+NATIONAL_ID = make_valid_national_id("001234567")
+CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=3)
+TOPIC = Topic.REQUESTS.value
+T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
+SERVICE_ID = "property-ownership-certificate"
+AGENCY = "property-registry"
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def submitted() -> RequestSubmitted:
+    return RequestSubmitted(
+        tracking_code=CODES.next_code(),
+        occurred_at=T0,
+        service_id=SERVICE_ID,
+        catalog_version=1,
+        agency=AGENCY,
+        applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=date(1990, 1, 31)),
+        accept_by=T0 + timedelta(seconds=5),
+    )
+
+
+def to_state(next_step: NextStep) -> list[RequestEvent]:
+    """A submission taken through its inquiry to the given verification outcome."""
+    cause = submitted()
+    return [
+        cause,
+        InquiryCompleted(
+            event_id=derived_event_id(cause.event_id, "InquiryCompleted", "identity"),
+            tracking_code=cause.tracking_code,
+            occurred_at=T0 + timedelta(seconds=1),
+            caused_by=cause.event_id,
+            inquiry="identity",
+            agency="civil-registry",
+            outcome=InquiryOutcome.PASSED,
+        ),
+        VerificationCompleted(
+            event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
+            tracking_code=cause.tracking_code,
+            occurred_at=T0 + timedelta(seconds=2),
+            caused_by=cause.event_id,
+            next_step=next_step,
+            reason_fa="دلیل" if next_step is NextStep.REJECT else None,
+            reason_en="a reason" if next_step is NextStep.REJECT else None,
+        ),
+    ]
+
+
+def command_fields(code: str, minute: int = 1) -> dict[str, Any]:
+    at = T0 + timedelta(minutes=minute)
+    return {"tracking_code": code, "occurred_at": at, "accept_by": at + timedelta(seconds=5)}
+
+
+def decided(code: str, decision: Decision, *, agency: str = AGENCY, service_id: str = SERVICE_ID) -> RequestDecided:
+    reasons: dict[str, Any] = {}
+    if decision is not Decision.APPROVE:
+        reasons = {"reason_fa": "سند مالکیت معارض دارد", "reason_en": "The deed has a competing claim"}
+    if decision is Decision.REJECT:
+        reasons["legal_basis"] = "Registration Act, art. 22"
+    return RequestDecided(**command_fields(code), agency=agency, service_id=service_id, decision=decision, **reasons)
+
+
+def delivered(code: str, *, agency: str = AGENCY) -> ResultDelivered:
+    return ResultDelivered(
+        **command_fields(code, 2),
+        agency=agency,
+        service_id=SERVICE_ID,
+        result_url="https://property-registry.example.ir/r/1",
+        summary_fa="گواهی صادر شد",
+        summary_en="The certificate was issued",
+    )
+
+
+def complaint(code: str) -> ComplaintFiled:
+    return ComplaintFiled(**command_fields(code, 3), complaint_id="c-1", text="The rejection ignores my deed")
+
+
+def resolved(code: str, *, agency: str = AGENCY) -> ComplaintResolved:
+    return ComplaintResolved(
+        **command_fields(code, 4),
+        agency=agency,
+        service_id=SERVICE_ID,
+        complaint_id="c-1",
+        resolution_fa="پرونده دوباره بررسی شد",
+        resolution_en="The file was reviewed again",
+    )
+
+
+def cancelled(code: str, reason_fa: str | None = None) -> RequestCancelled:
+    return RequestCancelled(**command_fields(code, 5), reason_fa=reason_fa)
+
+
+# --- the database ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'tracking.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=TABLES))
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@dataclass
+class Feed:
+    """Folds events as one partition would deliver them: consecutive offsets."""
+
+    sessions: Sessions
+    partition: int = 0
+    next_offset: int = 0
+
+    async def fold(self, *events: RequestEvent) -> StatusChanged | None:
+        change = None
+        for event in events:
+            change = await fold_event(
+                sessions=self.sessions,
+                event=event,
+                position=Position(TOPIC, self.partition, self.next_offset),
+                lookup_key=LOOKUP_KEY,
+                now=lambda: T0,
+            )
+            self.next_offset += 1
+        return change
+
+    async def record(self, code: str) -> RequestRecord:
+        async with self.sessions() as session:
+            record = await session.get(RequestRecord, code)
+        assert record is not None
+        return record
+
+    async def timeline(self, code: str) -> list[TimelineEntry]:
+        async with self.sessions() as session:
+            query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.id)  # type: ignore[arg-type]
+            return list(await session.scalars(query))
+
+    async def outbox(self) -> list[StatusChanged]:
+        async with self.sessions() as session:
+            rows = await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))  # type: ignore[arg-type]
+            return [parse_status_event(row.value.encode()) for row in rows]
+
+
+@pytest.fixture
+def feed(sessions: Sessions) -> Feed:
+    return Feed(sessions)
+
+
+async def in_state(feed: Feed, next_step: NextStep) -> str:
+    events = to_state(next_step)
+    await feed.fold(*events)
+    return events[0].tracking_code
+
+
+# --- the agency's decision ------------------------------------------------------------------------
+
+
+async def test_approval_of_a_request_in_review_approves_it(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    event = decided(code, Decision.APPROVE)
+    change = await feed.fold(event)
+    assert change is not None
+    assert (change.previous_status, change.status) == (RequestState.IN_REVIEW, RequestState.APPROVED)
+    assert (change.caused_by, change.caused_by_type) == (event.event_id, "RequestDecided")
+    record = await feed.record(code)
+    assert record.status == "APPROVED"
+    assert record.waiting_for_en == "Waiting for the agency to deliver the result"
+    assert record.waiting_for_fa
+    last = (await feed.timeline(code))[-1]
+    assert (last.applied, last.status_after) == (True, "APPROVED")
+    assert last.detail_fa and last.detail_en and AGENCY in last.detail_en
+
+
+async def test_rejection_rejects_and_status_change_carries_the_reason(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    change = await feed.fold(decided(code, Decision.REJECT))
+    assert change is not None and change.status is RequestState.REJECTED
+    assert change.reason_fa == "سند مالکیت معارض دارد"
+    assert change.reason_en == "The deed has a competing claim"
+    assert (await feed.outbox())[-1] == change
+    record = await feed.record(code)
+    assert record.status == "REJECTED"
+    assert (record.waiting_for_fa, record.waiting_for_en) == (None, None)
+    last = (await feed.timeline(code))[-1]
+    assert last.detail_en and "Registration Act, art. 22" in last.detail_en
+    assert last.detail_fa and "Registration Act, art. 22" in last.detail_fa
+
+
+async def test_needs_correction_waits_for_the_citizen_and_a_correction_verifies_again(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    change = await feed.fold(decided(code, Decision.NEEDS_CORRECTION))
+    assert change is not None and change.status is RequestState.NEEDS_CORRECTION
+    assert change.reason_en == "The deed has a competing claim"
+    record = await feed.record(code)
+    assert (record.waiting_for_fa, record.waiting_for_en) == (
+        "در انتظار اصلاح از سوی شما",
+        "Waiting for your correction",
+    )
+
+    correction = CorrectionSubmitted(
+        **command_fields(code, 2),
+        fields={"deed_number": "123"},
+        documents=[DocumentRef(kind="deed", sha256="b" * 64, media_type="application/pdf", size_bytes=10)],
+    )
+    change = await feed.fold(correction)
+    assert change is not None
+    assert (change.previous_status, change.status) == (RequestState.NEEDS_CORRECTION, RequestState.VERIFYING)
+    assert (change.reason_fa, change.reason_en) == (None, None)
+    record = await feed.record(code)
+    assert record.waiting_for_en == "Waiting for your corrected details to be verified"
+
+
+async def test_decision_from_another_agency_is_refused_on_the_timeline(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    before = await feed.record(code)
+    outbox_before = await feed.outbox()
+    stray = decided(code, Decision.APPROVE, agency="tax")
+    assert await feed.fold(stray) is None
+    after = await feed.record(code)
+    assert after.model_dump() == before.model_dump()
+    assert after.status == "IN_REVIEW"
+    assert await feed.outbox() == outbox_before
+    last = (await feed.timeline(code))[-1]
+    assert (last.event_id, last.event_type, last.applied, last.status_after) == (
+        stray.event_id,
+        "RequestDecided",
+        False,
+        None,
+    )
+    assert last.detail_en == "Event refused: agency tax is not this request's agency"
+    assert last.detail_fa and "tax" in last.detail_fa
+
+
+async def test_decision_naming_another_service_is_refused(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    assert await feed.fold(decided(code, Decision.APPROVE, service_id="another-service")) is None
+    assert (await feed.record(code)).status == "IN_REVIEW"
+    last = (await feed.timeline(code))[-1]
+    assert not last.applied
+    assert last.detail_en and "another-service" in last.detail_en
+
+
+async def test_decision_outside_review_is_refused_with_the_state_machines_reason(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.APPROVE)
+    assert await feed.fold(decided(code, Decision.REJECT)) is None
+    assert (await feed.record(code)).status == "APPROVED"
+    last = (await feed.timeline(code))[-1]
+    assert last.detail_en == "Event refused: decide_reject is not allowed in state APPROVED"
+
+
+async def test_agency_command_for_an_unknown_request_creates_nothing(feed: Feed) -> None:
+    stray = decided(CODES.next_code(), Decision.APPROVE)
+    assert await feed.fold(stray) is None
+    [entry] = await feed.timeline(stray.tracking_code)
+    assert (entry.applied, entry.detail_en) == (False, "Event refused: decide_approve is not allowed in no request")
+    async with feed.sessions() as session:
+        assert await session.get(RequestRecord, stray.tracking_code) is None
+
+
+# --- cancellation ---------------------------------------------------------------------------------
+
+
+async def test_cancellation_after_approval_is_refused(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.APPROVE)
+    assert await feed.fold(cancelled(code)) is None
+    assert (await feed.record(code)).status == "APPROVED"
+    last = (await feed.timeline(code))[-1]
+    assert (last.event_type, last.applied) == ("RequestCancelled", False)
+    assert last.detail_en == "Event refused: cancel is not allowed in state APPROVED"
+
+
+async def test_cancellation_before_a_decision_cancels_without_putting_the_citizens_words_on_the_bus(
+    feed: Feed,
+) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    change = await feed.fold(cancelled(code, reason_fa="منصرف شدم"))
+    assert change is not None and change.status is RequestState.CANCELLED
+    assert (change.reason_fa, change.reason_en) == (None, None)
+    record = await feed.record(code)
+    assert (record.status, record.waiting_for_en) == ("CANCELLED", None)
+    last = (await feed.timeline(code))[-1]
+    assert last.detail_fa and "منصرف شدم" in last.detail_fa
+
+
+# --- complaints -----------------------------------------------------------------------------------
+
+
+async def test_complaint_after_rejection_opens_and_its_resolution_closes_it(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    changes_before = len(await feed.outbox())
+
+    assert await feed.fold(complaint(code)) is None  # a flag, not a status change
+    record = await feed.record(code)
+    assert (record.status, record.complaint_open) == ("REJECTED", True)
+    assert record.waiting_for_en == "Waiting for the agency's answer to your complaint"
+    filed = (await feed.timeline(code))[-1]
+    assert (filed.applied, filed.status_after) == (True, "REJECTED")
+    assert filed.detail_en and "c-1" in filed.detail_en
+    assert "ignores my deed" not in (filed.detail_en + (filed.detail_fa or ""))
+
+    assert await feed.fold(resolved(code)) is None
+    record = await feed.record(code)
+    assert (record.status, record.complaint_open) == ("REJECTED", False)
+    assert (record.waiting_for_fa, record.waiting_for_en) == (None, None)
+    answer = (await feed.timeline(code))[-1]
+    assert answer.applied and answer.detail_en and "reviewed again" in answer.detail_en
+    assert len(await feed.outbox()) == changes_before
+
+
+async def test_complaint_before_a_decision_is_refused(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    assert await feed.fold(complaint(code)) is None
+    record = await feed.record(code)
+    assert record.complaint_open is False
+    last = (await feed.timeline(code))[-1]
+    assert last.detail_en == "Event refused: a complaint needs a decision or a breached SLA"
+
+
+async def test_resolution_from_another_agency_leaves_the_complaint_open(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    await feed.fold(complaint(code))
+    assert await feed.fold(resolved(code, agency="judiciary")) is None
+    assert (await feed.record(code)).complaint_open is True
+    assert not (await feed.timeline(code))[-1].applied
+
+
+async def test_resolution_without_an_open_complaint_is_refused(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    assert await feed.fold(resolved(code)) is None
+    assert (await feed.timeline(code))[-1].detail_en == "Event refused: no complaint is open"
+
+
+# --- the result -----------------------------------------------------------------------------------
+
+
+async def test_result_delivered_on_an_approved_request_delivers_it(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    await feed.fold(decided(code, Decision.APPROVE))
+    change = await feed.fold(delivered(code))
+    assert change is not None
+    assert (change.previous_status, change.status) == (RequestState.APPROVED, RequestState.DELIVERED)
+    record = await feed.record(code)
+    assert (record.status, record.waiting_for_en) == ("DELIVERED", None)
+    last = (await feed.timeline(code))[-1]
+    assert last.detail_en and "https://property-registry.example.ir/r/1" in last.detail_en
+
+
+async def test_result_from_another_agency_is_refused(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.APPROVE)
+    assert await feed.fold(delivered(code, agency="postal")) is None
+    assert (await feed.record(code)).status == "APPROVED"
+
+
+async def test_redelivered_decision_changes_nothing(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    event = decided(code, Decision.APPROVE)
+    await feed.fold(event)
+    assert await feed.fold(event) is None
+    assert [e.event_id for e in await feed.timeline(code)].count(event.event_id) == 1
+
+
+# --- the events themselves ------------------------------------------------------------------------
+
+
+def every_command(code: str) -> list[RequestEvent]:
+    return [
+        CorrectionSubmitted(**command_fields(code), fields={"a": "b"}, note="see the new photo"),
+        cancelled(code, reason_fa="منصرف شدم"),
+        complaint(code),
+        decided(code, Decision.REJECT),
+        delivered(code),
+        resolved(code),
+    ]
+
+
+@pytest.mark.parametrize("event", every_command("0" * 15), ids=lambda event: event.event_type)
+def test_command_event_survives_the_envelope_and_is_known(event: RequestEvent) -> None:
+    assert parse_request_event(event_value(event)) == event
+    assert event.event_type in REQUEST_EVENT_TYPES
+    assert cloudevent_headers(event, source="/t")["ce_type"] == f"ir.khedmat.desk.{event.event_type}.v1"
+    assert NATIONAL_ID not in event.model_dump_json()
+
+
+def test_rejection_without_legal_basis_is_not_an_event() -> None:
+    with pytest.raises(ValidationError, match="legal_basis"):
+        RequestDecided(
+            **command_fields("0" * 15),
+            agency=AGENCY,
+            service_id=SERVICE_ID,
+            decision=Decision.REJECT,
+            reason_fa="دلیل",
+            reason_en="reason",
+        )
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_result_is_exactly_one_of_a_document_and_a_link(both: bool) -> None:
+    document = DocumentRef(kind="result", sha256="c" * 64, media_type="application/pdf", size_bytes=1)
+    with pytest.raises(ValidationError):
+        ResultDelivered(
+            **command_fields("0" * 15),
+            agency=AGENCY,
+            service_id=SERVICE_ID,
+            result=document if both else None,
+            result_url="https://x.example.ir" if both else None,
+            summary_fa="خلاصه",
+            summary_en="summary",
+        )
+
+
+async def test_subscriber_folds_a_decision_from_the_topic(sessions: Sessions) -> None:
+    feed = Feed(sessions, partition=5)  # the in-memory broker delivers on partition 0 from offset 0
+    code = await in_state(feed, NextStep.AGENCY_REVIEW)
+    relay = OutboxRelay(sessions=sessions, broker=None, tracer=TracerProvider().get_tracer("t"), poll_s=0.01)  # type: ignore[arg-type]
+    broker = make_broker(kafka=KafkaSettings(), client_id="t")
+    broker.include_router(build_router(Tracking(sessions=sessions, lookup_key=LOOKUP_KEY, relay=relay), group_id="g"))
+    # The in-memory broker stamps records with the broker time "now": give the command a live accept_by.
+    event = decided(code, Decision.APPROVE).model_copy(update={"accept_by": datetime.now(UTC) + timedelta(seconds=5)})
+    async with TestKafkaBroker(broker) as br:
+        await br.publish(
+            event_value(event), TOPIC, key=event_key(event), headers=cloudevent_headers(event, source="/t")
+        )
+    assert (await feed.record(code)).status == "APPROVED"
+    assert relay.wakeup.is_set()
