@@ -22,6 +22,16 @@ wait_for_port() {
   return 1
 }
 
+# port_free PORT NAME: refuse to start when something else already listens there (it would answer our
+# readiness probe and we would silently use a stranger's server).
+port_free() {
+  local port="$1" name="$2"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "$name: 127.0.0.1:$port is already taken by another process; stop it or set another port"
+    return 1
+  fi
+}
+
 # pid_alive PIDFILE: the process recorded in PIDFILE is still running.
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 

@@ -71,6 +71,8 @@ start() {
     log "kafka already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"
     return 0
   fi
+  port_free "$KAFKA_PORT" kafka
+  port_free "$KAFKA_CONTROLLER_PORT" kafka-controller
   write_config
   local java cp
   java="$(java_bin)"

@@ -21,6 +21,7 @@ start() {
     log "redis already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$REDIS_PORT"
     return 0
   fi
+  port_free "$REDIS_PORT" redis
   mkdir -p "$DATA_DIR"
   log "starting redis on 127.0.0.1:$REDIS_PORT"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA_DIR" --daemonize yes \
