@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
+from shared.domain.tracking_code import MAX_REPLICA_ID
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_TRACKING_CODE_KEY = "dev-only-tracking-code-key-change-me"
@@ -35,8 +36,8 @@ class IntakeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8081
-    # Each replica's unique part of the tracking code (0..63): the StatefulSet ordinal in Kubernetes.
-    replica_id: int = Field(default=0, ge=0, le=63)
+    # Each replica's unique part of the tracking code (0..15): the StatefulSet ordinal in Kubernetes.
+    replica_id: int = Field(default=0, ge=0, le=MAX_REPLICA_ID)
     # The keyed permutation that makes codes non-enumerable; shared by every replica, secret.
     tracking_code_key: SecretStr = SecretStr(DEV_TRACKING_CODE_KEY)
     catalog_dir: Path = DEFAULT_CATALOG_DIR

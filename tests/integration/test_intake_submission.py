@@ -28,7 +28,7 @@ async def intake(servers: Servers, kafka_settings: KafkaSettings, tmp_path: Path
             # Unique per test run so counters left in Redis by an earlier run do not interfere.
             rate_limit_per_client="1000/minute",
             rate_limit_per_national_id="3/hour",
-            replica_id=60,
+            replica_id=14,
         ),
         tracer_provider=TracerProvider(),
     )
