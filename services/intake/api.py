@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from shared.domain.tracking_code import TrackingCodeExhausted, format_for_display
-from shared.http import FieldProblem, Problem, ProblemError, problem_responses
+from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses
 
 from .catalog_api import unknown_service as _unknown_service
 from .guards import (
@@ -27,10 +27,6 @@ from .wiring import Intake
 router = APIRouter(prefix="/api/v1")
 log = logging.getLogger(__name__)
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (404, 422, 503)
-}
-
 
 def get_intake(request: Request) -> Intake:
     """The wired dependencies of this app."""
@@ -42,15 +38,7 @@ IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
 def _bus_unavailable() -> ProblemError:
-    return ProblemError(
-        status=503,
-        slug="bus-unavailable",
-        title_en="The service desk cannot record requests right now",
-        title_fa="میز خدمت در این لحظه نمی‌تواند درخواست را ثبت کند",
-        detail_en="Nothing was recorded. Please try again in a few seconds.",
-        detail_fa="چیزی ثبت نشد. لطفاً چند ثانیه دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": "5"},
-    )
+    return bus_unavailable()
 
 
 def _rate_limited(retry_after_s: int) -> ProblemError:

@@ -36,7 +36,7 @@ from shared.events import (
     RequestDecided,
     ResultDelivered,
 )
-from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses, request_not_found
 from shared.kafka import BusConnection, publish_event
 from shared.topics import Topic
 
@@ -217,14 +217,7 @@ _STATE_FA = {
 
 def _not_found() -> ProblemError:
     # The same answer as tracking's lookup, for "no such code", "not your request" and "not a code" alike.
-    return ProblemError(
-        status=404,
-        slug="request-not-found",
-        title_en="No request matches this tracking code and national ID",
-        title_fa="درخواستی با این کد رهگیری و کد ملی پیدا نشد",
-        detail_en="Check both numbers and try again.",
-        detail_fa="هر دو شماره را بررسی و دوباره تلاش کنید.",
-    )
+    return request_not_found()
 
 
 def _agency_not_found() -> ProblemError:
@@ -266,15 +259,7 @@ def _invalid_correction(error: InvalidCorrection) -> ProblemError:
 
 
 def _bus_unavailable() -> ProblemError:
-    return ProblemError(
-        status=503,
-        slug="bus-unavailable",
-        title_en="The service desk cannot record requests right now",
-        title_fa="میز خدمت در این لحظه نمی‌تواند درخواست را ثبت کند",
-        detail_en="Nothing was recorded. Please try again in a few seconds.",
-        detail_fa="چیزی ثبت نشد. لطفاً چند ثانیه دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": "5"},
-    )
+    return bus_unavailable()
 
 
 def _tracking_unavailable() -> ProblemError:

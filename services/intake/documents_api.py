@@ -13,6 +13,7 @@ from starlette.types import Message
 from shared.catalog import Catalog, RequiredDocument
 from shared.http import FieldProblem, ProblemError, problem_responses
 
+from .catalog_api import unknown_service
 from .documents import BlobStore, BlobStoreUnavailable, DocumentErrorCode, check_upload, max_size_bytes
 from .domain import FieldError
 
@@ -126,22 +127,7 @@ async def _read_at_most(upload: UploadFile, limit: int) -> bytes:
 
 
 def _unknown_service(service_id: str) -> ProblemError:
-    return ProblemError(
-        status=404,
-        slug="unknown-service",
-        title_en="No such service",
-        title_fa="چنین خدمتی وجود ندارد",
-        detail_en=f"The catalog has no service '{service_id}'.",
-        detail_fa=f"فهرست خدمات، خدمتی با شناسهٔ «{service_id}» ندارد.",
-        errors=[
-            FieldProblem(
-                field="service_id",
-                code="unknown_service",
-                message_en="Choose a service from the catalog.",
-                message_fa="خدمتی از فهرست خدمات انتخاب کنید.",
-            )
-        ],
-    )
+    return unknown_service(service_id)
 
 
 def _unknown_kind(service_id: str, kind: str) -> ProblemError:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import FieldProblem, Problem, ProblemError
+from shared.http import FieldProblem, ProblemError, problem_responses
 
 from .models import Notification
 from .service import list_notifications
@@ -17,9 +17,7 @@ from .wiring import Notify
 
 router = APIRouter(prefix="/api/v1")
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (404, 422)
-}
+PROBLEM_RESPONSES = problem_responses(404, 422)
 
 
 class NotificationOut(BaseModel):

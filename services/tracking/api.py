@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
-from shared.http import Problem, ProblemError
+from shared.http import Problem, ProblemError, request_not_found
 
 from .handlers import Tracking
 from .models import LookupIn, StatusOut, TimelineOut
@@ -17,14 +17,7 @@ router = APIRouter(prefix="/api/v1/tracking")
 
 def _not_found() -> ProblemError:
     # One answer for "no such code" and "wrong national ID", so a lookup reveals nothing to a guesser.
-    return ProblemError(
-        status=404,
-        slug="request-not-found",
-        title_en="No request matches this tracking code and national ID",
-        title_fa="درخواستی با این کد رهگیری و کد ملی پیدا نشد",
-        detail_en="Check both numbers and try again.",
-        detail_fa="هر دو شماره را بررسی و دوباره تلاش کنید.",
-    )
+    return request_not_found()
 
 
 @router.post(
