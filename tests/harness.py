@@ -79,6 +79,7 @@ class Stack:
             "inquiry": {
                 "INQUIRY_AGENCIES_BASE_URL": f"http://127.0.0.1:{self.agencies_port}",
                 "INQUIRY_GROUP_ID": f"{self.group_prefix}-inquiry",
+                "INQUIRY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'inquiry.db'}",
             },
             "tracking": {
                 "TRACKING_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'tracking.db'}",
@@ -98,7 +99,9 @@ class Stack:
             if name != "sandbox":
                 env[f"{name.upper()}_PORT"] = str(port)
             module = "sandbox" if name == "sandbox" else f"services.{name}"
-            self.processes[name] = Process(name, module, port, {**common, **env}, self.workdir / f"{name}.log")
+            self.processes[name] = Process(
+                name, module, port, {**common, **env, **self.extra_env}, self.workdir / f"{name}.log"
+            )
 
     @property
     def sms_url(self) -> str:

@@ -1,4 +1,4 @@
-"""inquiry's composition root: settings, telemetry, broker, agency clients, subscribers."""
+"""inquiry's composition root: settings, telemetry, database, broker, agency clients, subscribers."""
 
 from __future__ import annotations
 
@@ -9,47 +9,77 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import text
 
 from shared.catalog import load_catalog
+from shared.db import make_engine, make_sessionmaker
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, make_broker
 from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
 
-from .adapters import HttpCivilRegistry, make_agency_client
 from .handlers import Inquiry, build_router
-from .service import Agencies
+from .resilience import AgencyRateLimit, CircuitBreaker, ResilientGuard, make_redis
+from .service import http_agencies
 from .settings import InquirySettings
+from .store import create_tables
 
 SERVICE_NAME = "inquiry"
 
 
 def create_app(settings: InquirySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """Build inquiry: its subscribers run on the broker started in the FastAPI lifespan."""
+    """Build inquiry: its tables are created before its subscribers start, on the broker started in the lifespan."""
     settings = settings or InquirySettings()
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    engine = make_engine(settings.database_url)
     broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
-    client = make_agency_client(settings.agencies_base_url, timeout_s=settings.call_timeout_s)
-    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    # Shared by every replica: the per-agency rate limit (Redis). Per replica: the circuit breakers.
+    redis = make_redis(settings.redis.url)
+    guard = ResilientGuard(
+        lambda agency: CircuitBreaker(
+            agency, failure_threshold=settings.breaker_failure_threshold, reset_timeout_s=settings.breaker_reset_s
+        ),
+        AgencyRateLimit(redis, settings.agency_rate_limits, max_wait_s=settings.rate_limit_max_wait_s),
+    )
+    agencies, clients = http_agencies(
+        settings.agencies_base_url,
+        timeout_s=settings.call_timeout_s,
+        max_attempts=settings.max_attempts,
+        guard=guard,
+    )
+    for client in clients:
+        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
     deps = Inquiry(
         catalog=load_catalog(settings.catalog_dir),
-        agencies=Agencies(civil_registry=HttpCivilRegistry(client, max_attempts=settings.max_attempts)),
+        agencies=agencies,
         broker=broker,
+        sessions=make_sessionmaker(engine),
     )
     broker.include_router(build_router(deps, group_id=settings.group_id))
     bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
 
+    async def database_ready() -> bool:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await create_tables(engine)
         bus.start()
         yield
         await bus.stop()
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
+        await redis.aclose()
+        await engine.dispose()
 
     app = FastAPI(title="Khedmat inquiry", version=settings.deployment.service_version, lifespan=lifespan)
     app.state.bus = bus
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
-    app.include_router(operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready}))
+    app.include_router(
+        operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
+    )
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
     return app

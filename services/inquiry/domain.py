@@ -32,6 +32,8 @@ class Verdict:
 def decide(service: ServiceDefinition, results: list[InquiryResult]) -> Verdict:
     """Failed inquiries ask the citizen for a correction; an unavailable agency sends the request to review
     (never stuck silently); otherwise the service's own decision mode applies."""
+    # A judiciary "not clean" is FAILED like any other check and so asks for a correction, not a rejection:
+    # rejecting needs a legal basis this service cannot cite, and the citizen may still contest the record.
     failed = [result for result in results if result.outcome is InquiryOutcome.FAILED]
     if failed:
         return Verdict(

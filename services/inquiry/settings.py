@@ -19,10 +19,23 @@ class InquirySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8083
     group_id: str = "inquiry"
+    # Recorded verifications and submission inputs (personal data): inquiry's own database, no one else's.
+    database_url: str = "sqlite+aiosqlite:///var/inquiry.db"
     # Base URL of the agencies' gateway; each agency has its own path prefix under it.
     agencies_base_url: str = "http://127.0.0.1:8090"
     call_timeout_s: float = Field(default=2.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # Consecutive failures that open an agency's breaker (per replica), and how long it stays open.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=10.0, gt=0)
+    # Calls per agency shared by every replica (Redis); an agency without an entry is not limited.
+    agency_rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {
+            agency: "100/second"
+            for agency in ("civil-registry", "mobile-registry", "postal", "tax", "judiciary", "property-registry")
+        }
+    )
+    rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

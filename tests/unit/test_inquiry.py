@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +26,10 @@ from services.inquiry.adapters import (
 from services.inquiry.domain import InquiryResult, decide
 from services.inquiry.handlers import Inquiry, build_router
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
+from services.inquiry.store import Sessions, create_tables
 from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
 from shared.catalog import Inquiry as CatalogInquiry
+from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
@@ -473,7 +476,16 @@ class Wired:
     dead_letters: Seen
 
 
-def wired(registry: FakeRegistry | None = None) -> Wired:
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    """inquiry's own database (it records each verification), in a SQLite file."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
+    await create_tables(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
     registry = registry or FakeRegistry()
     broker = make_broker(kafka=KafkaSettings(), client_id="t")
     requests, dead_letters = Seen(), Seen()
@@ -490,7 +502,9 @@ def wired(registry: FakeRegistry | None = None) -> Wired:
         assert not isinstance(record, tuple)
         dead_letters.messages.append((body, record.key))
 
-    broker.include_router(build_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker), group_id="g"))
+    broker.include_router(
+        build_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions), group_id="g")
+    )
     return Wired(broker, registry, requests, dead_letters)
 
 
@@ -509,14 +523,14 @@ async def publish(
     )
 
 
-def test_inquiry_subscriber_commits_only_after_success() -> None:
-    w = wired()
+def test_inquiry_subscriber_commits_only_after_success(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     [subscriber] = [s for s in w.broker.subscribers if s.group_id == "g"]  # type: ignore[attr-defined]
     assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
 
 
-async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code() -> None:
-    w = wired()
+async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker) as br:
         await publish(br, event)
@@ -533,8 +547,8 @@ async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_cod
     assert w.dead_letters.messages == []
 
 
-async def test_redelivered_submission_publishes_the_same_event_ids() -> None:
-    w = wired()
+async def test_redelivered_submission_publishes_the_same_event_ids(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker) as br:
         await publish(br, event)
@@ -545,8 +559,8 @@ async def test_redelivered_submission_publishes_the_same_event_ids() -> None:
 
 
 @pytest.mark.parametrize("kind", ["InquiryCompleted", "VerificationCompleted"])
-async def test_other_request_events_are_skipped_without_calling_the_agency(kind: str) -> None:
-    w = wired()
+async def test_other_request_events_are_skipped_without_calling_the_agency(kind: str, sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     cause = submitted()
     other: InquiryCompleted | VerificationCompleted
     if kind == "InquiryCompleted":
@@ -568,8 +582,8 @@ async def test_other_request_events_are_skipped_without_calling_the_agency(kind:
     assert w.dead_letters.messages == []
 
 
-async def test_event_type_added_after_this_build_is_skipped_not_dead_lettered() -> None:
-    w = wired()
+async def test_event_type_added_after_this_build_is_skipped_not_dead_lettered(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     code = CODES.next_code()
     async with TestKafkaBroker(w.broker) as br:
         await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.REQUESTS)
@@ -577,8 +591,8 @@ async def test_event_type_added_after_this_build_is_skipped_not_dead_lettered() 
     assert w.dead_letters.messages == []
 
 
-async def test_submission_appended_after_accept_by_is_skipped() -> None:
-    w = wired()
+async def test_submission_appended_after_accept_by_is_skipped(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     event = submitted()
     late = int(event.accept_by.timestamp() * 1000) + 1_000
     async with TestKafkaBroker(w.broker) as br:
@@ -587,8 +601,8 @@ async def test_submission_appended_after_accept_by_is_skipped() -> None:
     assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
 
 
-async def test_unavailable_agency_still_concludes_the_verification() -> None:
-    w = wired(FakeRegistry(error=AgencyUnavailable("HTTP 503")))
+async def test_unavailable_agency_still_concludes_the_verification(sessions: Sessions) -> None:
+    w = wired(FakeRegistry(error=AgencyUnavailable("HTTP 503")), sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker) as br:
         await publish(br, event)
@@ -597,8 +611,8 @@ async def test_unavailable_agency_still_concludes_the_verification() -> None:
     assert key == event.tracking_code.encode()
 
 
-async def test_submission_for_an_unknown_service_is_dead_lettered() -> None:
-    w = wired()
+async def test_submission_for_an_unknown_service_is_dead_lettered(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
     event = submitted(service_id="no-such-service")
     async with TestKafkaBroker(w.broker) as br:
         await publish(br, event)

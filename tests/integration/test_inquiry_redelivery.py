@@ -1,0 +1,237 @@
+"""SIGKILL acceptance: inquiry killed mid-stream re-publishes recorded outcomes and never asks an agency twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from sandbox.agencies import registered_birth_date
+from shared.catalog import load_catalog
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.events import Applicant, RequestSubmitted, derived_event_id
+from shared.topics import Topic
+from tests.data import SERVICE_ID, national_id
+from tests.harness import Stack
+from tests.infra import Servers
+from tests.kafka_tools import partition_ids, read_topic
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
+
+N = 200
+KILL_AFTER = 60
+BOUND_S = 120
+
+
+def submissions(count: int) -> list[RequestSubmitted]:
+    """Valid, counting submissions of the seeded service that the sandbox civil registry confirms."""
+    service = load_catalog().get(SERVICE_ID)
+    assert service is not None
+    codes = TrackingCodeGenerator(key=uuid.uuid4().bytes * 2, replica_id=7)
+    made = []
+    for _ in range(count):
+        nid = national_id()
+        made.append(
+            RequestSubmitted(
+                tracking_code=codes.next_code(),
+                service_id=SERVICE_ID,
+                catalog_version=service.version,
+                agency=service.agency,
+                applicant=Applicant(national_id=nid, mobile="09121234567", birth_date=registered_birth_date(nid)),
+                fields={"reason": "lost"},
+                accept_by=datetime.now(UTC) + timedelta(minutes=10),
+            )
+        )
+    return made
+
+
+async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(Topic.REQUESTS, p) for p in await partition_ids(bootstrap, Topic.REQUESTS)]
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def wait_caught_up(bootstrap: str, group_id: str, timeout_s: float) -> None:
+    """Until the group has committed everything on desk.requests: earlier tests' submissions are not ours."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                committed = await admin.list_consumer_group_offsets(group_id)
+                end = await end_offsets(bootstrap)
+                if all((committed[tp].offset if tp in committed else 0) >= offset for tp, offset in end.items()):
+                    return
+                await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+class Verifications:
+    """Follows desk.requests from given offsets and collects the VerificationCompleted ids of our submissions."""
+
+    def __init__(self, bootstrap: str, start: dict[TopicPartition, int], codes: set[str]) -> None:
+        self.bootstrap, self.start, self.codes = bootstrap, start, codes
+        self.ids: dict[str, set[str]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _follow(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(list(self.start))
+            for tp, offset in self.start.items():
+                consumer.seek(tp, offset)
+            while True:
+                for batch in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in batch:
+                        body = json.loads(record.value)
+                        if body.get("event_type") == "VerificationCompleted" and body["tracking_code"] in self.codes:
+                            self.ids[body["tracking_code"]].add(body["event_id"])
+        finally:
+            await consumer.stop()
+
+    def __enter__(self) -> Verifications:
+        self._task = asyncio.create_task(self._follow())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def until(self, count: int, timeout_s: float) -> None:
+        async with asyncio.timeout(timeout_s):
+            while len(self.ids) < count:
+                assert self._task is not None and not self._task.done(), "the follower stopped"
+                await asyncio.sleep(0.02)
+
+
+async def registry_calls(stack: Stack) -> int:
+    async with httpx.AsyncClient(base_url=stack.url("sandbox")) as client:
+        response = await client.get("/control/stats")
+        response.raise_for_status()
+        calls: int = response.json()["civil-registry"]["calls"]
+        return calls
+
+
+def recorded(db: Path, codes: set[str]) -> int:
+    """How many of our submissions have a recorded verification in inquiry's file (WAL: readers never block it)."""
+    connection = sqlite3.connect(db, timeout=5)
+    try:
+        rows = connection.execute("SELECT tracking_code FROM inquiry_verification").fetchall()
+    finally:
+        connection.close()
+    return sum(1 for (code,) in rows if code in codes)
+
+
+async def until_recorded(db: Path, codes: set[str], count: int, timeout_s: float) -> None:
+    """Poll inquiry's file closely: a kill right after a commit most likely lands before that outcome's publish."""
+    async with asyncio.timeout(timeout_s):
+        while recorded(db, codes) < count:
+            await asyncio.sleep(0.002)
+
+
+async def test_sigkilled_inquiry_neither_loses_nor_re_verifies_a_submission(servers: Servers, tmp_path: Path) -> None:
+    bootstrap = servers.kafka_bootstrap
+    db = tmp_path / "inquiry.db"
+    group_prefix = f"redelivery-{uuid.uuid4().hex[:8]}"
+    stack = Stack(
+        servers,
+        tmp_path / "stack",
+        group_prefix=group_prefix,
+        extra_env={"INQUIRY_DATABASE_URL": f"sqlite+aiosqlite:///{db}"},
+    )
+    events = submissions(N)
+    codes = {event.tracking_code for event in events}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    try:
+        stack.start("sandbox")
+        stack.start("inquiry")
+        await asyncio.to_thread(stack.wait_ready, ("sandbox", "inquiry"), 60)
+        # A fresh group starts at the earliest offset: let it finish other tests' submissions, then count ours.
+        await wait_caught_up(bootstrap, f"{group_prefix}-inquiry", timeout_s=60)
+        async with httpx.AsyncClient(base_url=stack.url("sandbox")) as control:
+            # A little latency per call spreads the run over seconds, so the kill lands mid-stream.
+            (await control.put("/control/faults/civil-registry", json={"latency_ms": 15})).raise_for_status()
+            (await control.delete("/control/stats")).raise_for_status()
+
+        async with asyncio.timeout(BOUND_S):
+            start = await end_offsets(bootstrap)
+            with Verifications(bootstrap, start, codes) as seen:
+                await producer.start()
+                sent = [
+                    await producer.send(
+                        Topic.REQUESTS,
+                        event_value(event),
+                        key=event_key(event),
+                        headers=[(k, v.encode()) for k, v in cloudevent_headers(event, source="/test").items()],
+                    )
+                    for event in events
+                ]
+                await asyncio.gather(*sent)
+
+                await until_recorded(db, codes, KILL_AFTER, timeout_s=60)
+                await asyncio.to_thread(stack.signal, "inquiry", signal.SIGKILL)
+                calls_at_kill = await registry_calls(stack)
+                recorded_at_kill = recorded(db, codes)
+                in_flight = calls_at_kill - recorded_at_kill
+                await asyncio.sleep(1)  # the follower catches up with what the killed process had published
+                published_at_kill = len(seen.ids)
+                # Recorded, killed before publishing: published after the restart, from the record alone.
+                unpublished_at_kill = recorded_at_kill - published_at_kill
+                assert published_at_kill <= recorded_at_kill < N, "the kill must land mid-stream"
+
+                restarted = time.monotonic()
+                stack.start("inquiry")
+                await asyncio.to_thread(stack.wait_ready, ("inquiry",), 60)
+                await seen.until(N, timeout_s=BOUND_S)
+                resumed_s = time.monotonic() - restarted
+            calls_total = await registry_calls(stack)
+
+            records = await read_topic(bootstrap, Topic.REQUESTS)
+        verifications: dict[str, set[str]] = defaultdict(set)
+        copies = 0
+        for record in records:
+            body: dict[str, Any] = json.loads(record.value)
+            if body.get("event_type") == "VerificationCompleted" and body["tracking_code"] in codes:
+                verifications[body["tracking_code"]].add(body["event_id"])
+                copies += 1
+
+        print(
+            f"\nN={N} recorded_at_kill={recorded_at_kill} published_at_kill={published_at_kill} "
+            f"recorded_but_unpublished_at_kill={unpublished_at_kill} "
+            f"registry_calls_at_kill={calls_at_kill} in_flight_at_kill={in_flight} "
+            f"registry_calls_total={calls_total} (bound N+in_flight={N + in_flight}) "
+            f"calls_after_restart={calls_total - calls_at_kill} (not recorded at kill: {N - recorded_at_kill}) "
+            f"VerificationCompleted records={copies} distinct={sum(map(len, verifications.values()))} "
+            f"resumed_in={resumed_s:.1f}s"
+        )
+        assert set(verifications) == codes, f"lost: {len(codes - set(verifications))}"
+        two_ids = {code: ids for code, ids in verifications.items() if len(ids) != 1}
+        assert not two_ids, f"submissions with different VerificationCompleted ids: {two_ids}"
+        for event in events:
+            assert verifications[event.tracking_code] == {derived_event_id(event.event_id, "VerificationCompleted")}
+        assert in_flight >= 0
+        # No submission whose outcome was recorded before the kill reached the civil registry again.
+        assert calls_total - calls_at_kill <= N - recorded_at_kill
+        assert calls_total <= N + in_flight
+    finally:
+        await producer.stop()
+        stack.stop_all()

@@ -1,0 +1,307 @@
+"""inquiry's store: a recorded verification is re-published, never re-run; corrections re-verify once each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlmodel import select
+
+from services.inquiry.adapters import IdentityAnswer
+from services.inquiry.handlers import Inquiry, build_router
+from services.inquiry.models import SubmissionInput, Verification
+from services.inquiry.service import Agencies
+from services.inquiry.store import (
+    Sessions,
+    create_tables,
+    load_submission_input,
+    record_verification,
+    recorded_outcomes,
+    verify_submission_once,
+)
+from shared.catalog import load_catalog
+from shared.db import make_engine, make_sessionmaker
+from shared.domain.identity import make_valid_national_id
+from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.events import (
+    Applicant,
+    CorrectionSubmitted,
+    InquiryCompleted,
+    InquiryOutcome,
+    NextStep,
+    RequestSubmitted,
+    VerificationCompleted,
+    derived_event_id,
+)
+from shared.kafka import make_broker
+from shared.settings import KafkaSettings
+from shared.topics import Topic, dead_letter_topic
+
+SERVICE_ID = "birth-certificate-duplicate"
+NATIONAL_ID = make_valid_national_id("001234567")
+BIRTH_DATE = date(1990, 1, 31)
+CODES = TrackingCodeGenerator(key=b"s" * 32, replica_id=2)
+CATALOG = load_catalog()
+OUTCOME_TYPES = ("InquiryCompleted", "VerificationCompleted")
+
+
+def in_a_minute() -> datetime:
+    # TestKafkaBroker stamps records with the current time as their LogAppendTime.
+    return datetime.now(UTC) + timedelta(minutes=1)
+
+
+def submitted() -> RequestSubmitted:
+    service = CATALOG.get(SERVICE_ID)
+    assert service is not None
+    return RequestSubmitted(
+        tracking_code=CODES.next_code(),
+        service_id=SERVICE_ID,
+        catalog_version=service.version,
+        agency="civil-registry",
+        applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=BIRTH_DATE),
+        fields={"reason": "lost", "office": "tehran"},
+        accept_by=in_a_minute(),
+    )
+
+
+def correction(tracking_code: str, **fields: str) -> CorrectionSubmitted:
+    return CorrectionSubmitted(tracking_code=tracking_code, fields=fields, accept_by=in_a_minute())
+
+
+@dataclass
+class FakeRegistry:
+    """A civil registry answering from memory, counting its calls."""
+
+    answer: IdentityAnswer = field(default_factory=lambda: IdentityAnswer(match=True, alive=True))
+    calls: list[tuple[str, date]] = field(default_factory=list)
+
+    async def check_identity(self, *, national_id: str, birth_date: date) -> IdentityAnswer:
+        self.calls.append((national_id, birth_date))
+        return self.answer
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
+    await create_tables(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@dataclass
+class Wired:
+    broker: KafkaBroker
+    registry: FakeRegistry
+    published: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        return [body for body in self.published if body.get("event_type") in OUTCOME_TYPES]
+
+    def ids(self) -> list[str]:
+        return [body["event_id"] for body in self.outcomes()]
+
+
+def wired(sessions: Sessions) -> Wired:
+    broker = make_broker(kafka=KafkaSettings(), client_id="t")
+    w = Wired(broker, FakeRegistry(), [], [])
+
+    @broker.subscriber(Topic.REQUESTS, group_id="spy")
+    async def spy(body: dict[str, Any]) -> None:
+        w.published.append(body)
+
+    @broker.subscriber(dead_letter_topic(Topic.REQUESTS), group_id="dlq-spy")
+    async def dlq_spy(body: dict[str, Any], message: KafkaMessage) -> None:
+        w.dead_letters.append(body)
+
+    deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions)
+    broker.include_router(build_router(deps, group_id="g"))
+    return w
+
+
+async def publish(
+    br: KafkaBroker, event: RequestSubmitted | CorrectionSubmitted, *, timestamp_ms: int | None = None
+) -> None:
+    await br.publish(
+        event_value(event),
+        Topic.REQUESTS,
+        key=event_key(event),
+        headers=cloudevent_headers(event, source="/test"),
+        timestamp_ms=timestamp_ms,
+    )
+
+
+async def stored_input(sessions: Sessions, tracking_code: str) -> RequestSubmitted:
+    found = await load_submission_input(sessions=sessions, tracking_code=tracking_code)
+    assert found is not None
+    return found
+
+
+def expected_ids(cause_event_id: str) -> list[str]:
+    return [
+        derived_event_id(cause_event_id, "InquiryCompleted", "identity"),
+        derived_event_id(cause_event_id, "VerificationCompleted"),
+    ]
+
+
+# --- through the subscriber -----------------------------------------------------------------------
+
+
+async def test_submission_is_verified_once_and_recorded(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+    assert w.registry.calls == [(NATIONAL_ID, BIRTH_DATE)]
+    assert w.ids() == expected_ids(event.event_id)
+    async with sessions() as session:
+        [row] = (await session.exec(select(Verification))).all()
+        [kept] = (await session.exec(select(SubmissionInput))).all()
+    assert (row.cause_event_id, row.tracking_code) == (event.event_id, event.tracking_code)
+    assert [item["event_id"] for item in json.loads(row.events)] == expected_ids(event.event_id)
+    assert (kept.tracking_code, kept.service_id, kept.catalog_version) == (
+        event.tracking_code,
+        event.service_id,
+        event.catalog_version,
+    )
+    assert await stored_input(sessions, event.tracking_code) == event
+
+
+async def test_redelivered_submission_republishes_the_recorded_events_without_calling_the_agency(
+    sessions: Sessions,
+) -> None:
+    w = wired(sessions)
+    event = submitted()
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+        first = w.outcomes()
+        # The agency would now answer differently: the recorded outcome stands all the same.
+        w.registry.answer = IdentityAnswer(match=False, alive=True)
+        await publish(br, event)
+    assert len(w.registry.calls) == 1
+    assert w.outcomes() == first + first  # same ids, same content, same order
+    assert w.outcomes()[-1]["next_step"] == NextStep.APPROVE.value
+
+
+async def test_correction_re_verifies_with_merged_fields_under_ids_derived_from_it(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    fix = correction(event.tracking_code, reason="damaged")
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+        await publish(br, fix)
+    assert len(w.registry.calls) == 2
+    assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
+    inquiry, verification = w.outcomes()[2:]
+    assert inquiry["caused_by"] == verification["caused_by"] == fix.event_id
+    merged = await stored_input(sessions, event.tracking_code)
+    assert merged.event_id == fix.event_id
+    assert merged.fields == {"reason": "damaged", "office": "tehran"}
+    assert merged.applicant == event.applicant
+    assert merged.occurred_at == fix.occurred_at
+
+
+async def test_redelivered_correction_is_not_verified_again(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    fix = correction(event.tracking_code, reason="damaged")
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+        await publish(br, fix)
+        await publish(br, fix)
+    assert len(w.registry.calls) == 2
+    assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id) * 2
+
+
+async def test_a_second_correction_builds_on_the_first_and_gets_new_ids(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    first, second = correction(event.tracking_code, reason="damaged"), correction(event.tracking_code, office="qom")
+    async with TestKafkaBroker(w.broker) as br:
+        for each in (event, first, second):
+            await publish(br, each)
+    assert len(w.registry.calls) == 3
+    assert len(set(w.ids())) == 6
+    assert (await stored_input(sessions, event.tracking_code)).fields == {"reason": "damaged", "office": "qom"}
+
+
+async def test_redelivered_submission_after_a_correction_keeps_the_corrected_input(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    fix = correction(event.tracking_code, reason="damaged")
+    async with TestKafkaBroker(w.broker) as br:
+        # A crash before the offsets were committed replays the partition from the submission on.
+        for each in (event, fix, event, fix):
+            await publish(br, each)
+    assert len(w.registry.calls) == 2
+    kept = await stored_input(sessions, event.tracking_code)
+    assert (kept.event_id, kept.fields["reason"]) == (fix.event_id, "damaged")
+
+
+async def test_correction_without_a_recorded_submission_is_skipped(sessions: Sessions) -> None:
+    w = wired(sessions)
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, correction(CODES.next_code(), reason="damaged"))
+    assert w.registry.calls == []
+    assert w.outcomes() == []
+    assert w.dead_letters == []
+
+
+async def test_correction_appended_after_accept_by_is_skipped(sessions: Sessions) -> None:
+    w = wired(sessions)
+    event = submitted()
+    late = correction(event.tracking_code, reason="damaged")
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, event)
+        await publish(br, late, timestamp_ms=int(late.accept_by.timestamp() * 1000) + 1_000)
+    assert len(w.registry.calls) == 1
+    assert w.ids() == expected_ids(event.event_id)
+    assert (await stored_input(sessions, event.tracking_code)).event_id == event.event_id
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+async def test_unknown_cause_has_no_recorded_outcomes(sessions: Sessions) -> None:
+    assert await recorded_outcomes(sessions=sessions, cause_event_id="nothing") is None
+    assert await load_submission_input(sessions=sessions, tracking_code=CODES.next_code()) is None
+
+
+async def test_use_case_runs_the_agencies_only_for_the_first_delivery(sessions: Sessions) -> None:
+    registry = FakeRegistry()
+    event = submitted()
+    agencies = Agencies(civil_registry=registry)
+    first = await verify_submission_once(sessions=sessions, catalog=CATALOG, agencies=agencies, event=event)
+    again = await verify_submission_once(sessions=sessions, catalog=CATALOG, agencies=agencies, event=event)
+    assert again == first
+    assert [type(outcome) for outcome in again] == [InquiryCompleted, VerificationCompleted]
+    assert len(registry.calls) == 1
+
+
+async def test_the_first_recorded_outcome_wins_a_concurrent_record(sessions: Sessions) -> None:
+    event = submitted()
+    verdicts = [
+        VerificationCompleted(
+            event_id=derived_event_id(event.event_id, "VerificationCompleted"),
+            tracking_code=event.tracking_code,
+            caused_by=event.event_id,
+            next_step=step,
+            inquiries={"identity": outcome},
+        )
+        for step, outcome in (
+            (NextStep.APPROVE, InquiryOutcome.PASSED),
+            (NextStep.AGENCY_REVIEW, InquiryOutcome.UNAVAILABLE),
+        )
+    ]
+    won = await record_verification(sessions=sessions, submission=event, outcomes=[verdicts[0]])
+    lost = await record_verification(sessions=sessions, submission=event, outcomes=[verdicts[1]])
+    assert won == lost == [verdicts[0]]
+    assert await recorded_outcomes(sessions=sessions, cause_event_id=event.event_id) == [verdicts[0]]
