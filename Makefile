@@ -55,7 +55,7 @@ test: setup lint typecheck ## Every suite (unit, contract, integration, e2e, cha
 test-servers-down: ## Stop the Kafka and Redis that the tests started (ports 19092 and 16380)
 	$(PY) -m tests.infra
 
-bench: infra-up ## Benchmarks (ratios against a raw baseline measured in the same run); see docs/PERFORMANCE.md
+bench: setup ## Benchmarks on their own fresh Kafka and Redis (ratios against a raw baseline); docs/PERFORMANCE.md
 	$(PY) -m bench.intake_bench
 
 clean: ## Remove the venv, caches and local server data (stops the servers first)

@@ -40,6 +40,43 @@ class Result:
         )
 
 
+# The benchmarks' own Kafka and Redis (other ports and state than `make run`'s and the tests'), wiped per run,
+# so tens of thousands of benchmark requests never land in a developer's desk.
+BENCH_SERVER_ENV = {
+    "KHEDMAT_LOCAL_STATE": str(REPO_ROOT / ".cache" / "bench-servers"),
+    "KHEDMAT_KAFKA_PORT": "29092",
+    "KHEDMAT_KAFKA_CONTROLLER_PORT": "29093",
+    "KHEDMAT_REDIS_PORT": "26380",
+}
+BENCH_KAFKA = f"127.0.0.1:{BENCH_SERVER_ENV['KHEDMAT_KAFKA_PORT']}"
+BENCH_REDIS = f"redis://127.0.0.1:{BENCH_SERVER_ENV['KHEDMAT_REDIS_PORT']}/0"
+
+
+def _local(script: str, *args: str) -> None:
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "deploy" / "local" / script), *args],
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **BENCH_SERVER_ENV},
+    )
+
+
+def start_bench_servers() -> None:
+    """Fresh Kafka and Redis for one benchmark run."""
+    _local("kafka.sh", "reset")
+    _local("up.sh")
+
+
+def stop_bench_servers() -> None:
+    """Stop the benchmark's Kafka and Redis."""
+    _local("down.sh")
+
+
+def bench_env() -> dict[str, str]:
+    """Environment that points a service process at the benchmark's servers."""
+    return {"KHEDMAT_KAFKA_BOOTSTRAP_SERVERS": BENCH_KAFKA, "KHEDMAT_REDIS_URL": BENCH_REDIS}
+
+
 def start_process(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `python -m module` with extra environment, output to `log`."""
     return subprocess.Popen(

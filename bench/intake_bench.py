@@ -20,7 +20,15 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from bench.common import Result, start_process, wait_ready
+from bench.common import (
+    BENCH_KAFKA,
+    Result,
+    bench_env,
+    start_bench_servers,
+    start_process,
+    stop_bench_servers,
+    wait_ready,
+)
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import Applicant, RequestSubmitted, utcnow
@@ -129,12 +137,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15, help="how long wrk saturates intake")
     parser.add_argument("--concurrency", type=int, default=32, choices=range(1, 257))
     args = parser.parse_args()
-    kafka = KafkaSettings()
+    start_bench_servers()
+    kafka = KafkaSettings(bootstrap_servers=BENCH_KAFKA)
     workdir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     log = workdir / "intake.log"
     process = start_process(
         "services.intake",
         {
+            **bench_env(),
             "INTAKE_PORT": str(PORT),
             "INTAKE_REPLICA_ID": "15",
             "KHEDMAT_LOG_LEVEL": "WARNING",
@@ -153,6 +163,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        stop_bench_servers()
     print(f"intake benchmark: {args.concurrency} in flight, one intake process, acks=all on both sides")
     print("  " + raw.line())
     print("  " + served.line())
