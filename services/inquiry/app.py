@@ -18,8 +18,9 @@ from shared.kafka import BusConnection, make_broker
 from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
 
+from .cached import with_cache
 from .handlers import Inquiry, build_router
-from .resilience import AgencyRateLimit, CircuitBreaker, ResilientGuard, make_redis
+from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard, make_redis
 from .service import http_agencies
 from .settings import InquirySettings
 from .store import create_tables
@@ -49,9 +50,10 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     )
     for client in clients:
         HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    cache = AnswerCache(redis, hmac_key=settings.cache_key.get_secret_value().encode())
     deps = Inquiry(
         catalog=load_catalog(settings.catalog_dir),
-        agencies=agencies,
+        agencies=with_cache(agencies, cache),
         broker=broker,
         sessions=make_sessionmaker(engine),
     )

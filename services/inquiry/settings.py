@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+
+DEV_CACHE_KEY = "dev-only-inquiry-cache-key-change-me"
 
 
 class InquirySettings(BaseSettings):
@@ -36,7 +38,17 @@ class InquirySettings(BaseSettings):
         }
     )
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
+    # Keys the answer cache's Redis keys (an HMAC of the inputs), so no national ID is ever a Redis key.
+    cache_key: SecretStr = SecretStr(DEV_CACHE_KEY)
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> InquirySettings:
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.cache_key.get_secret_value() == DEV_CACHE_KEY
+        ):
+            raise ValueError("INQUIRY_CACHE_KEY must be set to a secret outside local and test runs")
+        return self
