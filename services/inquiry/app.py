@@ -15,12 +15,13 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, make_broker
+from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
 
 from .cached import with_cache
 from .handlers import Inquiry, build_router
-from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard, make_redis
+from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .service import http_agencies
 from .settings import InquirySettings
 from .store import create_tables

@@ -20,8 +20,6 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter, Gauge
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .adapters import AgencyUnavailable
@@ -32,8 +30,6 @@ Attempt = Callable[[], Awaitable[httpx.Response]]
 Clock = Callable[[], float]
 
 # Same budget as intake's guards: a dead or hung Redis may cost one call about half a second, no retries.
-REDIS_CONNECT_TIMEOUT_S: Final = 0.5
-REDIS_SOCKET_TIMEOUT_S: Final = 0.5
 # Everything a Redis call can raise when the server is down, hung or refuses the command.
 REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
 
@@ -72,17 +68,6 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     "Agency rate limit checks allowed without counting because Redis failed",
     ["agency"],
 )
-
-
-def make_redis(url: str) -> aioredis.Redis:
-    """A Redis client whose every call fails within about half a second when Redis is down or hung."""
-    # Mirrors services.intake.guards.make_redis; inquiry does not import another service's module.
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 class BreakerState(enum.IntEnum):

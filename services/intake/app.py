@@ -14,6 +14,7 @@ from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.events import RequestSubmitted
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, make_broker
+from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
@@ -23,7 +24,7 @@ from .commands_api import build_commands
 from .commands_api import router as commands_router
 from .documents import blob_store_from_settings
 from .documents_api import router as documents_router
-from .guards import IdempotencyStore, RateLimits, make_redis
+from .guards import IdempotencyStore, RateLimits
 from .settings import IntakeSettings
 from .wiring import Intake
 

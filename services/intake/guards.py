@@ -18,8 +18,6 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from shared.domain.digits import normalize_digits
@@ -28,8 +26,6 @@ from shared.domain.identity import InvalidNationalId, normalize_national_id
 log = logging.getLogger(__name__)
 
 # What a dead or hung Redis may cost one call: the budget is half a second, not redis-py's default retries.
-REDIS_CONNECT_TIMEOUT_S: Final = 0.5
-REDIS_SOCKET_TIMEOUT_S: Final = 0.5
 
 IDEMPOTENCY_PREFIX: Final = "khedmat:idem:"
 RATE_LIMIT_PREFIX: Final = "khedmat:rl"
@@ -41,17 +37,6 @@ REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
 RATE_LIMIT_FAIL_OPEN = Counter(
     "khedmat_rate_limit_fail_open_total", "Rate limit checks allowed without counting because Redis failed"
 )
-
-
-def make_redis(url: str) -> aioredis.Redis:
-    """A Redis client whose every call fails within about half a second when Redis is down or hung."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        # redis-py retries 10 times with backoff by default; the pool already replaces a stale connection.
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 async def redis_ready(redis: aioredis.Redis) -> bool:

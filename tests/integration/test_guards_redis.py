@@ -22,10 +22,10 @@ from services.intake.guards import (
     RateLimits,
     Replay,
     fingerprint,
-    make_redis,
     national_id_digest,
     redis_ready,
 )
+from shared.redis_client import make_redis
 from tests.infra import Servers
 
 FP_A = fingerprint({"body": "a"})

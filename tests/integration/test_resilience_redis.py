@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from services.inquiry.adapters import AgencyUnavailable
-from services.inquiry.resilience import AgencyRateLimit, AnswerCache, make_redis
+from services.inquiry.resilience import AgencyRateLimit, AnswerCache
+from shared.redis_client import make_redis
 from tests.infra import Servers
 
 NATIONAL_ID = "0012345679"

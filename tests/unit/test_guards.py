@@ -11,20 +11,18 @@ from pydantic import SecretStr, ValidationError
 from redis.asyncio.retry import Retry
 
 from services.intake.guards import (
-    REDIS_CONNECT_TIMEOUT_S,
-    REDIS_SOCKET_TIMEOUT_S,
     IdempotencyStore,
     InvalidIdempotencyKey,
     RateLimits,
     canonical_json,
     fingerprint,
-    make_redis,
     national_id_digest,
     parse_limits,
     retry_after_s,
     validate_idempotency_key,
 )
 from services.intake.settings import DEV_RATE_LIMIT_KEY, IntakeSettings
+from shared.redis_client import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, make_redis
 from shared.settings import DeploymentSettings
 
 BODY = {
