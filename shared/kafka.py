@@ -75,6 +75,10 @@ class DeadLetterPolicy:
         """Full-jitter exponential backoff (AWS architecture blog's variant): spreads retries of many consumers."""
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1))))
 
+    def forget(self, record: ConsumerRecord[Any, Any]) -> None:
+        """Drop the attempt count of a message that was finally processed (keeps the map bounded)."""
+        self._attempts.pop((record.topic, record.partition, record.offset), None)
+
     async def handle_failure(self, record: ConsumerRecord[Any, Any], error: BaseException) -> bool:
         """Decide about a failed message: True when it was dead-lettered (swallow), False to redeliver."""
         where = (record.topic, record.partition, record.offset)
@@ -134,7 +138,12 @@ class _DeadLetterMiddleware(BaseMiddleware):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> bool | None:
-        if exc_val is None or not isinstance(exc_val, Exception) or not isinstance(self.msg, ConsumerRecord):
+        if not isinstance(self.msg, ConsumerRecord):
+            return False
+        if exc_val is None:
+            self.policy.forget(self.msg)  # succeeded, possibly after retries: its attempt count is done with
+            return False
+        if not isinstance(exc_val, Exception):
             return False
         return await self.policy.handle_failure(self.msg, exc_val)
 

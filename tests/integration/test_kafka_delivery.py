@@ -138,3 +138,32 @@ async def test_a_message_that_keeps_failing_is_retried_with_backoff_then_dead_le
         await broker.stop()
     assert calls == attempts
     assert dict((k, v.decode()) for k, v in dead.headers)["dlq_attempts"] == str(attempts)
+
+
+async def test_a_message_that_succeeds_after_retries_leaves_no_attempt_count_behind(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = unique_topic()
+    await ensure_topics(kafka_settings, [TopicSpec(topic), TopicSpec(dead_letter_topic(topic))])
+    policy = DeadLetterPolicy(base_delay_s=0.01)
+    broker = make_broker(kafka=kafka_settings, client_id="test-forget", dead_letters=policy)
+    calls = 0
+    done = asyncio.Event()
+
+    @broker.subscriber(topic, group_id=f"g-{topic}", auto_offset_reset="earliest")
+    async def handler(body: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("flaky")
+        done.set()
+
+    await broker.start()
+    try:
+        await broker.publish({"n": "x"}, topic, key=b"k")
+        await asyncio.wait_for(done.wait(), 30)
+        await asyncio.sleep(0.2)  # the middleware's exit runs after the handler returned
+    finally:
+        await broker.stop()
+    assert calls == 3
+    assert policy._attempts == {}
