@@ -7,6 +7,8 @@ topic has ever carried (older versions are upcast here, once, for everyone).
 
 from __future__ import annotations
 
+import json
+import typing
 import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -78,7 +80,26 @@ class DocumentRef(BaseModel):
     size_bytes: int = Field(ge=0)
 
 
-class RequestSubmitted(EventBase):
+class AcceptedEvent(EventBase):
+    """An event intake accepts for a citizen or an agency: it counts only if Kafka appended it by `accept_by`."""
+
+    # intake answers 503 past this time; the idempotent producer may still deliver the record later, and a
+    # consumer that sees it was appended after `accept_by` must treat it as never sent.
+    accept_by: datetime
+
+    def counts(self, *, timestamp_ms: int, timestamp_type: int) -> bool:
+        """Whether Kafka appended this event (LogAppendTime) no later than `accept_by`.
+
+        intake and every consumer decide with the same two numbers, so a batch the idempotent producer
+        delivered after intake had answered 503 is void everywhere. Records without a broker append time
+        (in-memory test brokers) count.
+        """
+        if timestamp_type != LOG_APPEND_TIME_TYPE:
+            return True
+        return timestamp_ms <= int(self.accept_by.timestamp() * 1000)
+
+
+class RequestSubmitted(AcceptedEvent):
     """A citizen's request, accepted by intake once Kafka acknowledged it."""
 
     event_type: Literal["RequestSubmitted"] = "RequestSubmitted"
@@ -89,19 +110,6 @@ class RequestSubmitted(EventBase):
     applicant: Applicant
     fields: dict[str, str] = Field(default_factory=dict)
     documents: list[DocumentRef] = Field(default_factory=list)
-    # intake promises the citizen an answer by this time: a record Kafka appended later was refused (503).
-    accept_by: datetime
-
-    def counts(self, *, timestamp_ms: int, timestamp_type: int) -> bool:
-        """Whether this submission was accepted: Kafka appended it (LogAppendTime) no later than `accept_by`.
-
-        intake and every consumer decide with the same two numbers, so a batch the idempotent producer
-        delivered after intake had answered 503 is void everywhere. Records without a broker append time
-        (in-memory test brokers) count.
-        """
-        if timestamp_type != LOG_APPEND_TIME_TYPE:
-            return True
-        return timestamp_ms <= int(self.accept_by.timestamp() * 1000)
 
 
 class InquiryOutcome(StrEnum):
@@ -147,18 +155,8 @@ class VerificationCompleted(EventBase):
     reason_en: str | None = None
 
 
-class CommandEvent(EventBase):
-    """A citizen's or an agency's command: accepted only when Kafka appended it by `accept_by`, like a submission."""
-
-    # intake answers 503 past this time; the idempotent producer may still deliver the record later, and a
-    # consumer that sees it was appended after `accept_by` must treat it as never sent.
-    accept_by: datetime
-
-    def counts(self, *, timestamp_ms: int, timestamp_type: int) -> bool:
-        """Whether Kafka appended this command (LogAppendTime) no later than `accept_by`; same rule as submissions."""
-        if timestamp_type != LOG_APPEND_TIME_TYPE:
-            return True
-        return timestamp_ms <= int(self.accept_by.timestamp() * 1000)
+class CommandEvent(AcceptedEvent):
+    """A citizen's or an agency's command on an existing request, under the same `accept_by` rule."""
 
 
 class CorrectionSubmitted(CommandEvent):
@@ -296,17 +294,7 @@ _status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
 
 
 REQUEST_EVENT_TYPES = frozenset(
-    {
-        "RequestSubmitted",
-        "InquiryCompleted",
-        "VerificationCompleted",
-        "CorrectionSubmitted",
-        "RequestCancelled",
-        "ComplaintFiled",
-        "RequestDecided",
-        "ResultDelivered",
-        "ComplaintResolved",
-    }
+    event.model_fields["event_type"].default for event in typing.get_args(typing.get_args(RequestEvent)[0])
 )
 """The `desk.requests` event types this build understands; newer ones are skipped, not dead-lettered."""
 
@@ -321,18 +309,21 @@ def upcast(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _payload(raw: bytes | bytearray | dict[str, Any]) -> dict[str, Any]:
+    payload = json.loads(raw) if isinstance(raw, bytes | bytearray) else raw
+    if not isinstance(payload, dict):
+        raise ValueError("an event is a JSON object")
+    return upcast(payload)
+
+
 def parse_request_event(payload: bytes | dict[str, Any]) -> RequestEvent:
-    """Parse one `desk.requests` event of any supported version."""
-    if isinstance(payload, bytes | bytearray):
-        return _request_event_adapter.validate_json(payload)
-    return _request_event_adapter.validate_python(upcast(payload))
+    """Parse one `desk.requests` event of any supported version (raw bytes are upcast like dicts)."""
+    return _request_event_adapter.validate_python(_payload(payload))
 
 
 def parse_status_event(payload: bytes | dict[str, Any]) -> StatusChanged:
-    """Parse one `desk.status` event of any supported version."""
-    if isinstance(payload, bytes | bytearray):
-        return _status_event_adapter.validate_json(payload)
-    return _status_event_adapter.validate_python(upcast(payload))
+    """Parse one `desk.status` event of any supported version (raw bytes are upcast like dicts)."""
+    return _status_event_adapter.validate_python(_payload(payload))
 
 
 AnyEvent = (

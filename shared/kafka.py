@@ -28,7 +28,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
-from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.envelope import cloudevent_headers, decode_headers, event_key, event_value
 from shared.events import AnyEvent
 from shared.settings import KafkaSettings
 from shared.topics import TopicSpec, dead_letter_topic
@@ -106,7 +106,7 @@ class DeadLetterPolicy:
         """Publish the original message, untouched, to `<topic>.dlq` with why and where it came from."""
         if self.broker is None:
             raise RuntimeError("DeadLetterPolicy.broker is not set")
-        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+        headers = decode_headers(record.headers or ())
         headers.update(
             {
                 "dlq_reason": scrub(f"{type(error).__name__}: {error}"),

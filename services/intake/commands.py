@@ -18,7 +18,6 @@ tracking still applies the state machine when it folds each event, so a command 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from shared.events import (
 from .adapters import RequestView
 from .agency_keys import AgencyGrant, AgencyKeys
 from .domain import FieldError
-from .service import BusUnavailable
+from .service import record_in_time
 
 Command = CitizenCommand | AgencyCommand
 PublishCommand = Callable[[Command], Awaitable[RecordMetadata]]
@@ -142,14 +141,7 @@ async def _owned_request(commands: Commands, *, tracking_code: str, national_id:
 
 async def _record(commands: Commands, event: Command) -> None:
     """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
-    try:
-        # Past accept_by an ack can no longer make the event count; the grace covers an ack in flight.
-        async with asyncio.timeout(commands.accept_window_s + commands.grace_s):
-            metadata = await commands.publish(event)
-    except Exception as error:  # any failure to get Kafka's acknowledgement means "not accepted"
-        raise BusUnavailable(type(error).__name__) from error
-    if not event.counts(timestamp_ms=metadata.timestamp, timestamp_type=metadata.timestamp_type):
-        raise BusUnavailable("appended after accept_by")
+    await record_in_time(commands.publish, event, accept_window_s=commands.accept_window_s, grace_s=commands.grace_s)
 
 
 def _accept_by(commands: Commands) -> timedelta:

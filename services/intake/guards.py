@@ -39,14 +39,6 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 )
 
 
-async def redis_ready(redis: aioredis.Redis) -> bool:
-    """True when Redis answers PING."""
-    try:
-        return bool(await redis.ping())
-    except REDIS_FAILURES:
-        return False
-
-
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from typing import TypeVar
 
 from aiokafka.structs import RecordMetadata
 
 from shared.catalog import Catalog, ServiceDefinition
 from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.events import RequestSubmitted, utcnow
+from shared.events import AcceptedEvent, RequestSubmitted, utcnow
 
 from .documents import BlobStore, BlobStoreUnavailable, are_document_errors, validate_document_refs
 from .domain import FieldError, validate_submission
 from .models import SubmissionIn
 
 Publish = Callable[[RequestSubmitted], Awaitable[RecordMetadata]]
+E = TypeVar("E", bound=AcceptedEvent)
 
 
 class UnknownService(LookupError):
@@ -83,6 +85,14 @@ async def submit_request(
         documents=documents,
         accept_by=utcnow() + timedelta(seconds=accept_window_s),
     )
+    await record_in_time(publish, event, accept_window_s=accept_window_s, grace_s=grace_s)
+    return event
+
+
+async def record_in_time(
+    publish: Callable[[E], Awaitable[RecordMetadata]], event: E, *, accept_window_s: float, grace_s: float
+) -> None:
+    """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
     try:
         # Past accept_by an ack can no longer make the event count; the grace covers an ack in flight.
         async with asyncio.timeout(accept_window_s + grace_s):
@@ -91,4 +101,3 @@ async def submit_request(
         raise BusUnavailable(type(error).__name__) from error
     if not event.counts(timestamp_ms=metadata.timestamp, timestamp_type=metadata.timestamp_type):
         raise BusUnavailable("appended after accept_by")
-    return event

@@ -9,7 +9,7 @@ from typing import Any
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.events import CommandEvent, RequestSubmitted, StatusChanged, is_known_request_event, parse_request_event
+from shared.events import AcceptedEvent, StatusChanged, is_known_request_event, parse_request_event
 from shared.kafka import make_router
 from shared.topics import Topic
 
@@ -61,7 +61,7 @@ def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
             position=Position(record.topic, record.partition, record.offset),
             lookup_key=deps.lookup_key,
             # A submission or command Kafka appended after intake had answered 503 never happened.
-            void=isinstance(event, RequestSubmitted | CommandEvent)
+            void=isinstance(event, AcceptedEvent)
             and not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type),
         )
         if change is not None:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
-from sqlalchemy import select, update
+from sqlalchemy import update
+from sqlmodel import select
 
 from shared.kafka import scrub
 
@@ -35,7 +36,7 @@ class OutboxRelay:
         """Publish up to `batch` unpublished rows in commit order; returns how many went out."""
         async with self.sessions() as session:
             rows = list(
-                await session.scalars(
+                await session.exec(
                     select(OutboxMessage)
                     .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
                     .order_by(OutboxMessage.id)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import propagate
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.domain.state_machine import Applied, Flags, RequestState, apply
@@ -80,11 +80,13 @@ async def fold_event(
         if void:
             return None
 
-        duplicate = await session.scalar(
-            select(TimelineEntry.id).where(  # type: ignore[call-overload]
-                TimelineEntry.tracking_code == event.tracking_code, TimelineEntry.event_id == event.event_id
+        duplicate = (
+            await session.exec(
+                select(TimelineEntry.id).where(
+                    TimelineEntry.tracking_code == event.tracking_code, TimelineEntry.event_id == event.event_id
+                )
             )
-        )
+        ).first()
         if duplicate is not None:
             return None
 
@@ -172,7 +174,7 @@ async def lookup(
         expected = national_id_digest(national_id, lookup_key)
         if record is None or not hmac.compare_digest(record.national_id_digest, expected):
             return None
-        entries = await session.scalars(
+        entries = await session.exec(
             select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.id)  # type: ignore[arg-type]
         )
         return record, list(entries)

@@ -23,7 +23,6 @@ from services.intake.guards import (
     Replay,
     fingerprint,
     national_id_digest,
-    redis_ready,
 )
 from shared.redis_client import make_redis
 from tests.infra import Servers
@@ -265,11 +264,3 @@ async def test_a_hung_redis_fails_open_within_the_socket_timeout(hung_redis: aio
     assert time.monotonic() - started < 2
     assert decision.allowed and decision.degraded
     assert fail_open_count() == before + 1
-
-
-async def test_redis_ready_says_whether_redis_answers(
-    redis_client: aioredis.Redis, dead_redis: aioredis.Redis, hung_redis: aioredis.Redis
-) -> None:
-    assert await redis_ready(redis_client) is True
-    assert await redis_ready(dead_redis) is False
-    assert await redis_ready(hung_redis) is False

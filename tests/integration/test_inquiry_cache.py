@@ -10,9 +10,8 @@ from datetime import date
 import redis.asyncio as aioredis
 
 from services.inquiry.adapters import AgencyUnavailable, IdentityAnswer, PostalAddress
-from services.inquiry.cached import CachedCivilRegistry, CachedPostalRegistry, with_cache
+from services.inquiry.cached import CachedCivilRegistry, CachedPostalRegistry
 from services.inquiry.resilience import AnswerCache
-from services.inquiry.service import Agencies
 from tests.infra import Servers
 
 
@@ -61,12 +60,6 @@ async def test_an_unavailable_agency_leaves_nothing_in_the_cache(servers: Server
     finally:
         await client.aclose()
     assert len(inner.calls) == 2 and cached is None
-
-
-def test_only_the_cacheable_checks_are_wrapped() -> None:
-    agencies = with_cache(Agencies(civil_registry=CountingRegistry()), cache=object())  # type: ignore[arg-type]
-    assert isinstance(agencies.civil_registry, CachedCivilRegistry)
-    assert agencies.tax is None and agencies.judiciary is None and agencies.property_registry is None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from shared.catalog import (
     Text,
     load_catalog,
 )
+from tests.problems import assert_problem
 
 CATALOG = load_catalog()
 SERVICES = CATALOG.all()
@@ -36,6 +37,7 @@ EVERY_VERSION = [
     version for s in SERVICES for n in CATALOG.versions(s.id) if (version := CATALOG.get_version(s.id, n)) is not None
 ]
 SERVICE_FILES = sorted(DEFAULT_CATALOG_DIR.glob("*/v*.yaml"))
+
 PROBLEM_JSON = "application/problem+json"
 
 # What each service must ask the agencies: (inquiry agency, check) pairs, and how it is decided.
@@ -412,16 +414,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"] and problem["title_fa"]
-    assert problem["type"] == f"https://khedmat.ir/problems/{slug}"
-    return problem
-
-
 async def test_list_shows_the_latest_version_of_every_service(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/services")
     assert response.status_code == 200
@@ -465,13 +457,13 @@ async def test_versions_are_listed_and_each_is_served(client: httpx.AsyncClient)
 
 async def test_unknown_service_is_a_404_problem_everywhere(client: httpx.AsyncClient) -> None:
     for path in ("/services/no-such", "/services/no-such/versions", "/services/no-such/versions/1"):
-        problem = assert_problem(await client.get(f"/api/v1{path}"), 404, "unknown-service")
+        problem = assert_problem(await client.get(f"/api/v1{path}"), 404, slug="unknown-service")
         assert problem["errors"][0]["code"] == "unknown_service"
 
 
 async def test_unknown_version_is_a_404_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/services/birth-certificate-duplicate/versions/7")
-    problem = assert_problem(response, 404, "unknown-service-version")
+    problem = assert_problem(response, 404, slug="unknown-service-version")
     assert problem["errors"][0]["field"] == "version"
     assert "۱، ۲" in problem["detail_fa"]
 
@@ -479,7 +471,7 @@ async def test_unknown_version_is_a_404_problem(client: httpx.AsyncClient) -> No
 async def test_malformed_version_is_a_422_problem(client: httpx.AsyncClient) -> None:
     for version in ("two", "0"):
         response = await client.get(f"/api/v1/services/birth-certificate-duplicate/versions/{version}")
-        assert_problem(response, 422, "validation")
+        assert_problem(response, 422, slug="validation")
 
 
 async def test_agencies_are_listed(client: httpx.AsyncClient) -> None:

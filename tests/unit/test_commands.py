@@ -38,6 +38,7 @@ from shared.events import (
     ResultDelivered,
 )
 from shared.topics import Topic
+from tests.problems import assert_problem
 
 SERVICE_ID = "birth-certificate-duplicate"
 AGENCY = "civil-registry"
@@ -45,7 +46,7 @@ AGENCY_KEY = "dev-key-civil-registry"
 NATIONAL_ID = make_valid_national_id("001234567")
 OTHER_NATIONAL_ID = make_valid_national_id("001234568")
 CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=2)
-PROBLEM_JSON = "application/problem+json"
+
 TRACKING_URL = "http://tracking.test"
 SHA = "a" * 64
 
@@ -166,16 +167,6 @@ def app(tracking: FakeTracking, publish: FakePublish) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
         yield client
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"] and problem["title_fa"]
-    assert problem["type"].startswith("https://khedmat.ir/problems/")
-    return problem
 
 
 def citizen(code: str, command: str) -> str:

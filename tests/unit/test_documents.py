@@ -33,6 +33,7 @@ from services.intake.domain import FieldError
 from services.intake.settings import IntakeSettings
 from shared.catalog import Catalog, DocumentFormat, RequiredDocument, ServiceDefinition, Text, load_catalog
 from shared.events import DocumentRef
+from tests.problems import assert_problem
 
 PROBLEM_JSON = "application/problem+json"
 SERVICE_ID = "documents-test-service"
@@ -395,18 +396,6 @@ async def upload(
     )
 
 
-def assert_problem(response: httpx.Response, status: int, field: str, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["title_fa"]
-    assert (problem["errors"][0]["field"], problem["errors"][0]["code"]) == (field, code)
-    assert problem["errors"][0]["message_fa"]
-    return problem
-
-
 async def test_upload_stores_the_document_and_answers_its_id(client: httpx.AsyncClient, store: LocalBlobStore) -> None:
     data = tiny_pdf()
     response = await upload(client, data)
@@ -435,14 +424,14 @@ async def test_upload_trusts_content_not_the_name_or_declared_type(
 
 
 async def test_mislabelled_text_file_is_415(client: httpx.AsyncClient, store: LocalBlobStore) -> None:
-    problem = assert_problem(await upload(client, TEXT, filename="x.pdf"), 415, "file", "document_format")
+    problem = assert_problem(await upload(client, TEXT, filename="x.pdf"), 415, field="file", code="document_format")
     assert problem["type"].endswith("/document-format")
     assert not stored_files(store.root)
 
 
 async def test_oversized_file_is_413(client: httpx.AsyncClient, store: LocalBlobStore) -> None:
     data = tiny_pdf() + b" " * 2048
-    assert_problem(await upload(client, data), 413, "file", "document_too_large")
+    assert_problem(await upload(client, data), 413, field="file", code="document_too_large")
     assert not stored_files(store.root)
 
 
@@ -450,7 +439,7 @@ async def test_body_larger_than_any_document_is_413_before_it_is_parsed(client: 
     # The catalog's largest document is 4 KB, so this body is refused on its Content-Length alone.
     data = tiny_pdf() + b" " * (MULTIPART_OVERHEAD_BYTES + 8 * 1024)
     response = await upload(client, data)
-    assert_problem(response, 413, "file", "document_too_large")
+    assert_problem(response, 413, field="file", code="document_too_large")
     assert response.json()["type"].endswith("/document-too-large")
 
 
@@ -474,26 +463,30 @@ async def test_streamed_body_without_length_is_cut_off_at_the_limit(client: http
     response = await client.post(
         "/api/v1/documents", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
     )
-    assert_problem(response, 413, "file", "document_too_large")
+    assert_problem(response, 413, field="file", code="document_too_large")
     assert len(sent) < 10
 
 
 async def test_unknown_service_is_404(client: httpx.AsyncClient) -> None:
-    assert_problem(await upload(client, tiny_pdf(), service_id="no-such-service"), 404, "service_id", "unknown_service")
+    assert_problem(
+        await upload(client, tiny_pdf(), service_id="no-such-service"), 404, field="service_id", code="unknown_service"
+    )
 
 
 async def test_unknown_kind_is_422(client: httpx.AsyncClient) -> None:
-    problem = assert_problem(await upload(client, tiny_pdf(), kind="passport"), 422, "kind", "unknown_document_kind")
+    problem = assert_problem(
+        await upload(client, tiny_pdf(), kind="passport"), 422, field="kind", code="unknown_document_kind"
+    )
     assert "passport" in problem["detail"]
 
 
 async def test_empty_file_is_422(client: httpx.AsyncClient) -> None:
-    assert_problem(await upload(client, b""), 422, "file", "document_empty")
+    assert_problem(await upload(client, b""), 422, field="file", code="document_empty")
 
 
 async def test_missing_file_is_a_422_validation_problem(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/documents", data={"service_id": SERVICE_ID, "kind": "photo"})
-    assert_problem(response, 422, "file", "missing")
+    assert_problem(response, 422, field="file", code="missing")
 
 
 async def test_store_failure_is_503_and_nothing_is_claimed(app: FastAPI, client: httpx.AsyncClient) -> None:

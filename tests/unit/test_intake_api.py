@@ -22,11 +22,11 @@ from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
 from shared.events import LOG_APPEND_TIME_TYPE, Language, RequestSubmitted
 from shared.topics import Topic
+from tests.problems import assert_problem
 from tests.unit.intake_fakes import AllowAll, MemoryIdempotency
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
-PROBLEM_JSON = "application/problem+json"
 
 
 def body(**applicant: Any) -> dict[str, Any]:
@@ -101,17 +101,6 @@ def app(publish: FakePublish) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
         yield client
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["title_fa"]
-    assert problem["type"].startswith("https://khedmat.ir/problems/")
-    return problem
 
 
 # --- accepted -------------------------------------------------------------------------------------

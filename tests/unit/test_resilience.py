@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from services.inquiry.adapters import AgencyUnavailable
+from services.inquiry.adapters import AgencyUnavailable, IdentityAnswer
+from services.inquiry.cached import CachedCivilRegistry, with_cache
 from services.inquiry.resilience import (
     DEFAULT_CACHE_TTL_S,
     AgencyRateLimit,
@@ -19,6 +21,7 @@ from services.inquiry.resilience import (
     ResilientGuard,
     is_failure_response,
 )
+from services.inquiry.service import Agencies
 
 NATIONAL_ID = "0012345679"
 
@@ -305,3 +308,16 @@ def test_default_cache_policy() -> None:
     assert cache.ttl_s("pension-fund", "anything") == 0  # unlisted checks are never cached
     with pytest.raises(ValueError):
         AnswerCache(object(), hmac_key=b"")  # type: ignore[arg-type]
+
+
+def test_only_the_cacheable_checks_are_wrapped() -> None:
+    agencies = with_cache(Agencies(civil_registry=FakeIdentity()), cache=object())  # type: ignore[arg-type]
+    assert isinstance(agencies.civil_registry, CachedCivilRegistry)
+    assert agencies.tax is None and agencies.judiciary is None and agencies.property_registry is None
+
+
+class FakeIdentity:
+    """A civil registry that is never asked in this test."""
+
+    async def check_identity(self, *, national_id: str, birth_date: date) -> IdentityAnswer:
+        raise AssertionError("not called")
