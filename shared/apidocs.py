@@ -30,8 +30,9 @@ def build_documents() -> dict[str, dict[str, Any]]:
     }
     documents: dict[str, dict[str, Any]] = {}
     for name, app in apps.items():
+        # A service whose consumers are not faststream subscribers documents them on a broker of its own.
         spec = AsyncAPI(
-            app.state.bus.broker,
+            getattr(app.state, "asyncapi_broker", app.state.bus.broker),
             title=f"Khedmat {name} events",
             version=app.version,
             description=f"What {name} consumes from and publishes to Kafka (CloudEvents 1.0, binary mode).",

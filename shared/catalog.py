@@ -157,6 +157,27 @@ class DecisionMode(StrEnum):
     AGENCY_REVIEW = "agency_review"
 
 
+class ApplicantItem(StrEnum):
+    """Applicant data a reviewing agency may be shown; contacts (mobile, email) never are: notify owns them."""
+
+    NATIONAL_ID = "national_id"
+    BIRTH_DATE = "birth_date"
+
+
+class ReviewShare(BaseModel):
+    """What an officer reviewing a request of this service sees in the agency's inbox (data minimisation).
+
+    Published with the service, so a citizen can read what is shared with whom.
+    """
+
+    model_config = _STRICT
+
+    applicant: list[ApplicantItem] = Field(default_factory=lambda: [ApplicantItem.NATIONAL_ID])
+    # The form fields shared, by name; None shares every field of the service's form.
+    fields: list[str] | None = None
+    documents: bool = True
+
+
 class Fee(BaseModel):
     """What the service costs and who is exempt."""
 
@@ -190,6 +211,8 @@ class ServiceDefinition(BaseModel):
     follow_up_procedure: Text
     inquiries: list[Inquiry] = Field(default_factory=list)
     decision: DecisionMode
+    # Also used when an inquiry was unavailable and an automatic service falls back to review.
+    review: ReviewShare = Field(default_factory=ReviewShare)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServiceDefinition:
@@ -200,6 +223,9 @@ class ServiceDefinition(BaseModel):
         ):
             if len(names) != len(set(names)):
                 raise ValueError(f"service {self.id}: duplicate {label} names")
+        unknown = set(self.review.fields or ()) - {f.name for f in self.fields}
+        if unknown:
+            raise ValueError(f"service {self.id}: review shares fields the form does not have: {sorted(unknown)}")
         return self
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Every event on the bus, defined once: frozen pydantic models with an `event_type` and a `schema_version`.
 
-Request lifecycle events travel on `desk.requests`, keyed by tracking code; StatusChanged on `desk.status`.
-A consumer parses with `parse_request_event` / `parse_status_event`, which accept every schema version a
-topic has ever carried (older versions are upcast here, once, for everyone).
+Request lifecycle events travel on `desk.requests`, keyed by tracking code; StatusChanged on `desk.status`;
+ReviewRequested on each agency's own `agency.<agency>.inbox`. A consumer parses with `parse_request_event`,
+`parse_status_event` or `parse_inbox_event`, which accept every schema version a topic has ever carried (older
+versions are upcast here, once, for everyone).
 """
 
 from __future__ import annotations
@@ -289,8 +290,42 @@ class StatusChanged(EventBase):
 
 StatusEvent = Annotated[StatusChanged, Field(discriminator="event_type")]
 
+
+class ReviewApplicant(BaseModel):
+    """The applicant as the reviewing agency sees them: only what its service's review names, never contacts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    national_id: str | None = Field(default=None, pattern=r"^[0-9]{10}$")
+    birth_date: date | None = None
+
+
+class ReviewRequested(EventBase):
+    """On `agency.<agency>.inbox`: a verified request this agency's officers must decide.
+
+    Carries only what the service's `review` section shares (data minimisation: the agency's ACL covers its
+    inbox, not `desk.requests`); the officer answers through intake's agency decision endpoint.
+    """
+
+    event_type: Literal["ReviewRequested"] = "ReviewRequested"
+    schema_version: Literal[1] = 1
+    caused_by: str
+    service_id: str
+    catalog_version: int = Field(ge=1)
+    agency: str
+    applicant: ReviewApplicant
+    fields: dict[str, str] = Field(default_factory=dict)
+    documents: list[DocumentRef] = Field(default_factory=list)
+    inquiries: dict[str, InquiryOutcome] = Field(default_factory=dict)
+    reason_fa: str | None = None
+    reason_en: str | None = None
+
+
+InboxEvent = Annotated[ReviewRequested, Field(discriminator="event_type")]
+
 _request_event_adapter: TypeAdapter[RequestEvent] = TypeAdapter(RequestEvent)
 _status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
+_inbox_event_adapter: TypeAdapter[ReviewRequested] = TypeAdapter(ReviewRequested)
 
 
 REQUEST_EVENT_TYPES = frozenset(
@@ -326,6 +361,11 @@ def parse_status_event(payload: bytes | dict[str, Any]) -> StatusChanged:
     return _status_event_adapter.validate_python(_payload(payload))
 
 
+def parse_inbox_event(payload: bytes | dict[str, Any]) -> ReviewRequested:
+    """Parse one `agency.<agency>.inbox` event of any supported version."""
+    return _inbox_event_adapter.validate_python(_payload(payload))
+
+
 AnyEvent = (
     RequestSubmitted
     | InquiryCompleted
@@ -337,4 +377,5 @@ AnyEvent = (
     | ResultDelivered
     | ComplaintResolved
     | StatusChanged
+    | ReviewRequested
 )

@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -217,18 +217,36 @@ async def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
         await admin.close()
 
 
+class Consumer(Protocol):
+    """A consumer run beside the broker's own subscribers (see shared.keyed_consumer)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class BusConnection:
     """Starts a broker in the background and keeps retrying, so a service comes up (not ready) without Kafka.
 
     `/readyz` reports `connected`; intake answers 503 while it is False instead of crashing at start.
+    Extra consumers start once the broker (their publisher) is up, and stop before it.
     """
 
-    def __init__(self, broker: KafkaBroker, *, kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        *,
+        kafka: KafkaSettings,
+        topics: list[TopicSpec],
+        consumers: list[Consumer] | None = None,
+    ) -> None:
         self.broker = broker
         self.kafka = kafka
         self.topics = topics
+        self.consumers = consumers or []
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._started: list[Consumer] = []
 
     async def _run(self) -> None:
         delay = 0.5
@@ -236,6 +254,10 @@ class BusConnection:
             try:
                 await ensure_topics(self.kafka, self.topics)
                 await self.broker.start()
+                for consumer in self.consumers:
+                    if consumer not in self._started:
+                        await consumer.start()
+                        self._started.append(consumer)
             except Exception as error:  # any failure to reach Kafka: wait and try again
                 log.warning("kafka not reachable yet (%s); retrying in %.1fs", scrub(repr(error), 200), delay)
                 await asyncio.sleep(delay)
@@ -261,6 +283,10 @@ class BusConnection:
         """Stop connecting, and stop the broker (its subscribers commit what they finished)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        # Consumers first: they finish and commit their records while the broker can still publish outcomes.
+        for consumer in reversed(self._started):
+            await consumer.stop()
+        self._started.clear()
         await self.broker.stop()
 
 

@@ -368,5 +368,6 @@ def make_agency_client(base_url: str, *, timeout_s: float) -> httpx.AsyncClient:
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        # Keep-alive for every connection the pool may open: inquiry runs up to its concurrency in parallel.
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
     )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,13 +15,14 @@ from sqlalchemy import text
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
-from shared.kafka import BusConnection, make_broker
+from shared.kafka import BusConnection, DeadLetterPolicy, make_broker
+from shared.keyed_consumer import KeyOrderedConsumer, Record
 from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
-from shared.topics import core_topics
+from shared.topics import Topic, TopicSpec, agency_inbox_topic, core_topics
 
 from .cached import with_cache
-from .handlers import Inquiry, build_router
+from .handlers import Inquiry, documentation_router, handle_request_record
 from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .service import http_agencies
 from .settings import InquirySettings
@@ -34,12 +36,18 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     settings = settings or InquirySettings()
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
     engine = make_engine(settings.database_url)
-    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    dead_letters = DeadLetterPolicy()
+    broker = make_broker(
+        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
+    )
     # Shared by every replica: the per-agency rate limit (Redis). Per replica: the circuit breakers.
     redis = make_redis(settings.redis.url)
     guard = ResilientGuard(
         lambda agency: CircuitBreaker(
-            agency, failure_threshold=settings.breaker_failure_threshold, reset_timeout_s=settings.breaker_reset_s
+            agency,
+            failure_threshold=settings.breaker_failure_threshold,
+            window=settings.breaker_window,
+            reset_timeout_s=settings.breaker_reset_s,
         ),
         AgencyRateLimit(redis, settings.agency_rate_limits, max_wait_s=settings.rate_limit_max_wait_s),
     )
@@ -52,14 +60,34 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     for client in clients:
         HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
     cache = AnswerCache(redis, hmac_key=settings.cache_key.get_secret_value().encode())
+    catalog = load_catalog(settings.catalog_dir)
     deps = Inquiry(
-        catalog=load_catalog(settings.catalog_dir),
+        catalog=catalog,
         agencies=with_cache(agencies, cache),
         broker=broker,
         sessions=make_sessionmaker(engine),
     )
-    broker.include_router(build_router(deps, group_id=settings.group_id))
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+
+    async def handle(record: Record) -> None:
+        await handle_request_record(deps, record)
+
+    consumer = KeyOrderedConsumer(
+        kafka=settings.kafka,
+        topic=Topic.REQUESTS,
+        group_id=settings.group_id,
+        handler=handle,
+        dead_letters=dead_letters,
+        concurrency=settings.concurrency,
+        client_id=SERVICE_NAME,
+        tracer_provider=provider,
+    )
+    # Reviews go to the agency that offers the service: those agencies get an inbox.
+    agency_ids = sorted({service.agency for service in catalog.all()})
+    inboxes = [TopicSpec(agency_inbox_topic(agency)) for agency in agency_ids]
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics() + inboxes, consumers=[consumer])
+    # Never started: it only carries the declarations the AsyncAPI document is generated from.
+    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id, agencies=agency_ids))
 
     async def database_ready() -> bool:
         async with engine.connect() as connection:
@@ -79,6 +107,8 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
 
     app = FastAPI(title="Khedmat inquiry", version=settings.deployment.service_version, lifespan=lifespan)
     app.state.bus = bus
+    app.state.consumer = consumer
+    app.state.asyncapi_broker = asyncapi_broker
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(

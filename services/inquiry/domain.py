@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.catalog import DecisionMode, ServiceDefinition
-from shared.events import InquiryOutcome, NextStep
+from shared.catalog import ApplicantItem, DecisionMode, ServiceDefinition
+from shared.events import (
+    InquiryOutcome,
+    NextStep,
+    RequestSubmitted,
+    ReviewApplicant,
+    ReviewRequested,
+    VerificationCompleted,
+    derived_event_id,
+)
 
 
 @dataclass(frozen=True)
@@ -50,3 +58,32 @@ def decide(service: ServiceDefinition, results: list[InquiryResult]) -> Verdict:
     if service.decision is DecisionMode.AUTOMATIC:
         return Verdict(NextStep.APPROVE)
     return Verdict(NextStep.AGENCY_REVIEW)
+
+
+def review_request(
+    service: ServiceDefinition, submission: RequestSubmitted, verification: VerificationCompleted
+) -> ReviewRequested:
+    """What the service's agency receives in its inbox for review: only what `service.review` shares."""
+    share = service.review
+    shown_fields = (
+        submission.fields
+        if share.fields is None
+        else {name: value for name, value in submission.fields.items() if name in share.fields}
+    )
+    return ReviewRequested(
+        event_id=derived_event_id(verification.event_id, "ReviewRequested"),
+        tracking_code=submission.tracking_code,
+        caused_by=verification.event_id,
+        service_id=submission.service_id,
+        catalog_version=submission.catalog_version,
+        agency=service.agency,
+        applicant=ReviewApplicant(
+            national_id=(submission.applicant.national_id if ApplicantItem.NATIONAL_ID in share.applicant else None),
+            birth_date=submission.applicant.birth_date if ApplicantItem.BIRTH_DATE in share.applicant else None,
+        ),
+        fields=shown_fields,
+        documents=submission.documents if share.documents else [],
+        inquiries=verification.inquiries,
+        reason_fa=verification.reason_fa,
+        reason_en=verification.reason_en,
+    )

@@ -10,6 +10,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -88,27 +89,47 @@ def is_failure_response(response: httpx.Response) -> bool:
 # call (and make Redis a dependency of failing fast). The rate limit, by contrast, is a budget the agency
 # grants to Khedmat as a whole, so that one is shared through Redis.
 class CircuitBreaker:
-    """One agency's breaker: opens after consecutive failures, lets one trial through after a pause."""
+    """One agency's breaker: opens when `failure_threshold` of its last `window` calls failed, lets one trial
+    through after a pause.
+
+    A window rather than a run of consecutive failures: under concurrency an agency failing 30% of calls
+    (which retries absorb) easily shows five failures in a row, and opening then would send healthy requests
+    to manual review for nothing. Half of the last 50 calls failing happens to a dead agency within 25 calls,
+    and to a 30%-flaky one almost never. `window=failure_threshold` gives "that many failures in a row".
+    """
 
     def __init__(
         self,
         agency: str,
         *,
-        failure_threshold: int = 5,
+        failure_threshold: int = 25,
+        window: int = 50,
         reset_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
     ) -> None:
-        if failure_threshold < 1 or reset_timeout_s <= 0:
-            raise ValueError("need failure_threshold >= 1 and reset_timeout_s > 0")
+        if failure_threshold < 1 or window < failure_threshold or reset_timeout_s <= 0:
+            raise ValueError("need 1 <= failure_threshold <= window and reset_timeout_s > 0")
         self.agency = agency
         self.failure_threshold = failure_threshold
+        self.window = window
         self.reset_timeout_s = reset_timeout_s
         self._clock = clock
         self._state = BreakerState.CLOSED
-        self._failures = 0
+        self._recent: deque[bool] = deque(maxlen=window)  # True for a failure, newest last
+        self._failures = 0  # failures in _recent
         self._opened_at = 0.0
         self._trial_started_at: float | None = None
         BREAKER_STATE.labels(agency=agency).set(BreakerState.CLOSED)
+
+    def _remember(self, failed: bool) -> None:
+        if len(self._recent) == self.window and self._recent[0]:
+            self._failures -= 1
+        self._recent.append(failed)
+        self._failures += failed
+
+    def _forget(self) -> None:
+        self._recent.clear()
+        self._failures = 0
 
     def _move(self, to: BreakerState) -> None:
         if to is self._state:
@@ -141,22 +162,26 @@ class CircuitBreaker:
         return True
 
     def record_success(self) -> None:
-        """The agency answered: reset the failure count, close a half-open breaker."""
-        self._failures = 0
+        """The agency answered: remember it, close a half-open breaker (with a clean window)."""
         # A late success while OPEN comes from a call started before opening; it is no trial, so it is ignored.
+        if self._state is BreakerState.OPEN:
+            return
         if self._state is BreakerState.HALF_OPEN:
             self._trial_started_at = None
+            self._forget()
             self._move(BreakerState.CLOSED)
+            return
+        self._remember(False)
 
     def record_failure(self) -> None:
         """The agency gave no usable answer: count it, open at the threshold, reopen a half-open breaker."""
         if self._state is BreakerState.OPEN:
             return
-        self._failures += 1
+        self._remember(True)
         if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
             self._opened_at = self._clock()
             self._trial_started_at = None
-            self._failures = 0
+            self._forget()
             self._move(BreakerState.OPEN)
 
     def release(self) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import httpx
+from prometheus_client import Counter
 
 from shared.catalog import Catalog, Inquiry
 from shared.domain.digits import normalize_digits, to_persian_digits
@@ -41,6 +42,15 @@ from .adapters import (
     make_agency_client,
 )
 from .domain import InquiryResult, decide
+
+INQUIRIES = Counter(
+    "khedmat_inquiry_outcomes_total",
+    "Inquiries run, by agency and outcome (unavailable: the agency stayed down past the retry budget)",
+    ["agency", "inquiry", "outcome"],
+)
+VERIFICATIONS = Counter(
+    "khedmat_inquiry_verifications_total", "Verifications concluded, by next step", ["service", "next_step"]
+)
 
 # The sandbox property registry takes ids of at most this many characters; so does the catalog's form.
 MAX_PROPERTY_ID_LENGTH = 64
@@ -282,6 +292,9 @@ async def verify_submission(
         for result in results
     ]
     verdict = decide(service, list(results))
+    for result in results:
+        INQUIRIES.labels(result.agency, result.inquiry, result.outcome.value).inc()
+    VERIFICATIONS.labels(service.id, verdict.next_step.value).inc()
     verification = VerificationCompleted(
         event_id=derived_event_id(event.event_id, "VerificationCompleted"),
         tracking_code=event.tracking_code,

@@ -15,16 +15,23 @@ from shared.catalog import Catalog
 from shared.events import (
     CorrectionSubmitted,
     InquiryCompleted,
+    NextStep,
     RequestSubmitted,
+    ReviewRequested,
     VerificationCompleted,
+    parse_inbox_event,
     parse_request_event,
 )
+from shared.kafka import PermanentError
 
+from .domain import review_request
 from .models import TABLES, SubmissionInput, Verification
 from .service import Agencies, verify_submission
 
 Sessions = async_sessionmaker[AsyncSession]
-Outcome = InquiryCompleted | VerificationCompleted
+# What one verification publishes: InquiryCompleted per inquiry, the VerificationCompleted, and a
+# ReviewRequested for the agency's inbox when the next step is its review.
+Outcome = InquiryCompleted | VerificationCompleted | ReviewRequested
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -40,9 +47,13 @@ def _dump(outcomes: list[Outcome]) -> str:
 def _load(text: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for payload in json.loads(text):
-        outcome = parse_request_event(payload)
-        if not isinstance(outcome, InquiryCompleted | VerificationCompleted):
-            raise ValueError(f"a recorded verification holds a {outcome.event_type}")
+        outcome: object = (
+            parse_inbox_event(payload)
+            if payload.get("event_type") == "ReviewRequested"
+            else parse_request_event(payload)
+        )
+        if not isinstance(outcome, InquiryCompleted | VerificationCompleted | ReviewRequested):
+            raise ValueError(f"a recorded verification holds a {type(outcome).__name__}")
         outcomes.append(outcome)
     return outcomes
 
@@ -126,7 +137,13 @@ async def _verify_and_record(
     *, sessions: Sessions, catalog: Catalog, agencies: Agencies, submission: RequestSubmitted
 ) -> list[Outcome]:
     completed, verification = await verify_submission(catalog=catalog, event=submission, agencies=agencies)
-    return await record_verification(sessions=sessions, submission=submission, outcomes=[*completed, verification])
+    outcomes: list[Outcome] = [*completed, verification]
+    if verification.next_step is NextStep.AGENCY_REVIEW:
+        service = catalog.get_version(submission.service_id, submission.catalog_version)
+        if service is None:  # verify_submission refused an unknown service already; this keeps mypy honest
+            raise PermanentError(f"service {submission.service_id!r} is not in this catalog")
+        outcomes.append(review_request(service, submission, verification))
+    return await record_verification(sessions=sessions, submission=submission, outcomes=outcomes)
 
 
 async def verify_submission_once(

@@ -9,25 +9,19 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
-from sandbox.agencies import registered_birth_date
-from shared.catalog import load_catalog
-from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.envelope import cloudevent_headers, event_key, event_value
-from shared.events import Applicant, RequestSubmitted, derived_event_id
+from shared.events import derived_event_id
 from shared.topics import Topic
-from tests.data import SERVICE_ID, national_id
 from tests.harness import Stack
 from tests.infra import Servers
-from tests.kafka_tools import partition_ids, read_topic
+from tests.inquiry_stream import Follower, agency_stats, end_offsets, send_all, submissions, wait_caught_up
+from tests.kafka_tools import read_topic
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
 
@@ -36,99 +30,8 @@ KILL_AFTER = 60
 BOUND_S = 120
 
 
-def submissions(count: int) -> list[RequestSubmitted]:
-    """Valid, counting submissions of the seeded service that the sandbox civil registry confirms."""
-    service = load_catalog().get(SERVICE_ID)
-    assert service is not None
-    codes = TrackingCodeGenerator(key=uuid.uuid4().bytes * 2, replica_id=7)
-    made = []
-    for _ in range(count):
-        nid = national_id()
-        made.append(
-            RequestSubmitted(
-                tracking_code=codes.next_code(),
-                service_id=SERVICE_ID,
-                catalog_version=service.version,
-                agency=service.agency,
-                applicant=Applicant(national_id=nid, mobile="09121234567", birth_date=registered_birth_date(nid)),
-                fields={"reason": "lost"},
-                accept_by=datetime.now(UTC) + timedelta(minutes=10),
-            )
-        )
-    return made
-
-
-async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(Topic.REQUESTS, p) for p in await partition_ids(bootstrap, Topic.REQUESTS)]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def wait_caught_up(bootstrap: str, group_id: str, timeout_s: float) -> None:
-    """Until the group has committed everything on desk.requests: earlier tests' submissions are not ours."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                committed = await admin.list_consumer_group_offsets(group_id)
-                end = await end_offsets(bootstrap)
-                if all((committed[tp].offset if tp in committed else 0) >= offset for tp, offset in end.items()):
-                    return
-                await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-
-
-class Verifications:
-    """Follows desk.requests from given offsets and collects the VerificationCompleted ids of our submissions."""
-
-    def __init__(self, bootstrap: str, start: dict[TopicPartition, int], codes: set[str]) -> None:
-        self.bootstrap, self.start, self.codes = bootstrap, start, codes
-        self.ids: dict[str, set[str]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
-
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(list(self.start))
-            for tp, offset in self.start.items():
-                consumer.seek(tp, offset)
-            while True:
-                for batch in (await consumer.getmany(timeout_ms=100)).values():
-                    for record in batch:
-                        body = json.loads(record.value)
-                        if body.get("event_type") == "VerificationCompleted" and body["tracking_code"] in self.codes:
-                            self.ids[body["tracking_code"]].add(body["event_id"])
-        finally:
-            await consumer.stop()
-
-    def __enter__(self) -> Verifications:
-        self._task = asyncio.create_task(self._follow())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def until(self, count: int, timeout_s: float) -> None:
-        async with asyncio.timeout(timeout_s):
-            while len(self.ids) < count:
-                assert self._task is not None and not self._task.done(), "the follower stopped"
-                await asyncio.sleep(0.02)
-
-
 async def registry_calls(stack: Stack) -> int:
-    async with httpx.AsyncClient(base_url=stack.url("sandbox")) as client:
-        response = await client.get("/control/stats")
-        response.raise_for_status()
-        calls: int = response.json()["civil-registry"]["calls"]
-        return calls
+    return (await agency_stats(stack.url("sandbox")))["civil-registry"]["calls"]
 
 
 def recorded(db: Path, codes: set[str]) -> int:
@@ -174,18 +77,9 @@ async def test_sigkilled_inquiry_neither_loses_nor_re_verifies_a_submission(serv
 
         async with asyncio.timeout(BOUND_S):
             start = await end_offsets(bootstrap)
-            with Verifications(bootstrap, start, codes) as seen:
+            with Follower(bootstrap, start, codes) as seen:
                 await producer.start()
-                sent = [
-                    await producer.send(
-                        Topic.REQUESTS,
-                        event_value(event),
-                        key=event_key(event),
-                        headers=[(k, v.encode()) for k, v in cloudevent_headers(event, source="/test").items()],
-                    )
-                    for event in events
-                ]
-                await asyncio.gather(*sent)
+                await send_all(producer, events)
 
                 await until_recorded(db, codes, KILL_AFTER, timeout_s=60)
                 await asyncio.to_thread(stack.signal, "inquiry", signal.SIGKILL)
@@ -193,7 +87,7 @@ async def test_sigkilled_inquiry_neither_loses_nor_re_verifies_a_submission(serv
                 recorded_at_kill = recorded(db, codes)
                 in_flight = calls_at_kill - recorded_at_kill
                 await asyncio.sleep(1)  # the follower catches up with what the killed process had published
-                published_at_kill = len(seen.ids)
+                published_at_kill = len(seen.verification_ids)
                 # Recorded, killed before publishing: published after the restart, from the record alone.
                 unpublished_at_kill = recorded_at_kill - published_at_kill
                 assert published_at_kill <= recorded_at_kill < N, "the kill must land mid-stream"
@@ -201,7 +95,7 @@ async def test_sigkilled_inquiry_neither_loses_nor_re_verifies_a_submission(serv
                 restarted = time.monotonic()
                 stack.start("inquiry")
                 await asyncio.to_thread(stack.wait_ready, ("inquiry",), 60)
-                await seen.until(N, timeout_s=BOUND_S)
+                await seen.until_verified(N, timeout_s=BOUND_S)
                 resumed_s = time.monotonic() - restarted
             calls_total = await registry_calls(stack)
 

@@ -24,7 +24,7 @@ from services.inquiry.adapters import (
     IdentityAnswer,
 )
 from services.inquiry.domain import InquiryResult, decide
-from services.inquiry.handlers import Inquiry, build_router
+from services.inquiry.handlers import Inquiry
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
 from services.inquiry.store import Sessions, create_tables
 from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
@@ -43,9 +43,10 @@ from shared.events import (
     derived_event_id,
     parse_request_event,
 )
-from shared.kafka import SUBSCRIBER_ACK_POLICY, PermanentError, make_broker
+from shared.kafka import PermanentError, make_broker
 from shared.settings import KafkaSettings
-from shared.topics import Topic, dead_letter_topic
+from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
+from tests.unit.inquiry_wiring import record_router
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -474,6 +475,7 @@ class Wired:
     registry: FakeRegistry
     requests: Seen
     dead_letters: Seen
+    inbox: Seen
 
 
 @pytest.fixture
@@ -488,7 +490,7 @@ async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
 def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
     registry = registry or FakeRegistry()
     broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    requests, dead_letters = Seen(), Seen()
+    requests, dead_letters, inbox = Seen(), Seen(), Seen()
 
     @broker.subscriber(Topic.REQUESTS, group_id="spy")
     async def spy(body: dict[str, Any], message: KafkaMessage) -> None:
@@ -502,10 +504,14 @@ def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
         assert not isinstance(record, tuple)
         dead_letters.messages.append((body, record.key))
 
-    broker.include_router(
-        build_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions), group_id="g")
-    )
-    return Wired(broker, registry, requests, dead_letters)
+    @broker.subscriber(agency_inbox_topic("civil-registry"), group_id="inbox-spy")
+    async def inbox_spy(body: dict[str, Any], message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        inbox.messages.append((body, record.key))
+
+    broker.include_router(record_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions)))
+    return Wired(broker, registry, requests, dead_letters, inbox)
 
 
 async def publish(
@@ -521,12 +527,6 @@ async def publish(
         headers=cloudevent_headers(event, source="/test"),
         timestamp_ms=timestamp_ms,
     )
-
-
-def test_inquiry_subscriber_commits_only_after_success(sessions: Sessions) -> None:
-    w = wired(sessions=sessions)
-    [subscriber] = [s for s in w.broker.subscribers if s.group_id == "g"]  # type: ignore[attr-defined]
-    assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
 
 
 async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code(sessions: Sessions) -> None:
@@ -609,6 +609,25 @@ async def test_unavailable_agency_still_concludes_the_verification(sessions: Ses
     [(body, key)] = w.requests.of_type("VerificationCompleted")
     assert body["next_step"] == NextStep.AGENCY_REVIEW.value
     assert key == event.tracking_code.encode()
+    # The service's agency gets it in its own inbox: identified by national ID, never the contact details.
+    [(review, review_key)] = w.inbox.messages
+    assert review["event_type"] == "ReviewRequested"
+    assert review["caused_by"] == body["event_id"]
+    assert review["event_id"] == derived_event_id(body["event_id"], "ReviewRequested")
+    assert review["agency"] == "civil-registry"
+    assert review["applicant"] == {"national_id": event.applicant.national_id, "birth_date": None}
+    assert review["inquiries"] == {"identity": "unavailable"}
+    assert event.applicant.mobile not in json.dumps(review)
+    assert review_key == event.tracking_code.encode()
+
+
+async def test_approved_submission_sends_nothing_to_the_agency_inbox(sessions: Sessions) -> None:
+    w = wired(sessions=sessions)
+    async with TestKafkaBroker(w.broker) as br:
+        await publish(br, submitted())
+    [(body, _)] = w.requests.of_type("VerificationCompleted")
+    assert body["next_step"] == NextStep.APPROVE.value
+    assert w.inbox.messages == []
 
 
 async def test_submission_for_an_unknown_service_is_dead_lettered(sessions: Sessions) -> None:

@@ -15,7 +15,7 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlmodel import select
 
 from services.inquiry.adapters import IdentityAnswer
-from services.inquiry.handlers import Inquiry, build_router
+from services.inquiry.handlers import Inquiry
 from services.inquiry.models import SubmissionInput, Verification
 from services.inquiry.service import Agencies
 from services.inquiry.store import (
@@ -44,6 +44,7 @@ from shared.events import (
 from shared.kafka import make_broker
 from shared.settings import KafkaSettings
 from shared.topics import Topic, dead_letter_topic
+from tests.unit.inquiry_wiring import record_router
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -123,7 +124,7 @@ def wired(sessions: Sessions) -> Wired:
         w.dead_letters.append(body)
 
     deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions)
-    broker.include_router(build_router(deps, group_id="g"))
+    broker.include_router(record_router(deps))
     return w
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from datetime import date
 
@@ -94,7 +95,7 @@ def calls(agency: str, outcome: str) -> float:
 
 
 def open_breaker(agency: str, clock: FakeClock, *, threshold: int = 3) -> CircuitBreaker:
-    breaker = CircuitBreaker(agency, failure_threshold=threshold, reset_timeout_s=10, clock=clock)
+    breaker = CircuitBreaker(agency, failure_threshold=threshold, window=threshold, reset_timeout_s=10, clock=clock)
     for _ in range(threshold):
         breaker.record_failure()
     assert state_of(breaker) is BreakerState.OPEN
@@ -102,7 +103,7 @@ def open_breaker(agency: str, clock: FakeClock, *, threshold: int = 3) -> Circui
 
 
 def test_the_breaker_opens_after_the_threshold_of_consecutive_failures(agency: str, clock: FakeClock) -> None:
-    breaker = CircuitBreaker(agency, failure_threshold=3, clock=clock)
+    breaker = CircuitBreaker(agency, failure_threshold=3, window=3, clock=clock)
     assert state_gauge(agency) == 0
     breaker.record_failure()
     breaker.record_failure()
@@ -114,8 +115,39 @@ def test_the_breaker_opens_after_the_threshold_of_consecutive_failures(agency: s
     assert transitions(agency, "open") == 1
 
 
+def test_a_windowed_breaker_opens_on_the_share_of_recent_failures_not_a_run(agency: str, clock: FakeClock) -> None:
+    breaker = CircuitBreaker(agency, failure_threshold=5, window=10, clock=clock)
+    # Failures interleaved with successes: 4 of the last 10 is under the threshold however long it goes on.
+    for _ in range(20):
+        for failed in (True, False, True, False, False):
+            breaker.record_failure() if failed else breaker.record_success()
+    assert state_of(breaker) is BreakerState.CLOSED
+    # Old failures slide out of the window: only the last 10 calls count.
+    for _ in range(10):
+        breaker.record_success()
+    for _ in range(4):
+        breaker.record_failure()
+    assert state_of(breaker) is BreakerState.CLOSED
+    breaker.record_failure()
+    assert state_of(breaker) is BreakerState.OPEN, "5 of the last 10 failed"
+
+
+def test_a_thirty_percent_flaky_agency_does_not_open_the_default_breaker(agency: str, clock: FakeClock) -> None:
+    dice = random.Random(7)
+    breaker = CircuitBreaker(agency, clock=clock)
+    for _ in range(2000):
+        breaker.record_failure() if dice.random() < 0.3 else breaker.record_success()
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert transitions(agency, "open") == 0
+
+
+def test_the_window_cannot_be_smaller_than_the_threshold(agency: str) -> None:
+    with pytest.raises(ValueError):
+        CircuitBreaker(agency, failure_threshold=5, window=4)
+
+
 def test_a_success_resets_the_consecutive_failure_count(agency: str, clock: FakeClock) -> None:
-    breaker = CircuitBreaker(agency, failure_threshold=3, clock=clock)
+    breaker = CircuitBreaker(agency, failure_threshold=3, window=3, clock=clock)
     breaker.record_failure()
     breaker.record_failure()
     breaker.record_success()
@@ -193,7 +225,7 @@ def test_which_responses_are_failures_for_the_breaker(status: int, failure: bool
 
 
 def guard_for(agency: str, clock: FakeClock, *, threshold: int = 2) -> ResilientGuard:
-    return ResilientGuard({agency: CircuitBreaker(agency, failure_threshold=threshold, clock=clock)})
+    return ResilientGuard({agency: CircuitBreaker(agency, failure_threshold=threshold, window=threshold, clock=clock)})
 
 
 async def test_the_guard_passes_answers_through_and_counts_them(agency: str, clock: FakeClock) -> None:
@@ -261,7 +293,9 @@ async def test_a_cancelled_trial_frees_the_half_open_slot(agency: str, clock: Fa
 
 
 async def test_an_exhausted_budget_rejects_without_calling_or_blaming_the_agency(agency: str, clock: FakeClock) -> None:
-    guard = ResilientGuard(lambda name: CircuitBreaker(name, failure_threshold=1, clock=clock), DenyingRateLimit())
+    guard = ResilientGuard(
+        lambda name: CircuitBreaker(name, failure_threshold=1, window=1, clock=clock), DenyingRateLimit()
+    )
     attempt = CountingAttempt(200)
     for _ in range(3):
         with pytest.raises(AgencyUnavailable, match="rate limited locally"):
@@ -282,7 +316,8 @@ async def test_a_factory_makes_one_breaker_per_agency(agency: str) -> None:
     assert guard.breaker(agency) is guard.breaker(agency)
     assert guard.breaker(agency).failure_threshold == 7
     assert made == [agency]
-    assert ResilientGuard().breaker(agency).failure_threshold == 5  # defaults without a factory
+    default = ResilientGuard().breaker(agency)  # defaults without a factory: half of the last 50 calls
+    assert (default.failure_threshold, default.window) == (25, 50)
 
 
 def test_cache_keys_hide_the_inputs_and_ignore_their_order() -> None:
