@@ -57,6 +57,7 @@ test-servers-down: ## Stop the Kafka and Redis that the tests started (ports 190
 
 bench: setup ## Benchmarks on their own fresh Kafka and Redis (ratios against a raw baseline); docs/PERFORMANCE.md
 	$(PY) -m bench.intake_bench
+	$(PY) -m bench.inquiry_bench
 
 clean: ## Remove the venv, caches and local server data (stops the servers first)
 	-deploy/local/down.sh

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox.agencies import registered_birth_date
 from shared.catalog import load_catalog
@@ -23,7 +22,6 @@ from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import Applicant, RequestSubmitted
 from shared.topics import Topic
 from tests.data import SERVICE_ID, national_id
-from tests.kafka_tools import partition_ids
 
 
 def submissions(
@@ -32,13 +30,15 @@ def submissions(
     """Counting submissions of a service, with birth dates the sandbox civil registry confirms."""
     service = load_catalog().get(service_id)
     assert service is not None
-    codes = TrackingCodeGenerator(key=uuid.uuid4().bytes * 2, replica_id=7)
+    # Every replica id under one key: unique codes, and 16 replicas' capacity for the benchmark's bursts.
+    key = uuid.uuid4().bytes * 2
+    generators = [TrackingCodeGenerator(key=key, replica_id=replica) for replica in range(16)]
     made = []
-    for _ in range(count):
+    for index in range(count):
         nid = national_id()
         made.append(
             RequestSubmitted(
-                tracking_code=codes.next_code(),
+                tracking_code=generators[index % len(generators)].next_code(),
                 service_id=service_id,
                 catalog_version=service.version,
                 agency=service.agency,
@@ -62,32 +62,6 @@ async def send_all(producer: AIOKafkaProducer, events: list[RequestSubmitted], *
         for event in events
     ]
     await asyncio.gather(*sent)
-
-
-async def end_offsets(bootstrap: str, topic: str = Topic.REQUESTS) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def wait_caught_up(bootstrap: str, group_id: str, timeout_s: float) -> None:
-    """Until the group has committed everything on desk.requests: earlier tests' submissions are not ours."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                committed = await admin.list_consumer_group_offsets(group_id)
-                end = await end_offsets(bootstrap)
-                if all((committed[tp].offset if tp in committed else 0) >= offset for tp, offset in end.items()):
-                    return
-                await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
 
 
 class Follower:

@@ -8,6 +8,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.topics import Topic
+
 
 async def partition_ids(bootstrap: str, topic: str) -> list[int]:
     """The partitions of a topic, from the cluster's metadata (empty when the topic does not exist)."""
@@ -39,3 +41,31 @@ async def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60) -> li
     finally:
         await consumer.stop()
     return records
+
+
+async def end_offsets(bootstrap: str, topic: str = Topic.REQUESTS) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def start_group_at_end(bootstrap: str, group_id: str, topic: str = Topic.REQUESTS) -> None:
+    """Commit a new group's offsets at the topic's end, so its consumer skips what earlier tests left there.
+
+    Without it a fresh group starts at the earliest offset and re-verifies every earlier submission, which
+    grows desk.requests (and every later test's backlog) with each test.
+    """
+    end = await end_offsets(bootstrap, topic)
+    if not end:
+        return  # the topic does not exist yet: there is nothing earlier to skip
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(end))  # assigned, not subscribed: commits without joining (and rebalancing) the group
+        await consumer.commit({tp: offset for tp, offset in end.items()})
+    finally:
+        await consumer.stop()

@@ -26,7 +26,7 @@ from shared.keyed_consumer import Record
 from shared.topics import Topic, agency_inbox_topic
 
 from .service import Agencies
-from .store import Outcome, Sessions, verify_correction_once, verify_submission_once
+from .store import Outcome, Sessions, mark_published, verify_correction_once, verify_submission_once
 
 SOURCE = "/khedmat/inquiry"
 SUBSCRIPTION_DESCRIPTION = (
@@ -89,8 +89,12 @@ async def handle_request_record(deps: Inquiry, record: Record) -> None:
         outcomes = found
     # Recorded before publishing, so a crash in between re-publishes the same events on redelivery (the
     # offset is committed only after this returns). Outcomes first, conclusion last, keyed by tracking code.
+    # Marked once all are acknowledged: a redelivery after that (a crash before the commit, which with many
+    # records in flight is most of them) publishes nothing, so consumers rarely even see a duplicate id.
     for outcome in outcomes:
         await publish_event(deps.broker, outcome, topic=destination(outcome), source=SOURCE)
+    if outcomes:
+        await mark_published(sessions=deps.sessions, cause_event_id=event.event_id)
 
 
 def documentation_router(*, group_id: str, agencies: list[str]) -> KafkaRouter:

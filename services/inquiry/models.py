@@ -36,4 +36,16 @@ class SubmissionInput(SQLModel, table=True):
     catalog_version: int
 
 
-TABLES = [Verification.__table__, SubmissionInput.__table__]  # type: ignore[attr-defined]
+class Published(SQLModel, table=True):
+    """A verification whose events Kafka acknowledged: a redelivery of its cause publishes nothing again.
+
+    A table of its own rather than a column, so databases made before it only gain a table.
+    """
+
+    __tablename__ = "inquiry_published"
+
+    cause_event_id: str = Field(primary_key=True, max_length=64)
+    published_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+TABLES = [Verification.__table__, SubmissionInput.__table__, Published.__table__]  # type: ignore[attr-defined]

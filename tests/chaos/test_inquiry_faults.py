@@ -28,8 +28,8 @@ from shared.events import RequestSubmitted, derived_event_id
 from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
 from tests.harness import Stack
 from tests.infra import Servers
-from tests.inquiry_stream import Follower, end_offsets, send_all, submissions, wait_caught_up
-from tests.kafka_tools import read_topic
+from tests.inquiry_stream import Follower, send_all, submissions
+from tests.kafka_tools import end_offsets, read_topic, start_group_at_end
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 
@@ -83,13 +83,13 @@ def next_step_for(outcomes: dict[str, str]) -> str:
 
 
 async def start_inquiry(servers: Servers, workdir: Path) -> tuple[Stack, str]:
-    """sandbox + inquiry on a fresh group, caught up with what earlier tests left on desk.requests."""
+    """sandbox + inquiry on a fresh group that starts after what earlier tests left on desk.requests."""
     group_prefix = f"faults-{uuid.uuid4().hex[:8]}"
     stack = Stack(servers, workdir, group_prefix=group_prefix, extra_env={"INQUIRY_BREAKER_RESET_S": "5"})
+    await start_group_at_end(servers.kafka_bootstrap, f"{group_prefix}-inquiry")
     stack.start("sandbox")
     stack.start("inquiry")
     await asyncio.to_thread(stack.wait_ready, ("sandbox", "inquiry"), 60)
-    await wait_caught_up(servers.kafka_bootstrap, f"{group_prefix}-inquiry", timeout_s=120)
     return stack, group_prefix
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from sqlmodel import select
+from sqlmodel import delete, select
 
 from services.inquiry.adapters import IdentityAnswer
 from services.inquiry.handlers import Inquiry
-from services.inquiry.models import SubmissionInput, Verification
+from services.inquiry.models import Published, SubmissionInput, Verification
 from services.inquiry.service import Agencies
 from services.inquiry.store import (
     Sessions,
@@ -184,8 +184,13 @@ async def test_redelivered_submission_republishes_the_recorded_events_without_ca
     async with TestKafkaBroker(w.broker) as br:
         await publish(br, event)
         first = w.outcomes()
+        # A crash after recording, before every event was acknowledged: the publish mark is missing.
+        async with sessions() as session, session.begin():
+            await session.exec(delete(Published))
         # The agency would now answer differently: the recorded outcome stands all the same.
         w.registry.answer = IdentityAnswer(match=False, alive=True)
+        await publish(br, event)
+        # Published and marked this time: a further redelivery publishes nothing.
         await publish(br, event)
     assert len(w.registry.calls) == 1
     assert w.outcomes() == first + first  # same ids, same content, same order
@@ -219,7 +224,7 @@ async def test_redelivered_correction_is_not_verified_again(sessions: Sessions) 
         await publish(br, fix)
         await publish(br, fix)
     assert len(w.registry.calls) == 2
-    assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id) * 2
+    assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
 
 
 async def test_a_second_correction_builds_on_the_first_and_gets_new_ids(sessions: Sessions) -> None:
