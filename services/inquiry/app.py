@@ -26,7 +26,7 @@ from .handlers import Inquiry, documentation_router, handle_request_record
 from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .service import http_agencies
 from .settings import InquirySettings
-from .store import create_tables
+from .store import PublishMarks, create_tables
 
 SERVICE_NAME = "inquiry"
 
@@ -61,12 +61,9 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
         HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
     cache = AnswerCache(redis, hmac_key=settings.cache_key.get_secret_value().encode())
     catalog = load_catalog(settings.catalog_dir)
-    deps = Inquiry(
-        catalog=catalog,
-        agencies=with_cache(agencies, cache),
-        broker=broker,
-        sessions=make_sessionmaker(engine),
-    )
+    sessions = make_sessionmaker(engine)
+    marks = PublishMarks(sessions)
+    deps = Inquiry(catalog=catalog, agencies=with_cache(agencies, cache), broker=broker, sessions=sessions, marks=marks)
 
     async def handle(record: Record) -> None:
         await handle_request_record(deps, record)
@@ -97,9 +94,11 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await create_tables(engine)
+        marks.start()
         bus.start()
         yield
         await bus.stop()
+        await marks.stop()
         for client in clients:
             await client.aclose()
         await redis.aclose()

@@ -26,7 +26,7 @@ from shared.keyed_consumer import Record
 from shared.topics import Topic, agency_inbox_topic
 
 from .service import Agencies
-from .store import Outcome, Sessions, mark_published, verify_correction_once, verify_submission_once
+from .store import Outcome, PublishMarks, Sessions, verify_correction_once, verify_submission_once
 
 SOURCE = "/khedmat/inquiry"
 SUBSCRIPTION_DESCRIPTION = (
@@ -48,6 +48,7 @@ class Inquiry:
     agencies: Agencies
     broker: KafkaBroker
     sessions: Sessions
+    marks: PublishMarks
 
 
 def destination(outcome: Outcome) -> str:
@@ -94,7 +95,7 @@ async def handle_request_record(deps: Inquiry, record: Record) -> None:
     for outcome in outcomes:
         await publish_event(deps.broker, outcome, topic=destination(outcome), source=SOURCE)
     if outcomes:
-        await mark_published(sessions=deps.sessions, cause_event_id=event.event_id)
+        deps.marks.add(event.event_id)
 
 
 def documentation_router(*, group_id: str, agencies: list[str]) -> KafkaRouter:

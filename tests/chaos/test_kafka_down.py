@@ -21,7 +21,7 @@ from shared.topics import Topic
 from tests.data import submission
 from tests.harness import Stack
 from tests.infra import Servers, start_local_kafka, stop_local_kafka
-from tests.kafka_tools import read_topic, start_group_at_end
+from tests.kafka_tools import read_topic
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def intake_only(servers: Servers, tmp_path: Path) -> Iterator[Stack]:
         pytest.skip("stopping Kafka is implemented for the local servers; containers get a new port on restart")
     stack = Stack(servers, tmp_path, group_prefix="chaos")
     # tracking needs only what this test submits: skip the earlier tests' events rather than fold them all.
-    asyncio.run(start_group_at_end(servers.kafka_bootstrap, "chaos-tracking"))
+    stack.start_groups_at_end()
     stack.start("intake")
     stack.start("tracking")
     stack.wait_ready(("intake", "tracking"))

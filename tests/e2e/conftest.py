@@ -16,6 +16,7 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """sandbox + intake + inquiry + tracking + notify as separate processes on real Kafka and Redis."""
     running = Stack(servers, Path(tmp_path_factory.mktemp("stack")))
     try:
+        running.start_groups_at_end()
         running.start_all()
         yield running
     finally:

@@ -26,7 +26,7 @@ from services.inquiry.adapters import (
 from services.inquiry.domain import InquiryResult, decide
 from services.inquiry.handlers import Inquiry
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
-from services.inquiry.store import Sessions, create_tables
+from services.inquiry.store import PublishMarks, Sessions, create_tables
 from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
 from shared.catalog import Inquiry as CatalogInquiry
 from shared.db import make_engine, make_sessionmaker
@@ -510,7 +510,8 @@ def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
         assert not isinstance(record, tuple)
         inbox.messages.append((body, record.key))
 
-    broker.include_router(record_router(Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions)))
+    deps = Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions, PublishMarks(sessions))
+    broker.include_router(record_router(deps))
     return Wired(broker, registry, requests, dead_letters, inbox)
 
 

@@ -19,6 +19,7 @@ from services.inquiry.handlers import Inquiry
 from services.inquiry.models import Published, SubmissionInput, Verification
 from services.inquiry.service import Agencies
 from services.inquiry.store import (
+    PublishMarks,
     Sessions,
     create_tables,
     load_submission_input,
@@ -123,7 +124,7 @@ def wired(sessions: Sessions) -> Wired:
     async def dlq_spy(body: dict[str, Any], message: KafkaMessage) -> None:
         w.dead_letters.append(body)
 
-    deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions)
+    deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions, PublishMarks(sessions))
     broker.include_router(record_router(deps))
     return w
 
@@ -311,3 +312,30 @@ async def test_the_first_recorded_outcome_wins_a_concurrent_record(sessions: Ses
     lost = await record_verification(sessions=sessions, submission=event, outcomes=[verdicts[1]])
     assert won == lost == [verdicts[0]]
     assert await recorded_outcomes(sessions=sessions, cause_event_id=event.event_id) == [verdicts[0]]
+
+
+async def test_publish_marks_are_written_in_one_batch_and_a_repeated_mark_is_harmless(sessions: Sessions) -> None:
+    marks = PublishMarks(sessions)
+    for cause in ("a", "b", "c"):
+        marks.add(cause)
+    await marks.flush()
+    marks.add("b")  # a racing delivery marks it again
+    marks.add("d")
+    await marks.flush()
+    await marks.flush()  # nothing pending: no transaction at all
+    async with sessions() as session:
+        marked = set((await session.exec(select(Published.cause_event_id))).all())
+    assert marked == {"a", "b", "c", "d"}
+
+
+async def test_publish_marks_that_cannot_be_written_are_kept_for_the_next_flush(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-tables.db'}")
+    marks = PublishMarks(make_sessionmaker(engine))
+    marks.add("a")
+    with pytest.raises(Exception, match="no such table"):
+        await marks.flush()
+    await create_tables(engine)
+    await marks.flush()
+    async with make_sessionmaker(engine)() as session:
+        assert (await session.exec(select(Published.cause_event_id))).all() == ["a"]
+    await engine.dispose()
