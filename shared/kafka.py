@@ -79,24 +79,31 @@ class DeadLetterPolicy:
         """Drop the attempt count of a message that was finally processed (keeps the map bounded)."""
         self._attempts.pop((record.topic, record.partition, record.offset), None)
 
+    def gives_up(self, error: BaseException, attempt: int) -> bool:
+        """Whether a message that failed its `attempt`-th time goes to the dead-letter topic now."""
+        return isinstance(error, NON_RETRYABLE) or attempt >= self.max_attempts
+
+    async def back_off(self, record: ConsumerRecord[Any, Any], error: BaseException, attempt: int) -> None:
+        """Wait before the next attempt (full jitter), saying why."""
+        delay = self.delay_for(attempt)
+        log.warning(
+            "retrying %s[%d]@%d in %.2fs (attempt %d): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            delay,
+            attempt,
+            scrub(repr(error)),
+        )
+        await asyncio.sleep(delay)
+
     async def handle_failure(self, record: ConsumerRecord[Any, Any], error: BaseException) -> bool:
         """Decide about a failed message: True when it was dead-lettered (swallow), False to redeliver."""
         where = (record.topic, record.partition, record.offset)
         attempt = self._attempts.get(where, 0) + 1
-        permanent = isinstance(error, NON_RETRYABLE)
-        if not permanent and attempt < self.max_attempts:
+        if not self.gives_up(error, attempt):
             self._attempts[where] = attempt
-            delay = self.delay_for(attempt)
-            log.warning(
-                "retrying %s[%d]@%d in %.2fs (attempt %d): %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                delay,
-                attempt,
-                scrub(repr(error)),
-            )
-            await asyncio.sleep(delay)
+            await self.back_off(record, error, attempt)
             return False
         self._attempts.pop(where, None)
         await self.dead_letter(record, error, attempts=attempt)

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import Gauge, Histogram
 
 from shared.envelope import decode_headers
-from shared.kafka import NON_RETRYABLE, DeadLetterPolicy, scrub
+from shared.kafka import DeadLetterPolicy, scrub
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -236,20 +236,10 @@ class KeyOrderedConsumer:
                 await self._handle_in_span(record, attempt)
                 return
             except Exception as error:  # the policy decides: retry with backoff, or dead-letter and go on
-                if isinstance(error, NON_RETRYABLE) or attempt >= self.dead_letters.max_attempts:
+                if self.dead_letters.gives_up(error, attempt):
                     await self._dead_letter(record, error, attempt)
                     return
-                delay = self.dead_letters.delay_for(attempt)
-                log.warning(
-                    "retrying %s[%d]@%d in %.2fs (attempt %d): %s",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    delay,
-                    attempt,
-                    scrub(repr(error)),
-                )
-                await asyncio.sleep(delay)
+                await self.dead_letters.back_off(record, error, attempt)
 
     async def _handle_in_span(self, record: Record, attempt: int) -> None:
         headers = decode_headers(record.headers or ())
