@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared.topics import Topic
 
@@ -66,6 +67,14 @@ async def start_group_at_end(bootstrap: str, group_id: str, topic: str = Topic.R
     await consumer.start()
     try:
         consumer.assign(list(end))  # assigned, not subscribed: commits without joining (and rebalancing) the group
-        await consumer.commit({tp: offset for tp, offset in end.items()})
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    await consumer.commit({tp: offset for tp, offset in end.items()})
+                    return
+                except KafkaError:
+                    # The broker refuses an outsider's commit while the group still has members (a killed one
+                    # stays until its session times out, 10 s by default).
+                    await asyncio.sleep(1)
     finally:
         await consumer.stop()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
@@ -14,7 +16,7 @@ from shared.kafka import make_router
 from shared.topics import Topic
 
 from .outbox import OutboxRelay
-from .service import Position, Sessions, fold_event
+from .service import Position, Sessions, fold_event, stored_offsets
 
 
 @dataclass
@@ -29,18 +31,54 @@ class Tracking:
 log = logging.getLogger(__name__)
 
 
+class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, start each partition where the projection says, not where the group committed.
+
+    The offsets stored in the projection's own transactions are the truth: Kafka's committed offset trails
+    them (committed after the handler) or is lost (the group expired), and a projection with no offset for a
+    partition (a new database) must fold that partition from its first record, whatever the group committed.
+    """
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.consumer: Callable[[], AIOKafkaConsumer | None] = lambda: None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self.consumer()
+        if consumer is None or not assigned:
+            return
+        for topic in {tp.topic for tp in assigned}:
+            stored = await stored_offsets(sessions=self.sessions, topic=topic)
+            for tp in (tp for tp in assigned if tp.topic == topic):
+                if tp.partition in stored:
+                    consumer.seek(tp, stored[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            log.info("resuming %s from the projection's offsets %s", topic, stored)
+
+
 def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
     """The subscriber of tracking, bound to its dependencies."""
     router = make_router()
     router.publisher(Topic.STATUS, title="desk.status:StatusChanged", schema=StatusChanged)
-
-    @router.subscriber(
+    resume = ResumeFromProjection(deps.sessions)
+    subscriber = router.subscriber(
         Topic.REQUESTS,
         group_id=group_id,
         auto_offset_reset="earliest",
+        listener=resume,
         title="desk.requests:tracking",
-        description="Folds every request event into the status projection; offsets are stored with the rows.",
+        description=(
+            "Folds every request event into the status projection; offsets are stored with the rows, and each "
+            "assigned partition resumes from them."
+        ),
     )
+    resume.consumer = lambda: getattr(subscriber, "consumer", None)
+
+    @subscriber
     async def on_request_event(body: dict[str, Any], message: KafkaMessage) -> None:
         record = message.raw_message
         assert not isinstance(record, tuple)

@@ -165,6 +165,15 @@ async def fold_event(
         return change
 
 
+async def stored_offsets(*, sessions: Sessions, topic: str) -> dict[int, int]:
+    """The next offset to fold per partition of `topic`, as committed with the projection."""
+    async with sessions() as session:
+        rows = await session.exec(
+            select(ConsumedOffset.partition, ConsumedOffset.next_offset).where(ConsumedOffset.topic == topic)
+        )
+        return dict(rows.all())
+
+
 async def lookup(
     *, sessions: Sessions, tracking_code: str, national_id: str, lookup_key: bytes
 ) -> tuple[RequestRecord, list[TimelineEntry]] | None:
