@@ -117,6 +117,8 @@ class Stack:
             (f"{prefix}-notify", Topic.STATUS),
         ):
             asyncio.run(start_group_at_end(self.servers.kafka_bootstrap, group, topic))
+        # tracking's new projection would otherwise fold the topic from its first record regardless.
+        self.processes["tracking"].env["TRACKING_NEW_PROJECTION_START"] = "group"
 
     @property
     def sms_url(self) -> str:

@@ -39,7 +39,9 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
     deps = Tracking(sessions=sessions, lookup_key=settings.lookup_key.get_secret_value().encode(), relay=relay)
-    broker.include_router(build_router(deps, group_id=settings.group_id))
+    broker.include_router(
+        build_router(deps, group_id=settings.group_id, new_projection_start=settings.new_projection_start)
+    )
     bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
 
     async def database_ready() -> bool:

@@ -36,11 +36,13 @@ class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
 
     The offsets stored in the projection's own transactions are the truth: Kafka's committed offset trails
     them (committed after the handler) or is lost (the group expired), and a projection with no offset for a
-    partition (a new database) must fold that partition from its first record, whatever the group committed.
+    partition (a new database) folds that partition from its first record, whatever the group committed
+    (unless configured to start where the group did: TRACKING_NEW_PROJECTION_START=group).
     """
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, *, new_projection_start: str = "beginning") -> None:
         self.sessions = sessions
+        self.from_beginning = new_projection_start == "beginning"
         self.consumer: Callable[[], AIOKafkaConsumer | None] = lambda: None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -55,16 +57,16 @@ class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in (tp for tp in assigned if tp.topic == topic):
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
-                else:
+                elif self.from_beginning:
                     await consumer.seek_to_beginning(tp)
             log.info("resuming %s from the projection's offsets %s", topic, stored)
 
 
-def build_router(deps: Tracking, *, group_id: str) -> KafkaRouter:
+def build_router(deps: Tracking, *, group_id: str, new_projection_start: str = "beginning") -> KafkaRouter:
     """The subscriber of tracking, bound to its dependencies."""
     router = make_router()
     router.publisher(Topic.STATUS, title="desk.status:StatusChanged", schema=StatusChanged)
-    resume = ResumeFromProjection(deps.sessions)
+    resume = ResumeFromProjection(deps.sessions, new_projection_start=new_projection_start)
     subscriber = router.subscriber(
         Topic.REQUESTS,
         group_id=group_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +24,11 @@ class TrackingSettings(BaseSettings):
     # The projection keeps an HMAC of the national ID, never the ID itself: enough to check a lookup.
     lookup_key: SecretStr = SecretStr(DEV_LOOKUP_KEY)
     outbox_poll_s: float = Field(default=0.5, gt=0)
+    # Where a partition the projection has no offset for starts: "beginning" folds its whole history (a new
+    # deployment, a lost database); "group" starts where the consumer group committed, for a projection that
+    # only needs what comes next on a topic with history it does not care about (test suites, a staging
+    # desk attached to a long-lived topic). Partitions with a stored offset always resume from it.
+    new_projection_start: Literal["beginning", "group"] = "beginning"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)

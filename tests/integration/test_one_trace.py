@@ -114,6 +114,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
                     kafka=kafka_settings,
                     database_url=f"sqlite+aiosqlite:///{tmp_path / 'tracking.db'}",
                     group_id="trace-tracking",
+                    new_projection_start="group",
                 ),
                 tracer_provider=provider("tracking"),
             ),
