@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
+from shared.domain.jalali import to_jalali_datetime_text
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import Problem, ProblemError, request_not_found
 
@@ -49,11 +50,14 @@ async def post_lookup(query: LookupIn, request: Request) -> StatusOut:
         waiting_for_fa=record.waiting_for_fa,
         waiting_for_en=record.waiting_for_en,
         submitted_at=record.submitted_at,
+        submitted_at_jalali=to_jalali_datetime_text(record.submitted_at),
         updated_at=record.updated_at,
+        updated_at_jalali=to_jalali_datetime_text(record.updated_at),
         timeline=[
             TimelineOut(
                 event_type=entry.event_type,
                 occurred_at=entry.occurred_at,
+                occurred_at_jalali=to_jalali_datetime_text(entry.occurred_at),
                 applied=entry.applied,
                 status_after=entry.status_after,
                 detail_fa=entry.detail_fa,

@@ -92,6 +92,8 @@ class TimelineOut(BaseModel):
 
     event_type: str
     occurred_at: datetime
+    # The same moment on Tehran's wall clock in the Jalali calendar, as a citizen reads it: 1405/09/07 16:30.
+    occurred_at_jalali: str = PydanticField(examples=["1405/09/07 16:30"])
     applied: bool
     status_after: str | None
     detail_fa: str | None
@@ -110,5 +112,7 @@ class StatusOut(BaseModel):
     waiting_for_fa: str | None
     waiting_for_en: str | None
     submitted_at: datetime
+    submitted_at_jalali: str = PydanticField(examples=["1405/09/07 16:30"])
     updated_at: datetime
+    updated_at_jalali: str = PydanticField(examples=["1405/09/07 16:31"])
     timeline: list[TimelineOut]

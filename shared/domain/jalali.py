@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
 
 import jdatetime
 
 from shared.domain.digits import normalize_digits
+
+# Official time in Iran (UTC+03:30; the zone database also knows the daylight saving time used until 2022).
+TEHRAN: Final = ZoneInfo("Asia/Tehran")
 
 # Year 1200..1499 is Jalali: those years cover Gregorian 1821..2121, so any plausible Gregorian date
 # written with a four-digit year is 1500 or later and the two calendars never overlap in practice.
@@ -47,3 +51,11 @@ def to_jalali_text(d: date) -> str:
     """The Jalali date as Iranians write it, e.g. 1368/11/11 (ASCII digits; see to_persian_digits)."""
     jalali = jdatetime.date.fromgregorian(date=d)
     return f"{int(jalali.year):04d}/{int(jalali.month):02d}/{int(jalali.day):02d}"
+
+
+def to_jalali_datetime_text(moment: datetime) -> str:
+    """A moment as Tehran's wall clock in the Jalali calendar, e.g. 1405/09/07 16:30 (ASCII digits)."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no place in time: give it a zone")
+    local = moment.astimezone(TEHRAN)
+    return f"{to_jalali_text(local.date())} {local.hour:02d}:{local.minute:02d}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from shared.domain.jalali import to_jalali_datetime_text
 from shared.domain.tracking_code import format_for_display
 from tests.data import submission
 from tests.harness import Stack
@@ -47,6 +49,12 @@ def test_submitted_request_is_approved_and_the_citizen_gets_email_and_sms(stack:
         "InquiryCompleted",
         "VerificationCompleted",
     ]
+    # Every time also on Tehran's wall clock in the Jalali calendar, the same moment as the ISO one.
+    for entry in status["timeline"]:
+        moment = datetime.fromisoformat(entry["occurred_at"])
+        assert entry["occurred_at_jalali"] == to_jalali_datetime_text(moment)
+        assert entry["occurred_at_jalali"].startswith("14")
+    assert status["submitted_at_jalali"] == to_jalali_datetime_text(datetime.fromisoformat(status["submitted_at"]))
     shown = format_for_display(code)
 
     def mail_for_code() -> list[dict[str, Any]]:

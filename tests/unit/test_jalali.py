@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from services.intake.domain import parse_iso_date
 from shared.domain.digits import to_persian_digits
-from shared.domain.jalali import InvalidDate, parse_date, to_jalali_text
+from shared.domain.jalali import InvalidDate, parse_date, to_jalali_datetime_text, to_jalali_text
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
@@ -103,3 +103,23 @@ def test_intake_parse_iso_date_accepts_jalali_and_returns_none_for_nonsense() ->
     assert parse_iso_date("1990-01-31") == date(1990, 1, 31)
     assert parse_iso_date("1400/12/30") is None
     assert parse_iso_date("garbage") is None
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        # 13:00 UTC is 16:30 in Tehran (UTC+03:30, no daylight saving time since 2022).
+        (datetime(2026, 11, 28, 13, 0, tzinfo=UTC), "1405/09/07 16:30"),
+        # Past midnight in Tehran is already the next Jalali day; Nowruz 1405 began on 2026-03-21.
+        (datetime(2026, 3, 20, 21, 0, tzinfo=UTC), "1405/01/01 00:30"),
+        # Before 2022 Iran kept summer time (UTC+04:30): the zone database knows.
+        (datetime(2021, 7, 1, 12, 0, tzinfo=UTC), "1400/04/10 16:30"),
+    ],
+)
+def test_moments_read_on_tehrans_wall_clock_in_the_jalali_calendar(moment: datetime, expected: str) -> None:
+    assert to_jalali_datetime_text(moment) == expected
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        to_jalali_datetime_text(datetime(2026, 11, 28, 13, 0))
