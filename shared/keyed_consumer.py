@@ -155,10 +155,6 @@ class KeyOrderedConsumer:
             await self._consumer.stop()
             self._consumer = None
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     # --------------------------------------------------------------------------------------------- fetch loop
     async def _run(self) -> None:
         consumer = self._consumer

@@ -82,7 +82,7 @@ def next_step_for(outcomes: dict[str, str]) -> str:
     return "approve"
 
 
-async def start_inquiry(servers: Servers, workdir: Path) -> tuple[Stack, str]:
+async def start_inquiry(servers: Servers, workdir: Path) -> Stack:
     """sandbox + inquiry on a fresh group that starts after what earlier tests left on desk.requests."""
     group_prefix = f"faults-{uuid.uuid4().hex[:8]}"
     stack = Stack(servers, workdir, group_prefix=group_prefix, extra_env={"INQUIRY_BREAKER_RESET_S": "5"})
@@ -90,7 +90,7 @@ async def start_inquiry(servers: Servers, workdir: Path) -> tuple[Stack, str]:
     stack.start("sandbox")
     stack.start("inquiry")
     await asyncio.to_thread(stack.wait_ready, ("sandbox", "inquiry"), 60)
-    return stack, group_prefix
+    return stack
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -100,7 +100,7 @@ async def test_every_request_is_verified_exactly_once_whatever_the_judiciary_doe
     bootstrap = servers.kafka_bootstrap
     events = submissions(N, SERVICE, fields={})
     codes = {event.tracking_code for event in events}
-    stack, _ = await start_inquiry(servers, tmp_path / "stack")
+    stack = await start_inquiry(servers, tmp_path / "stack")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     try:
         async with httpx.AsyncClient(base_url=stack.url("sandbox")) as control:
@@ -210,7 +210,7 @@ async def test_poison_messages_are_dead_lettered_with_their_reason_and_the_strea
     bootstrap = servers.kafka_bootstrap
     [first, after_poison] = submissions(2)
     key = after_poison.tracking_code.encode()
-    stack, _ = await start_inquiry(servers, tmp_path / "stack")
+    stack = await start_inquiry(servers, tmp_path / "stack")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     try:
         codes = {first.tracking_code, after_poison.tracking_code}

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,22 +29,6 @@ from tests.infra import Servers
 FP_A = fingerprint({"body": "a"})
 FP_B = fingerprint({"body": "b"})
 NATIONAL_ID = "0012345679"
-
-
-@pytest.fixture
-def tag() -> str:
-    """A prefix no other test (or earlier run) uses, so counters and records never collide."""
-    return f"t-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-async def redis_client(servers: Servers, tag: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the session's Redis, built like intake's; this test's keys are deleted afterwards."""
-    client = make_redis(servers.redis_url)
-    yield client
-    async for name in client.scan_iter(match=f"khedmat:*{tag}*"):
-        await client.delete(name)
-    await client.aclose()
 
 
 def free_port() -> int:

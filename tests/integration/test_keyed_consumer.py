@@ -17,7 +17,7 @@ from shared.kafka import DeadLetterPolicy, PermanentError, make_broker
 from shared.keyed_consumer import KeyOrderedConsumer, Record, RecordHandler
 from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic
-from tests.kafka_tools import read_topic
+from tests.kafka_tools import end_offsets, read_topic
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
@@ -54,15 +54,6 @@ async def committed(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
     finally:
         await admin.close()
     return {tp: meta.offset for tp, meta in offsets.items()}
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)]))
-    finally:
-        await consumer.stop()
 
 
 async def until(check: Callable[[], bool], timeout_s: float) -> None:

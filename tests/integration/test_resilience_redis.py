@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,22 +18,6 @@ from tests.infra import Servers
 
 NATIONAL_ID = "0012345679"
 IDENTITY_INPUTS = {"national_id": NATIONAL_ID, "birth_date": "1951-03-20"}
-
-
-@pytest.fixture
-def tag() -> str:
-    """A name no other test (or earlier run) uses, so budgets and records never collide."""
-    return f"t-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-async def redis_client(servers: Servers, tag: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the session's Redis, built like inquiry's; this test's rate-limit keys are deleted afterwards."""
-    client = make_redis(servers.redis_url)
-    yield client
-    async for name in client.scan_iter(match=f"khedmat:*{tag}*"):
-        await client.delete(name)
-    await client.aclose()
 
 
 @pytest.fixture

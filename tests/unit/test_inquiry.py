@@ -32,7 +32,7 @@ from shared.catalog import Inquiry as CatalogInquiry
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.envelope import event_value
 from shared.events import (
     Applicant,
     InquiryCompleted,
@@ -46,7 +46,7 @@ from shared.events import (
 from shared.kafka import PermanentError, make_broker
 from shared.settings import KafkaSettings
 from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
-from tests.unit.inquiry_wiring import record_router
+from tests.unit.inquiry_wiring import FakeRegistry, publish, record_router
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -75,21 +75,6 @@ def submitted(*, service_id: str = SERVICE_ID, accept_by: datetime | None = None
         fields={"reason": "lost"},
         accept_by=accept_by or datetime.now(UTC) + timedelta(seconds=5),
     )
-
-
-@dataclass
-class FakeRegistry:
-    """A civil registry answering from memory, counting its calls."""
-
-    answer: IdentityAnswer = field(default_factory=lambda: IdentityAnswer(match=True, alive=True))
-    error: Exception | None = None
-    calls: list[tuple[str, date]] = field(default_factory=list)
-
-    async def check_identity(self, *, national_id: str, birth_date: date) -> IdentityAnswer:
-        self.calls.append((national_id, birth_date))
-        if self.error is not None:
-            raise self.error
-        return self.answer
 
 
 # --- the verdict ----------------------------------------------------------------------------------
@@ -513,21 +498,6 @@ def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
     deps = Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions, PublishMarks(sessions))
     broker.include_router(record_router(deps))
     return Wired(broker, registry, requests, dead_letters, inbox)
-
-
-async def publish(
-    br: KafkaBroker,
-    event: RequestSubmitted | InquiryCompleted | VerificationCompleted,
-    *,
-    timestamp_ms: int | None = None,
-) -> None:
-    await br.publish(
-        event_value(event),
-        Topic.REQUESTS,
-        key=event_key(event),
-        headers=cloudevent_headers(event, source="/test"),
-        timestamp_ms=timestamp_ms,
-    )
 
 
 async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code(sessions: Sessions) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import (
     Applicant,
     CorrectionSubmitted,
@@ -45,7 +44,7 @@ from shared.events import (
 from shared.kafka import make_broker
 from shared.settings import KafkaSettings
 from shared.topics import Topic, dead_letter_topic
-from tests.unit.inquiry_wiring import record_router
+from tests.unit.inquiry_wiring import FakeRegistry, publish, record_router
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -76,18 +75,6 @@ def submitted() -> RequestSubmitted:
 
 def correction(tracking_code: str, **fields: str) -> CorrectionSubmitted:
     return CorrectionSubmitted(tracking_code=tracking_code, fields=fields, accept_by=in_a_minute())
-
-
-@dataclass
-class FakeRegistry:
-    """A civil registry answering from memory, counting its calls."""
-
-    answer: IdentityAnswer = field(default_factory=lambda: IdentityAnswer(match=True, alive=True))
-    calls: list[tuple[str, date]] = field(default_factory=list)
-
-    async def check_identity(self, *, national_id: str, birth_date: date) -> IdentityAnswer:
-        self.calls.append((national_id, birth_date))
-        return self.answer
 
 
 @pytest.fixture
@@ -127,18 +114,6 @@ def wired(sessions: Sessions) -> Wired:
     deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions, PublishMarks(sessions))
     broker.include_router(record_router(deps))
     return w
-
-
-async def publish(
-    br: KafkaBroker, event: RequestSubmitted | CorrectionSubmitted, *, timestamp_ms: int | None = None
-) -> None:
-    await br.publish(
-        event_value(event),
-        Topic.REQUESTS,
-        key=event_key(event),
-        headers=cloudevent_headers(event, source="/test"),
-        timestamp_ms=timestamp_ms,
-    )
 
 
 async def stored_input(sessions: Sessions, tracking_code: str) -> RequestSubmitted:

@@ -1,0 +1,28 @@
+"""Fixtures of the integration suite that more than one module uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.redis_client import make_redis
+from tests.infra import Servers
+
+
+@pytest.fixture
+def tag() -> str:
+    """A name no other test (or earlier run) uses, so counters, budgets and records never collide."""
+    return f"t-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def redis_client(servers: Servers, tag: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's Redis, built like the services'; this test's keys are deleted afterwards."""
+    client = make_redis(servers.redis_url)
+    yield client
+    async for name in client.scan_iter(match=f"khedmat:*{tag}*"):
+        await client.delete(name)
+    await client.aclose()
