@@ -27,13 +27,13 @@ setup: $(VENV)/.synced ## Create .venv with the locked dependencies
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock --python python3
 
-infra-up: setup ## Start Kafka (KRaft) and Redis on 127.0.0.1 (installs/fetches them when missing)
+infra-up: setup ## Start Kafka (KRaft), Redis and PostgreSQL on 127.0.0.1 (installs/fetches them when missing)
 	deploy/local/up.sh
 
-infra-down: ## Stop exactly the Kafka and Redis that infra-up started
+infra-down: ## Stop exactly the Kafka, Redis and PostgreSQL that infra-up started
 	deploy/local/down.sh
 
-run: infra-up ## Run the whole desk locally (Kafka, Redis, sandbox, four services); Ctrl-C stops it all
+run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, sandbox, four services); Ctrl-C stops it all
 	@mkdir -p var
 	@trap 'deploy/local/down.sh' EXIT; \
 	  $(VENV)/bin/python -m shared.urls; \
@@ -52,16 +52,20 @@ test-fast: setup ## Unit and contract tests: no servers, the inner loop
 test: setup lint typecheck ## Every suite (unit, contract, integration, e2e, chaos) on real servers of their own
 	$(PYTEST) -q $(SUITES)
 
-test-servers-down: ## Stop the Kafka and Redis that the tests started (ports 19092 and 16380)
+test-servers-down: ## Stop the Kafka, Redis and PostgreSQL that the tests started (ports 19092, 16380, 15432)
 	$(PY) -m tests.infra
 
-bench: setup ## Benchmarks on their own fresh Kafka and Redis (ratios against a raw baseline); docs/PERFORMANCE.md
+bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratios against a raw baseline); docs/PERFORMANCE.md
 	$(PY) -m bench.intake_bench
 	$(PY) -m bench.inquiry_bench
 
-clean: ## Remove the venv, caches and local server data (stops the servers first)
+# The tests' and benchmarks' servers are stopped by their state folders too, so that clean stops them even when
+# .venv is missing (stopping needs only the pid files and PostgreSQL's data folder, never the ports).
+clean: ## Remove the venv, caches and local server data (stops every local server first, the tests' and benchmarks' too)
 	-deploy/local/down.sh
 	-$(PY) -m tests.infra
+	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/test-servers deploy/local/down.sh
+	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/bench-servers deploy/local/down.sh
 	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 .PHONY: help setup lock infra-up infra-down run lint typecheck test-fast test test-servers-down bench clean

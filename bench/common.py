@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.databases import postgres_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,16 +43,19 @@ class Result:
         )
 
 
-# The benchmarks' own Kafka and Redis (other ports and state than `make run`'s and the tests'), wiped per run,
-# so tens of thousands of benchmark requests never land in a developer's desk.
+# The benchmarks' own Kafka, Redis and PostgreSQL (other ports and state than `make run`'s and the tests'), wiped
+# per run, so tens of thousands of benchmark requests never land in a developer's desk.
 BENCH_SERVER_ENV = {
     "KHEDMAT_LOCAL_STATE": str(REPO_ROOT / ".cache" / "bench-servers"),
     "KHEDMAT_KAFKA_PORT": "29092",
     "KHEDMAT_KAFKA_CONTROLLER_PORT": "29093",
     "KHEDMAT_REDIS_PORT": "26380",
+    "KHEDMAT_POSTGRES_PORT": "25432",
 }
 BENCH_KAFKA = f"127.0.0.1:{BENCH_SERVER_ENV['KHEDMAT_KAFKA_PORT']}"
 BENCH_REDIS = f"redis://127.0.0.1:{BENCH_SERVER_ENV['KHEDMAT_REDIS_PORT']}/0"
+# SQLAlchemy async URL of the benchmark server's base database; a benchmark makes its own with bench_database().
+BENCH_POSTGRES = f"postgresql+asyncpg://khedmat@127.0.0.1:{BENCH_SERVER_ENV['KHEDMAT_POSTGRES_PORT']}/khedmat"
 
 
 def _local(script: str, *args: str) -> None:
@@ -62,14 +68,21 @@ def _local(script: str, *args: str) -> None:
 
 
 def start_bench_servers() -> None:
-    """Fresh Kafka and Redis for one benchmark run."""
+    """Fresh Kafka, Redis and PostgreSQL for one benchmark run."""
     _local("kafka.sh", "reset")
+    _local("postgres.sh", "reset")
     _local("up.sh")
 
 
 def stop_bench_servers() -> None:
-    """Stop the benchmark's Kafka and Redis."""
+    """Stop the benchmark's Kafka, Redis and PostgreSQL."""
     _local("down.sh")
+
+
+def bench_database(prefix: str = "khedmat_bench") -> contextlib.AbstractAsyncContextManager[str]:
+    """`async with bench_database() as url:` a fresh, empty database on the benchmark's PostgreSQL (after
+    start_bench_servers), dropped at the end; the URL suits shared.db.make_engine and *_DATABASE_URL settings."""
+    return postgres_database(BENCH_POSTGRES, prefix)
 
 
 def bench_env() -> dict[str, str]:

@@ -251,6 +251,24 @@ class ComplaintResolved(CommandEvent):
     resolution_en: str = Field(min_length=1, max_length=2000)
 
 
+class SlaBreached(EventBase):
+    """tracking's SLA watcher found the request past its due date (working days, pauses excluded).
+
+    Its id is derived from the tracking code and the due date, so every replica and every restart of the
+    watcher publishes the same event and the projection applies it once.
+    """
+
+    event_type: Literal["SlaBreached"] = "SlaBreached"
+    schema_version: Literal[1] = 1
+    due_on: date
+    duration_working_days: int = Field(ge=1)
+
+
+def sla_breach_event_id(tracking_code: str, due_on: date) -> str:
+    """The one id of a request's breach of one due date."""
+    return derived_event_id(tracking_code, "SlaBreached", due_on.isoformat())
+
+
 AgencyCommand = RequestDecided | ResultDelivered | ComplaintResolved
 """Commands only the request's own agency may give."""
 
@@ -267,7 +285,8 @@ RequestEvent = Annotated[
     | ComplaintFiled
     | RequestDecided
     | ResultDelivered
-    | ComplaintResolved,
+    | ComplaintResolved
+    | SlaBreached,
     Field(discriminator="event_type"),
 ]
 """Any event of the `desk.requests` topic."""
@@ -376,6 +395,7 @@ AnyEvent = (
     | RequestDecided
     | ResultDelivered
     | ComplaintResolved
+    | SlaBreached
     | StatusChanged
     | ReviewRequested
 )

@@ -96,6 +96,19 @@ def request_not_found() -> ProblemError:
     )
 
 
+def rate_limited(retry_after_s: int) -> ProblemError:
+    """429 with Retry-After: the client (or the thing it asks about) used its budget for now."""
+    return ProblemError(
+        status=429,
+        slug="rate-limited",
+        title_en="Too many requests",
+        title_fa="تعداد درخواست‌ها بیش از حد مجاز است",
+        detail_en=f"Please try again in {retry_after_s} seconds.",
+        detail_fa=f"لطفاً {retry_after_s} ثانیهٔ دیگر دوباره تلاش کنید.",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def bus_unavailable() -> ProblemError:
     """503 while Kafka cannot acknowledge: nothing was recorded, retry shortly."""
     return ProblemError(

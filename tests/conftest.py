@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from shared.settings import KafkaSettings
+from tests.databases import postgres_database
 from tests.infra import Servers, test_servers
 
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    """Real Kafka and Redis for the whole session (containers or local servers; see tests/infra.py)."""
+    """Real Kafka, Redis and PostgreSQL for the whole session (containers or local servers; see tests/infra.py)."""
     with test_servers() as found:
         yield found
 
@@ -21,3 +23,22 @@ def servers() -> Iterator[Servers]:
 def kafka_settings(servers: Servers) -> KafkaSettings:
     """Kafka settings pointing at the session's broker."""
     return KafkaSettings(bootstrap_servers=servers.kafka_bootstrap)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(servers: Servers) -> str:
+    """SQLAlchemy async URL (asyncpg) of the session's PostgreSQL base database; tests make their own from it."""
+    return servers.postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of each backend the services support: a new SQLite file, or a new database on
+    the session's PostgreSQL server (dropped afterwards, its connections ended first)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+        return
+    # Asked for only here, so the SQLite variant needs no server.
+    base_url: str = request.getfixturevalue("postgres_url")
+    async with postgres_database(base_url) as url:
+        yield url

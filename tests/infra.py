@@ -1,8 +1,9 @@
 """The one place that decides where the test servers come from.
 
-When a Docker engine answers (a developer laptop), Kafka and Redis run in throwaway containers through
-testcontainers. Where none does (this CI machine), the project's own scripts under deploy/local/ start real
-Apache Kafka (KRaft, jars from Maven Central) and Debian's Redis on 127.0.0.1. Nothing is ever faked.
+When a Docker engine answers (a developer laptop), Kafka, Redis and PostgreSQL run in throwaway containers
+through testcontainers. Where none does (this CI machine), the project's own scripts under deploy/local/ start
+real Apache Kafka (KRaft, jars from Maven Central), Debian's Redis and Debian's PostgreSQL on 127.0.0.1.
+Nothing is ever faked.
 Set KHEDMAT_TEST_SERVERS=local or =docker to force one.
 """
 
@@ -24,6 +25,7 @@ class Servers:
 
     kafka_bootstrap: str
     redis_url: str
+    postgres_url: str  # SQLAlchemy async URL of a database the tests may use to create their own databases
     origin: str
 
 
@@ -38,13 +40,14 @@ def docker_engine_answers() -> bool:
         return False
 
 
-# The tests' own Kafka and Redis: other ports and another state folder than `make run`'s, so a test session
-# never touches a developer's running desk, and it starts from empty topics, groups and keys every time.
+# The tests' own Kafka, Redis and PostgreSQL: other ports and another state folder than `make run`'s, so a test
+# session never touches a developer's running desk, and it starts from empty topics, groups, keys and databases.
 TEST_SERVER_ENV = {
     "KHEDMAT_LOCAL_STATE": str(REPO_ROOT / ".cache" / "test-servers"),
     "KHEDMAT_KAFKA_PORT": "19092",
     "KHEDMAT_KAFKA_CONTROLLER_PORT": "19093",
     "KHEDMAT_REDIS_PORT": "16380",
+    "KHEDMAT_POSTGRES_PORT": "15432",
 }
 LOCAL_SCRIPTS = REPO_ROOT / "deploy" / "local"
 
@@ -56,35 +59,54 @@ def _local(script: str, *args: str) -> None:
 
 
 def _local_servers() -> Servers:
-    _local("kafka.sh", "reset")  # stop it if running and wipe its data: every session starts from nothing
+    # Stop them if running and wipe their data: every session starts from nothing.
+    _local("kafka.sh", "reset")
+    _local("postgres.sh", "reset")
     _local("up.sh")
     redis_url = f"redis://127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_REDIS_PORT']}/0"
     import redis
 
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
-    return Servers(f"127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_KAFKA_PORT']}", redis_url, "local")
+    return Servers(
+        kafka_bootstrap=f"127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_KAFKA_PORT']}",
+        redis_url=redis_url,
+        postgres_url=f"postgresql+asyncpg://khedmat@127.0.0.1:{TEST_SERVER_ENV['KHEDMAT_POSTGRES_PORT']}/khedmat",
+        origin="local",
+    )
 
 
 def stop_test_servers() -> None:
-    """Stop the tests' own Kafka and Redis (CI calls this after the run)."""
+    """Stop the tests' own Kafka, Redis and PostgreSQL (CI calls this after the run)."""
     _local("down.sh")
 
 
 @contextlib.contextmanager
 def _container_servers() -> Iterator[Servers]:
     from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
     from testcontainers.community.redis import RedisContainer
 
-    with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, RedisContainer("redis:7") as redis:
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka,
+        RedisContainer("redis:7") as redis,
+        PostgresContainer(
+            "postgres:15", username="khedmat", password="khedmat", dbname="khedmat", driver="asyncpg"
+        ).with_command("postgres -c max_connections=200") as postgres,
+    ):
         host = redis.get_container_host_ip()
         port = redis.get_exposed_port(6379)
-        yield Servers(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "docker")
+        yield Servers(
+            kafka_bootstrap=kafka.get_bootstrap_server(),
+            redis_url=f"redis://{host}:{port}/0",
+            postgres_url=postgres.get_connection_url(),
+            origin="docker",
+        )
 
 
 @contextlib.contextmanager
 def test_servers() -> Iterator[Servers]:
-    """Kafka and Redis for one test session, from containers or from the local scripts."""
+    """Kafka, Redis and PostgreSQL for one test session, from containers or from the local scripts."""
     choice = os.environ.get("KHEDMAT_TEST_SERVERS", "auto")
     if choice == "docker" or (choice == "auto" and docker_engine_answers()):
         with _container_servers() as servers:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from shared.domain.tracking_code import TrackingCodeExhausted, format_for_display
-from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses
+from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses, rate_limited
 
 from .catalog_api import unknown_service as _unknown_service
 from .guards import (
@@ -39,18 +39,6 @@ IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 def _bus_unavailable() -> ProblemError:
     return bus_unavailable()
-
-
-def _rate_limited(retry_after_s: int) -> ProblemError:
-    return ProblemError(
-        status=429,
-        slug="rate-limited",
-        title_en="Too many requests",
-        title_fa="تعداد درخواست‌ها بیش از حد مجاز است",
-        detail_en=f"Please try again in {retry_after_s} seconds.",
-        detail_fa=f"لطفاً {retry_after_s} ثانیهٔ دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": str(retry_after_s)},
-    )
 
 
 def _idempotency_problem(outcome: Mismatch | InFlight | None) -> ProblemError:
@@ -150,7 +138,7 @@ async def post_request(
         client=request.client.host if request.client else "unknown", national_id=submission.applicant.national_id
     )
     if not decision.allowed:
-        raise _rate_limited(decision.retry_after_s)
+        raise rate_limited(decision.retry_after_s)
     if not intake.bus.connected.is_set():
         raise _bus_unavailable()
 

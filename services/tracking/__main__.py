@@ -1,12 +1,88 @@
-"""`python -m services.tracking`: run tracking under uvicorn."""
+"""`python -m services.tracking`: run tracking under uvicorn; `python -m services.tracking rebuild`: rebuild.
 
+The rebuild runs beside the live service (same settings, same database): it folds the topic from offset 0 into
+staging tables and swaps them in once it has caught up with the live projection (services/tracking/rebuild.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from shared.catalog import load_catalog
+from shared.db import make_engine, make_sessionmaker
+from shared.domain.working_days import load_calendar
 from shared.runner import run_service
+from shared.topics import Topic
 
 from .app import SERVICE_NAME, create_app
+from .folding import catalog_terms
+from .rebuild import rebuild
+from .service import Projector, create_projection_tables
 from .settings import TrackingSettings
 
-if __name__ == "__main__":
+
+async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swap: bool) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        await create_projection_tables(engine)
+        projector = Projector(
+            make_sessionmaker(engine),
+            settings.lookup_key.get_secret_value().encode(),
+            catalog_terms(load_catalog(settings.catalog_dir)),
+            load_calendar(),
+        )
+
+        def progress(events: int, offsets: dict[int, int]) -> None:
+            if events % (20 * batch) < batch:
+                print(json.dumps({"folded": events, "offsets": offsets}), file=sys.stderr, flush=True)
+
+        report = await rebuild(
+            engine=engine,
+            projector=projector,
+            kafka=settings.kafka,
+            topic=topic,
+            batch=batch,
+            swap=swap,
+            on_progress=progress,
+        )
+    finally:
+        await engine.dispose()
+    print(
+        json.dumps(
+            {
+                "events": report.events,
+                "seconds": round(report.seconds, 3),
+                "events_per_second": round(report.events_per_second, 1),
+                "swapped": report.swapped,
+                "offsets": report.offsets,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.tracking")
+    commands = parser.add_subparsers(dest="command")
+    rebuild_parser = commands.add_parser("rebuild", help="rebuild the projection from offset 0 and swap it in")
+    rebuild_parser.add_argument("--topic", default=Topic.REQUESTS.value)
+    rebuild_parser.add_argument("--batch", type=int, default=2000)
+    rebuild_parser.add_argument("--no-swap", action="store_true", help="fold into staging tables only")
+    args = parser.parse_args(argv)
     settings = TrackingSettings()
+    if args.command == "rebuild":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return asyncio.run(run_rebuild(settings, topic=args.topic, batch=args.batch, swap=not args.no_swap))
     run_service(
         SERVICE_NAME, lambda provider: create_app(settings, tracer_provider=provider), settings.host, settings.port
     )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,48 +1,86 @@
-"""tracking's composition root: settings, telemetry, database, broker, subscriber, outbox relay, routes."""
+"""tracking's composition root: settings, telemetry, database, consumer, outbox relay, SLA watcher, routes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
-from sqlmodel import SQLModel
 
+from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
+from shared.domain.working_days import load_calendar
+from shared.events import SlaBreached
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
-from shared.kafka import BusConnection, make_broker
+from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
+from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
-from shared.topics import core_topics
+from shared.topics import Topic, core_topics
 
 from .api import router
-from .handlers import Tracking, build_router
-from .models import TABLES
+from .consumer import ProjectionConsumer
+from .folding import catalog_terms
+from .handlers import Tracking, documentation_router
 from .outbox import OutboxRelay
+from .service import Projector, create_projection_tables
 from .settings import TrackingSettings
+from .sla import SlaWatcher
+from .throttle import LookupThrottle
 
 SERVICE_NAME = "tracking"
+SOURCE = "/khedmat/tracking"
 
 
 def create_app(settings: TrackingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """Build tracking: the projection's tables are created before the subscriber starts folding."""
+    """Build tracking: the projection's tables are created before the consumer starts folding."""
     settings = settings or TrackingSettings()
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    dead_letters = DeadLetterPolicy()
+    broker = make_broker(
+        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
+    )
+    lookup_key = settings.lookup_key.get_secret_value().encode()
     relay = OutboxRelay(
         sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
-    deps = Tracking(sessions=sessions, lookup_key=settings.lookup_key.get_secret_value().encode(), relay=relay)
-    broker.include_router(
-        build_router(deps, group_id=settings.group_id, new_projection_start=settings.new_projection_start)
+    projector = Projector(sessions, lookup_key, catalog_terms(load_catalog(settings.catalog_dir)), load_calendar())
+    consumer = ProjectionConsumer(
+        kafka=settings.kafka,
+        topic=Topic.REQUESTS,
+        group_id=settings.group_id,
+        projector=projector,
+        dead_letters=dead_letters,
+        client_id=SERVICE_NAME,
+        tracer_provider=provider,
+        new_projection_start=settings.new_projection_start,
+        max_batch=settings.fold_batch,
+        on_folded=lambda changes: relay.wakeup.set() if changes else None,
     )
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+    redis = make_redis(settings.redis.url)
+    throttle = LookupThrottle(
+        redis,
+        per_client=settings.lookup_limit_per_client,
+        per_code=settings.lookup_limit_per_code,
+        code_key=lookup_key,
+    )
+    deps = Tracking(sessions=sessions, lookup_key=lookup_key, relay=relay, projector=projector, throttle=throttle)
+
+    async def publish_breach(event: SlaBreached) -> object:
+        return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
+
+    watcher = SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer])
+    # Never started: it only carries the declarations the AsyncAPI document is generated from.
+    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))
 
     async def database_ready() -> bool:
         async with engine.connect() as connection:
@@ -51,20 +89,25 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=TABLES))
+        await create_projection_tables(engine)
         bus.start()
 
-        async def relay_when_connected() -> None:
-            await bus.connected.wait()
-            await relay.run()
+        def when_connected(name: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+            async def run() -> None:
+                await bus.connected.wait()
+                await work()
 
-        relay_task = asyncio.create_task(relay_when_connected(), name="outbox-relay")
+            return asyncio.create_task(run(), name=name)
+
+        tasks = [when_connected("outbox-relay", relay.run), when_connected("sla-watcher", watcher.run)]
         yield
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await bus.stop()
+        await redis.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -76,6 +119,8 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     )
     app.state.tracking = deps
     app.state.bus = bus
+    app.state.consumer = consumer
+    app.state.asyncapi_broker = asyncapi_broker
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.domain.jalali import to_jalali_text
 from shared.domain.state_machine import RequestState, Trigger
 from shared.events import (
     AgencyCommand,
@@ -19,6 +20,7 @@ from shared.events import (
     RequestEvent,
     RequestSubmitted,
     ResultDelivered,
+    SlaBreached,
     VerificationCompleted,
 )
 
@@ -76,6 +78,8 @@ def trigger_for(event: RequestEvent) -> Trigger:
         return Trigger.RESOLVE_COMPLAINT
     if isinstance(event, RequestDecided):
         return _DECIDED[event.decision]
+    if isinstance(event, SlaBreached):
+        return Trigger.BREACH_SLA
     return Trigger.DELIVER_RESULT
 
 
@@ -202,6 +206,16 @@ def describe(event: RequestEvent, state: RequestState | None = None) -> Descript
             f"دستگاه {event.agency} اصلاح درخواست را خواست: {event.reason_fa}",
             f"{event.agency} asked for a correction: {event.reason_en}",
             *_WAITING_FOR_CORRECTION,
+        )
+    if isinstance(event, SlaBreached):
+        waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
+        due = to_jalali_text(event.due_on)
+        return Description(
+            f"مهلت قانونی انجام درخواست ({due}، {event.duration_working_days} روز کاری) گذشت. می‌توانید شکایت ثبت کنید.",
+            f"The request is past its due date ({event.due_on.isoformat()}, {event.duration_working_days} "
+            "working days). You may file a complaint.",
+            waiting[0],
+            waiting[1],
         )
     assert isinstance(event, ResultDelivered)
     where_fa = f" (نشانی: {event.result_url})" if event.result_url else " (سند در پرونده موجود است)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
@@ -26,23 +26,49 @@ class RequestRecord(SQLModel, table=True):
     service_id: str
     catalog_version: int
     agency: str
-    status: str = Field(index=True)
+    status: str
     sla_breached: bool = False
     complaint_open: bool = False
     waiting_for_fa: str | None = None
     waiting_for_en: str | None = None
+    # Since when the request waits for what `waiting_for` says (an inquiry, the citizen, the agency).
+    waiting_since: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # Inquiries still outstanding, as `inquiry@agency` joined by spaces (the catalog names them).
+    pending_inquiries: str = ""
+    # The SLA: working days from the service's catalog version; the clock stops while the request waits on
+    # the citizen (`paused_since`), and each finished pause moves the due date by the working days it took.
+    duration_working_days: int | None = None
+    due_on: date | None = Field(default=None, index=True)
+    paused_since: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    paused_working_days: int = 0
+    # Every document of the request (submission and corrections), as JSON DocumentRefs.
+    documents: str = "[]"
+    decision: str | None = None
+    decision_reason_fa: str | None = None
+    decision_reason_en: str | None = None
+    legal_basis: str | None = None
+    decided_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # The delivered result (a document or a link, with its summary), as JSON.
+    result: str | None = None
+    delivered_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    open_complaint_id: str | None = None
+    complaint_filed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     submitted_at: datetime = Field(sa_column=_utc_column())
     updated_at: datetime = Field(sa_column=_utc_column())
 
 
 class TimelineEntry(SQLModel, table=True):
-    """Every event of a request, applied or refused, in the order tracking folded it."""
+    """Every event of a request, applied or refused, numbered in the order of the request's partition.
+
+    `seq` is the event's place in its request's own history, which is the same in every run (one request lives
+    on one partition), so a rebuilt projection is comparable row by row with the live one.
+    """
 
     __tablename__ = "timeline_entry"
     __table_args__ = (UniqueConstraint("tracking_code", "event_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    tracking_code: str = Field(index=True, max_length=15)
+    tracking_code: str = Field(primary_key=True, max_length=15)
+    seq: int = Field(primary_key=True)
     event_id: str
     event_type: str
     occurred_at: datetime = Field(sa_column=_utc_column())
@@ -100,6 +126,42 @@ class TimelineOut(BaseModel):
     detail_en: str | None
 
 
+class DocumentOut(BaseModel):
+    """A document of the request, by the hash of its content."""
+
+    kind: str
+    sha256: str
+    media_type: str
+    size_bytes: int
+
+
+class DecisionOut(BaseModel):
+    """The decision, its reasons and the law it rests on."""
+
+    decision: str
+    reason_fa: str | None
+    reason_en: str | None
+    legal_basis: str | None
+    decided_at: datetime
+
+
+class ResultOut(BaseModel):
+    """What the agency delivered: a stored document or a link, with a summary."""
+
+    document: DocumentOut | None
+    url: str | None
+    summary_fa: str
+    summary_en: str
+    delivered_at: datetime
+
+
+class ComplaintOut(BaseModel):
+    """The complaint waiting for the agency's answer."""
+
+    complaint_id: str
+    filed_at: datetime
+
+
 class StatusOut(BaseModel):
     """What a citizen sees of a request."""
 
@@ -115,4 +177,14 @@ class StatusOut(BaseModel):
     submitted_at_jalali: str = PydanticField(examples=["1405/09/07 16:30"])
     updated_at: datetime
     updated_at_jalali: str = PydanticField(examples=["1405/09/07 16:31"])
+    waiting_since: datetime | None
+    # The SLA: due by the end of this day (Tehran), in working days; null while the clock waits on the citizen.
+    duration_working_days: int | None
+    due_on: date | None
+    due_on_jalali: str | None = PydanticField(examples=["1405/09/17"])
+    overdue: bool
+    documents: list[DocumentOut]
+    decision: DecisionOut | None
+    result: ResultOut | None
+    open_complaint: ComplaintOut | None
     timeline: list[TimelineOut]

@@ -1,30 +1,38 @@
-"""tracking's use cases: fold one event into the projection (exactly once in effect), look a request up."""
+"""tracking's use cases: fold batches of events into the projection (exactly once in effect), look a request up.
+
+A batch is one transaction: the rows it produced, the offsets it consumed and (live only) its StatusChanged
+outbox rows commit together. The live fold and the rebuild run the same code on different tables.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.domain.state_machine import Applied, Flags, RequestState, apply
+from shared.domain.working_days import WorkingCalendar
 from shared.envelope import cloudevent_headers
-from shared.events import RequestEvent, RequestSubmitted, StatusChanged, derived_event_id
+from shared.events import RequestEvent, StatusChanged
 from shared.topics import Topic
 
-from .domain import check_authority, describe, status_reason, trigger_for
+from .folding import TermsOf, fold
 from .models import ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 
 SOURCE = "/khedmat/tracking"
 
 Sessions = async_sessionmaker[AsyncSession]
+
+# SQLite allows 32,766 bound parameters per statement: stay well below in IN (...) lists.
+_IN_CHUNK = 500
 
 
 def national_id_digest(national_id: str, key: bytes) -> str:
@@ -41,17 +49,206 @@ class Position:
     offset: int
 
 
-def _refused(event: RequestEvent, reason_fa: str, reason_en: str) -> TimelineEntry:
-    """The timeline entry of an event that was refused: recorded with its reason, never applied."""
-    return TimelineEntry(
-        tracking_code=event.tracking_code,
-        event_id=event.event_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        applied=False,
-        detail_fa=f"رویداد پذیرفته نشد: {reason_fa}",
-        detail_en=f"Event refused: {reason_en}",
-    )
+@dataclass(frozen=True)
+class Delivered:
+    """One record of the topic: its position, its event (None for a type this build does not know), void or not.
+
+    A `void` event (a submission or command Kafka appended after intake answered 503) only moves the offset.
+    """
+
+    position: Position
+    event: RequestEvent | None
+    void: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectionTables:
+    """The three tables one projection lives in: the live ones, or a rebuild's staging copies."""
+
+    requests: Table
+    timeline: Table
+    offsets: Table
+
+    def all(self) -> list[Table]:
+        return [self.requests, self.timeline, self.offsets]
+
+
+LIVE_TABLES = ProjectionTables(
+    RequestRecord.__table__,  # type: ignore[attr-defined]
+    TimelineEntry.__table__,  # type: ignore[attr-defined]
+    ConsumedOffset.__table__,  # type: ignore[attr-defined]
+)
+OUTBOX_TABLE: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+_REQUEST_COLUMNS = [column.name for column in LIVE_TABLES.requests.columns]
+_TIMELINE_COLUMNS = [column.name for column in LIVE_TABLES.timeline.columns]
+
+
+@dataclass
+class _Working:
+    """The requests a batch touches, loaded once, folded in memory, written once."""
+
+    records: dict[str, RequestRecord] = field(default_factory=dict)
+    existing: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    seen: dict[str, set[str]] = field(default_factory=dict)
+    next_seq: dict[str, int] = field(default_factory=dict)
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[start : start + _IN_CHUNK] for start in range(0, len(items), _IN_CHUNK)]
+
+
+@dataclass
+class Projector:
+    """Folds batches of delivered events into one projection's tables.
+
+    `emit_status` is False for a rebuild: it replays history, and history must not text anyone again.
+    """
+
+    sessions: Sessions
+    lookup_key: bytes
+    terms_of: TermsOf
+    calendar: WorkingCalendar
+    tables: ProjectionTables = LIVE_TABLES
+    emit_status: bool = True
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def digest(self, national_id: str) -> str:
+        return national_id_digest(national_id, self.lookup_key)
+
+    async def fold_batch(self, batch: Sequence[Delivered]) -> list[StatusChanged]:
+        """Fold the batch in one transaction; records at or past a stored offset only. Returns the changes."""
+        if not batch:
+            return []
+        async with self.sessions() as session, session.begin():
+            return await self._fold(await session.connection(), batch)
+
+    async def _fold(self, session: AsyncConnection, batch: Sequence[Delivered]) -> list[StatusChanged]:
+        t = self.tables
+        topics = sorted({item.position.topic for item in batch})
+        # FOR UPDATE: two replicas folding one partition during a rebalance serialise here (PostgreSQL).
+        rows = await session.execute(
+            select(t.offsets.c.topic, t.offsets.c.partition, t.offsets.c.next_offset)
+            .where(t.offsets.c.topic.in_(topics))
+            .with_for_update()
+        )
+        stored: dict[tuple[str, int], int] = {(row[0], row[1]): row[2] for row in rows}
+        fresh = [
+            item
+            for item in batch
+            if item.position.offset >= stored.get((item.position.topic, item.position.partition), 0)
+        ]
+        if not fresh:
+            return []
+        moved: dict[tuple[str, int], int] = {}
+        for item in fresh:
+            key = (item.position.topic, item.position.partition)
+            moved[key] = max(moved.get(key, 0), item.position.offset + 1)
+
+        events = [item.event for item in fresh if item.event is not None and not item.void]
+        working = await self._load(session, sorted({event.tracking_code for event in events}))
+        entries: list[dict[str, Any]] = []
+        changes: list[StatusChanged] = []
+        for event in events:
+            code = event.tracking_code
+            seen = working.seen.setdefault(code, set())
+            if event.event_id in seen:
+                continue  # a duplicate publication: already on the timeline
+            seen.add(event.event_id)
+            seq = working.next_seq.get(code, 0)
+            working.next_seq[code] = seq + 1
+            folded = fold(
+                working.records.get(code),
+                event,
+                seq=seq,
+                digest=self.digest,
+                terms_of=self.terms_of,
+                calendar=self.calendar,
+            )
+            entries.append(folded.entry.model_dump())
+            if folded.record is not None:
+                working.records[code] = folded.record
+                working.dirty.add(code)
+            if folded.change is not None:
+                changes.append(folded.change)
+
+        await self._write(session, working, entries, changes)
+        for (topic, partition), next_offset in moved.items():
+            if (topic, partition) in stored:
+                await session.execute(
+                    update(t.offsets)
+                    .where(t.offsets.c.topic == topic, t.offsets.c.partition == partition)
+                    .values(next_offset=next_offset)
+                )
+            else:
+                await session.execute(
+                    insert(t.offsets).values(topic=topic, partition=partition, next_offset=next_offset)
+                )
+        return changes if self.emit_status else []
+
+    async def _load(self, session: AsyncConnection, codes: list[str]) -> _Working:
+        t = self.tables
+        working = _Working()
+        for chunk in _chunks(codes):
+            for row in await session.execute(select(t.requests).where(t.requests.c.tracking_code.in_(chunk))):
+                values = dict(row._mapping)
+                working.records[values["tracking_code"]] = RequestRecord(**values)
+                working.existing.add(values["tracking_code"])
+            timeline = await session.execute(
+                select(t.timeline.c.tracking_code, t.timeline.c.event_id, t.timeline.c.seq).where(
+                    t.timeline.c.tracking_code.in_(chunk)
+                )
+            )
+            for code, event_id, seq in timeline:
+                working.seen.setdefault(code, set()).add(event_id)
+                working.next_seq[code] = max(working.next_seq.get(code, 0), seq + 1)
+        return working
+
+    async def _write(
+        self, session: AsyncConnection, working: _Working, entries: list[dict[str, Any]], changes: list[StatusChanged]
+    ) -> None:
+        t = self.tables
+        new = [_row(working.records[code]) for code in sorted(working.dirty - working.existing)]
+        changed = [
+            {**_row(working.records[code]), "key_code": code} for code in sorted(working.dirty & working.existing)
+        ]
+        if new:
+            await session.execute(insert(t.requests), new)
+        if changed:
+            await session.execute(
+                update(t.requests)
+                .where(t.requests.c.tracking_code == bindparam("key_code"))
+                .values({name: bindparam(name) for name in _REQUEST_COLUMNS if name != "tracking_code"}),
+                changed,
+            )
+        if entries:
+            await session.execute(
+                insert(t.timeline), [{name: entry[name] for name in _TIMELINE_COLUMNS} for entry in entries]
+            )
+        if changes and self.emit_status:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the batch's span: the relay's publish continues this trace
+            context = json.dumps(carrier)
+            created_at = self.now()
+            await session.execute(
+                insert(OUTBOX_TABLE),
+                [
+                    {
+                        "topic": Topic.STATUS.value,
+                        "key": change.tracking_code,
+                        "value": change.model_dump_json(),
+                        "headers": json.dumps(cloudevent_headers(change, source=SOURCE)),
+                        "trace_context": context,
+                        "created_at": created_at,
+                        "published_at": None,
+                    }
+                    for change in changes
+                ],
+            )
+
+
+def _row(record: RequestRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _REQUEST_COLUMNS}
 
 
 async def fold_event(
@@ -60,118 +257,25 @@ async def fold_event(
     event: RequestEvent,
     position: Position,
     lookup_key: bytes,
+    terms_of: TermsOf,
+    calendar: WorkingCalendar,
     void: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> StatusChanged | None:
-    """Apply one event to the projection in one transaction with its offset and its outbox row.
-
-    An offset below the stored one was folded already; an event id already on the timeline is a duplicate
-    publication: both change nothing. A `void` event (a submission or command Kafka appended after intake
-    answered 503) only moves the offset. Returns the StatusChanged written to the outbox, if any.
-    """
-    async with sessions() as session, session.begin():
-        stored = await session.get(ConsumedOffset, (position.topic, position.partition))
-        if stored is not None and position.offset < stored.next_offset:
-            return None
-        if stored is None:
-            stored = ConsumedOffset(topic=position.topic, partition=position.partition, next_offset=0)
-            session.add(stored)
-        stored.next_offset = position.offset + 1
-        if void:
-            return None
-
-        duplicate = (
-            await session.exec(
-                select(TimelineEntry.id).where(
-                    TimelineEntry.tracking_code == event.tracking_code, TimelineEntry.event_id == event.event_id
-                )
-            )
-        ).first()
-        if duplicate is not None:
-            return None
-
-        record = await session.get(RequestRecord, event.tracking_code)
-        # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
-        foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
-        if foreign is not None:
-            session.add(_refused(event, foreign.reason_fa, foreign.reason_en))
-            return None
-        previous = RequestState(record.status) if record else None
-        flags = Flags(record.sla_breached, record.complaint_open) if record else Flags()
-        outcome = apply(previous, trigger_for(event), flags)
-        if not isinstance(outcome, Applied):
-            session.add(_refused(event, outcome.reason, outcome.reason))
-            return None
-        text = describe(event, outcome.state)
-        session.add(
-            TimelineEntry(
-                tracking_code=event.tracking_code,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                occurred_at=event.occurred_at,
-                applied=True,
-                status_after=outcome.state.value,
-                detail_fa=text.detail_fa,
-                detail_en=text.detail_en,
-            )
-        )
-        if record is None:
-            assert isinstance(event, RequestSubmitted)  # only SUBMIT applies to no request
-            record = RequestRecord(
-                tracking_code=event.tracking_code,
-                national_id_digest=national_id_digest(event.applicant.national_id, lookup_key),
-                service_id=event.service_id,
-                catalog_version=event.catalog_version,
-                agency=event.agency,
-                status=outcome.state.value,
-                submitted_at=event.occurred_at,
-                updated_at=event.occurred_at,
-            )
-            session.add(record)
-        record.status = outcome.state.value
-        record.sla_breached = outcome.flags.sla_breached
-        record.complaint_open = outcome.flags.complaint_open
-        record.waiting_for_fa = text.waiting_for_fa
-        record.waiting_for_en = text.waiting_for_en
-        record.updated_at = max(record.updated_at, event.occurred_at)
-        if not outcome.changed:
-            return None
-        reason_fa, reason_en = status_reason(event)
-        change = StatusChanged(
-            event_id=derived_event_id(event.event_id, "StatusChanged"),
-            tracking_code=event.tracking_code,
-            occurred_at=event.occurred_at,
-            caused_by=event.event_id,
-            caused_by_type=event.event_type,
-            service_id=record.service_id,
-            agency=record.agency,
-            previous_status=outcome.previous,
-            status=outcome.state,
-            reason_fa=reason_fa,
-            reason_en=reason_en,
-        )
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # the consume span: the relay's publish continues this trace
-        session.add(
-            OutboxMessage(
-                topic=Topic.STATUS.value,
-                key=change.tracking_code,
-                value=change.model_dump_json(),
-                headers=json.dumps(cloudevent_headers(change, source=SOURCE)),
-                trace_context=json.dumps(carrier),
-                created_at=now(),
-            )
-        )
-        return change
+    """Fold one event as a batch of one (tests and tools); returns its StatusChanged, if any."""
+    projector = Projector(sessions, lookup_key, terms_of, calendar, now=now)
+    changes = await projector.fold_batch([Delivered(position, event, void)])
+    return changes[0] if changes else None
 
 
-async def stored_offsets(*, sessions: Sessions, topic: str) -> dict[int, int]:
+async def stored_offsets(*, sessions: Sessions, topic: str, tables: ProjectionTables = LIVE_TABLES) -> dict[int, int]:
     """The next offset to fold per partition of `topic`, as committed with the projection."""
     async with sessions() as session:
-        rows = await session.exec(
-            select(ConsumedOffset.partition, ConsumedOffset.next_offset).where(ConsumedOffset.topic == topic)
+        connection = await session.connection()
+        rows = await connection.execute(
+            select(tables.offsets.c.partition, tables.offsets.c.next_offset).where(tables.offsets.c.topic == topic)
         )
-        return dict(rows.all())
+        return {partition: next_offset for partition, next_offset in rows}
 
 
 async def lookup(
@@ -183,7 +287,15 @@ async def lookup(
         expected = national_id_digest(national_id, lookup_key)
         if record is None or not hmac.compare_digest(record.national_id_digest, expected):
             return None
-        entries = await session.exec(
-            select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.id)  # type: ignore[arg-type]
+        entries = await session.scalars(
+            select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
         )
         return record, list(entries)
+
+
+async def create_projection_tables(engine: AsyncEngine) -> None:
+    """The live tables and the outbox (before Alembic owns the schema, and in tests)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            lambda sync: LIVE_TABLES.requests.metadata.create_all(sync, tables=[*LIVE_TABLES.all(), OUTBOX_TABLE])
+        )

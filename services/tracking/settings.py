@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.catalog import DEFAULT_CATALOG_DIR
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
@@ -29,6 +31,15 @@ class TrackingSettings(BaseSettings):
     # only needs what comes next on a topic with history it does not care about (test suites, a staging
     # desk attached to a long-lived topic). Partitions with a stored offset always resume from it.
     new_projection_start: Literal["beginning", "group"] = "beginning"
+    # Records folded per transaction at most (one fetch of the consumer).
+    fold_batch: int = Field(default=500, ge=1, le=10_000)
+    # The catalog gives each service's SLA (working days) and the inquiries a request waits for.
+    catalog_dir: Path = DEFAULT_CATALOG_DIR
+    # How often the SLA watcher looks for requests past their due date.
+    sla_check_s: float = Field(default=60.0, gt=0)
+    # Lookup budgets (limits' syntax, several joined by ";"), per client address and per tracking code.
+    lookup_limit_per_client: str = "30/minute;300/hour"
+    lookup_limit_per_code: str = "10/minute;50/day"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream.kafka import TestKafkaBroker
+from aiokafka import ConsumerRecord
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from services.tracking.handlers import Tracking, build_router
+from services.tracking.consumer import decode
+from services.tracking.folding import catalog_terms
 from services.tracking.models import TABLES, ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 from services.tracking.outbox import OutboxRelay
-from services.tracking.service import Position, Sessions, fold_event, lookup, national_id_digest
+from services.tracking.service import Delivered, Position, Projector, Sessions, fold_event, lookup, national_id_digest
+from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.domain.working_days import load_calendar
 from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import (
+    LOG_APPEND_TIME_TYPE,
     Applicant,
     InquiryCompleted,
     InquiryOutcome,
@@ -38,8 +43,6 @@ from shared.events import (
     derived_event_id,
     parse_status_event,
 )
-from shared.kafka import SUBSCRIBER_ACK_POLICY, make_broker
-from shared.settings import KafkaSettings
 from shared.topics import Topic
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
@@ -47,6 +50,8 @@ NATIONAL_ID = make_valid_national_id("001234567")
 OTHER_NATIONAL_ID = make_valid_national_id("001234568")
 CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=1)
 TOPIC = Topic.REQUESTS.value
+TERMS = catalog_terms(load_catalog())
+CALENDAR = load_calendar()
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 
 
@@ -133,6 +138,8 @@ class Feed:
             event=event,
             position=Position(TOPIC, self.partition, offset),
             lookup_key=LOOKUP_KEY,
+            terms_of=TERMS,
+            calendar=CALENDAR,
             void=void,
             now=lambda: T0,
         )
@@ -152,11 +159,12 @@ async def snapshot(sessions: Sessions) -> Snapshot:
     async with sessions() as session:
         for model, order in (
             (RequestRecord, RequestRecord.tracking_code),
-            (TimelineEntry, TimelineEntry.id),
+            (TimelineEntry, TimelineEntry.seq),
             (ConsumedOffset, ConsumedOffset.partition),
             (OutboxMessage, OutboxMessage.id),
         ):
-            rows = await session.scalars(select(model).order_by(order))  # type: ignore[arg-type]
+            first: Any = TimelineEntry.tracking_code if model is TimelineEntry else order
+            rows = await session.scalars(select(model).order_by(first, order))  # type: ignore[arg-type]
             found[model.__tablename__] = [row.model_dump() for row in rows]
     return found
 
@@ -172,7 +180,7 @@ async def record_of(sessions: Sessions, code: str) -> RequestRecord | None:
 
 async def timeline_of(sessions: Sessions, code: str) -> list[TimelineEntry]:
     async with sessions() as session:
-        query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.id)  # type: ignore[arg-type]
+        query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
         return list(await session.scalars(query))
 
 
@@ -293,7 +301,10 @@ async def test_submission_waits_for_the_inquiries(feed: Feed, sessions: Sessions
     assert change is not None and change.status is RequestState.SUBMITTED
     record = await record_of(sessions, event.tracking_code)
     assert record is not None
-    assert record.waiting_for_en == "Waiting for the online inquiries"
+    # The catalog names the agencies the service's inquiries go to.
+    assert record.waiting_for_en == "Waiting for the inquiry answer from National Organization for Civil Registration"
+    assert record.waiting_for_fa is not None and "ثبت احوال" in record.waiting_for_fa
+    assert record.waiting_since == event.occurred_at
 
 
 async def test_second_inquiry_keeps_verifying_without_a_status_change(feed: Feed, sessions: Sessions) -> None:
@@ -692,42 +703,74 @@ async def test_relay_publishes_rows_folded_after_a_pass(feed: Feed, sessions: Se
     assert statuses == [RequestState.SUBMITTED, RequestState.VERIFYING, RequestState.APPROVED]
 
 
-# --- the subscriber -------------------------------------------------------------------------------
+# --- the consumer's decoding ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def tracking(sessions: Sessions) -> Iterator[Tracking]:
-    yield Tracking(sessions=sessions, lookup_key=LOOKUP_KEY, relay=relay_for(sessions, FakeBroker()))
+def record_of_event(event: RequestEvent, *, timestamp_ms: int, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    value = event_value(event)
+    return ConsumerRecord(
+        topic=TOPIC,
+        partition=0,
+        offset=offset,
+        timestamp=timestamp_ms,
+        timestamp_type=LOG_APPEND_TIME_TYPE,
+        key=event_key(event),
+        value=value,
+        checksum=None,
+        serialized_key_size=15,
+        serialized_value_size=len(value),
+        headers=[],
+    )
 
 
-def test_tracking_subscriber_commits_only_after_success(tracking: Tracking) -> None:
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    broker.include_router(build_router(tracking, group_id="g"))
-    [subscriber] = broker.subscribers
-    assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
-
-
-async def test_subscriber_folds_a_submission_and_wakes_the_relay(tracking: Tracking, sessions: Sessions) -> None:
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    broker.include_router(build_router(tracking, group_id="g"))
+def test_decode_keeps_a_submission_appended_in_time() -> None:
     event = submitted(at=datetime.now(UTC))
-    async with TestKafkaBroker(broker) as br:
-        await br.publish(
-            event_value(event), TOPIC, key=event_key(event), headers=cloudevent_headers(event, source="/test")
-        )
-    record = await record_of(sessions, event.tracking_code)
-    assert record is not None and record.status == "SUBMITTED"
-    assert tracking.relay.wakeup.is_set()
+    delivered = decode(record_of_event(event, timestamp_ms=int(event.accept_by.timestamp() * 1000) - 1))
+    assert delivered.event == event and not delivered.void
 
 
-async def test_subscriber_voids_a_submission_appended_after_accept_by(tracking: Tracking, sessions: Sessions) -> None:
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    broker.include_router(build_router(tracking, group_id="g"))
+async def test_a_submission_appended_after_accept_by_only_moves_the_offset(sessions: Sessions) -> None:
     event = submitted(at=datetime.now(UTC))
-    late = int(event.accept_by.timestamp() * 1000) + 1_000
-    async with TestKafkaBroker(broker) as br:
-        await br.publish(event_value(event), TOPIC, key=event_key(event), timestamp_ms=late)
+    delivered = decode(record_of_event(event, timestamp_ms=int(event.accept_by.timestamp() * 1000) + 1_000))
+    assert delivered.void
+    projector = Projector(sessions, LOOKUP_KEY, TERMS, CALENDAR)
+    assert await projector.fold_batch([delivered]) == []
     assert await record_of(sessions, event.tracking_code) is None
     assert await timeline_of(sessions, event.tracking_code) == []
     assert await next_offset(sessions) == 1
-    assert not tracking.relay.wakeup.is_set()
+
+
+def test_decode_skips_an_event_type_this_build_does_not_know() -> None:
+    value = json.dumps({"event_type": "FromTheFuture", "tracking_code": "1" * 15}).encode()
+    record = dataclasses.replace(record_of_event(submitted(), timestamp_ms=0), value=value)
+    assert decode(record).event is None
+
+
+def test_decode_refuses_a_record_that_is_not_an_event() -> None:
+    record = dataclasses.replace(record_of_event(submitted(), timestamp_ms=0), value=b"not json")
+    with pytest.raises(ValueError):
+        decode(record)
+
+
+async def test_one_batch_folds_many_requests_like_one_event_at_a_time(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    offsets: dict[int, int] = {}
+    delivered = []
+    for partition, event in interleave(rng, many_requests(rng, 15), 3):
+        offsets[partition] = offsets.get(partition, -1) + 1
+        delivered.append(Delivered(Position(TOPIC, partition, offsets[partition]), event))
+    one_by_one_engine, one_by_one = await new_database(tmp_path / "one.db")
+    batched_engine, batched = await new_database(tmp_path / "batched.db")
+    single = Projector(one_by_one, LOOKUP_KEY, TERMS, CALENDAR, now=lambda: T0)
+    for item in delivered:
+        await single.fold_batch([item])
+    projector = Projector(batched, LOOKUP_KEY, TERMS, CALENDAR, now=lambda: T0)
+    for start in range(0, len(delivered), 37):
+        await projector.fold_batch(delivered[start : start + 37])
+    # Redelivering everything (a crash before any commit of Kafka's offsets) changes nothing.
+    before = await snapshot(batched)
+    await projector.fold_batch(delivered)
+    assert await snapshot(batched) == before
+    assert await snapshot(one_by_one) == await snapshot(batched)
+    await one_by_one_engine.dispose()
+    await batched_engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -9,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream.kafka import TestKafkaBroker
-from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from services.tracking.handlers import Tracking, build_router
+from services.tracking.folding import catalog_terms
 from services.tracking.models import TABLES, OutboxMessage, RequestRecord, TimelineEntry
-from services.tracking.outbox import OutboxRelay
 from services.tracking.service import Position, Sessions, fold_event
+from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.domain.working_days import load_calendar
+from shared.envelope import cloudevent_headers, event_value
 from shared.events import (
     REQUEST_EVENT_TYPES,
     Applicant,
@@ -46,14 +46,14 @@ from shared.events import (
     parse_request_event,
     parse_status_event,
 )
-from shared.kafka import make_broker
-from shared.settings import KafkaSettings
 from shared.topics import Topic
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
 CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=3)
 TOPIC = Topic.REQUESTS.value
+TERMS = catalog_terms(load_catalog())
+CALENDAR = load_calendar()
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 SERVICE_ID = "property-ownership-certificate"
 AGENCY = "property-registry"
@@ -172,6 +172,8 @@ class Feed:
                 event=event,
                 position=Position(TOPIC, self.partition, self.next_offset),
                 lookup_key=LOOKUP_KEY,
+                terms_of=TERMS,
+                calendar=CALENDAR,
                 now=lambda: T0,
             )
             self.next_offset += 1
@@ -185,7 +187,7 @@ class Feed:
 
     async def timeline(self, code: str) -> list[TimelineEntry]:
         async with self.sessions() as session:
-            query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.id)  # type: ignore[arg-type]
+            query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
             return list(await session.scalars(query))
 
     async def outbox(self) -> list[StatusChanged]:
@@ -260,7 +262,10 @@ async def test_needs_correction_waits_for_the_citizen_and_a_correction_verifies_
     assert (change.previous_status, change.status) == (RequestState.NEEDS_CORRECTION, RequestState.VERIFYING)
     assert (change.reason_fa, change.reason_en) == (None, None)
     record = await feed.record(code)
-    assert record.waiting_for_en == "Waiting for your corrected details to be verified"
+    # Every inquiry runs again on the corrected details: the request waits for their agencies by name.
+    assert record.waiting_for_en is not None
+    assert record.waiting_for_en.startswith("Waiting for the inquiry answer from")
+    assert json.loads(record.documents)[-1]["kind"] == "deed"
 
 
 async def test_decision_from_another_agency_is_refused_on_the_timeline(feed: Feed) -> None:
@@ -459,19 +464,3 @@ def test_result_is_exactly_one_of_a_document_and_a_link(both: bool) -> None:
             summary_fa="خلاصه",
             summary_en="summary",
         )
-
-
-async def test_subscriber_folds_a_decision_from_the_topic(sessions: Sessions) -> None:
-    feed = Feed(sessions, partition=5)  # the in-memory broker delivers on partition 0 from offset 0
-    code = await in_state(feed, NextStep.AGENCY_REVIEW)
-    relay = OutboxRelay(sessions=sessions, broker=None, tracer=TracerProvider().get_tracer("t"), poll_s=0.01)  # type: ignore[arg-type]
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    broker.include_router(build_router(Tracking(sessions=sessions, lookup_key=LOOKUP_KEY, relay=relay), group_id="g"))
-    # The in-memory broker stamps records with the broker time "now": give the command a live accept_by.
-    event = decided(code, Decision.APPROVE).model_copy(update={"accept_by": datetime.now(UTC) + timedelta(seconds=5)})
-    async with TestKafkaBroker(broker) as br:
-        await br.publish(
-            event_value(event), TOPIC, key=event_key(event), headers=cloudevent_headers(event, source="/t")
-        )
-    assert (await feed.record(code)).status == "APPROVED"
-    assert relay.wakeup.is_set()

@@ -1,0 +1,274 @@
+"""Fold one event into one request's projected row: pure (no I/O), shared by the live fold and the rebuild.
+
+The caller loads the request's row (or None) and the next timeline number, calls `fold`, and writes what
+comes back; the same events in the same order give the same rows in every run, which is what makes a
+rebuilt projection equal to the live one, row by row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.catalog import Catalog
+from shared.domain.state_machine import WAITING_ON_CITIZEN, Applied, Flags, RequestState, apply
+from shared.domain.working_days import WorkingCalendar, tehran_day
+from shared.events import (
+    ComplaintFiled,
+    ComplaintResolved,
+    CorrectionSubmitted,
+    DocumentRef,
+    InquiryCompleted,
+    NextStep,
+    RequestDecided,
+    RequestEvent,
+    RequestSubmitted,
+    ResultDelivered,
+    StatusChanged,
+    VerificationCompleted,
+    derived_event_id,
+)
+
+from .domain import Description, check_authority, describe, status_reason, trigger_for
+from .models import RequestRecord, TimelineEntry
+
+
+@dataclass(frozen=True)
+class PendingInquiry:
+    """An inquiry a service makes, with its agency's names for the citizen."""
+
+    inquiry: str
+    agency: str
+    agency_fa: str
+    agency_en: str
+
+
+@dataclass(frozen=True)
+class ServiceTerms:
+    """What tracking needs of a service's catalog version: its SLA and the inquiries it waits for."""
+
+    duration_working_days: int
+    inquiries: tuple[PendingInquiry, ...] = ()
+
+
+TermsOf = Callable[[str, int], ServiceTerms | None]
+
+
+def catalog_terms(catalog: Catalog) -> TermsOf:
+    """Service terms from the catalog (None for a version this deployment does not know)."""
+    cache: dict[tuple[str, int], ServiceTerms | None] = {}
+
+    def terms(service_id: str, version: int) -> ServiceTerms | None:
+        key = (service_id, version)
+        if key not in cache:
+            service = catalog.get_version(service_id, version)
+            if service is None:
+                cache[key] = None
+            else:
+                pending = []
+                for inquiry in service.inquiries:
+                    agency = catalog.agency(inquiry.agency)
+                    pending.append(
+                        PendingInquiry(
+                            inquiry.id,
+                            inquiry.agency,
+                            agency.name.fa if agency else inquiry.agency,
+                            agency.name.en if agency else inquiry.agency,
+                        )
+                    )
+                cache[key] = ServiceTerms(service.duration_working_days, tuple(pending))
+        return cache[key]
+
+    return terms
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What one event did: the request's row afterwards (None: still no request), its timeline line, its change."""
+
+    record: RequestRecord | None
+    entry: TimelineEntry
+    change: StatusChanged | None
+
+
+def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str) -> TimelineEntry:
+    """The timeline entry of an event that was refused: recorded with its reason, never applied."""
+    return TimelineEntry(
+        tracking_code=event.tracking_code,
+        seq=seq,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        applied=False,
+        detail_fa=f"رویداد پذیرفته نشد: {reason_fa}",
+        detail_en=f"Event refused: {reason_en}",
+    )
+
+
+def _pending(record: RequestRecord) -> list[str]:
+    return record.pending_inquiries.split() if record.pending_inquiries else []
+
+
+def _waiting_for_inquiries(
+    pending: list[str], terms: ServiceTerms | None, text: Description
+) -> tuple[str | None, str | None]:
+    """Which agencies' inquiries the request still waits for, by name, or the event's own words."""
+    if not pending or terms is None:
+        return text.waiting_for_fa, text.waiting_for_en
+    named = {f"{item.inquiry}@{item.agency}": item for item in terms.inquiries}
+    agencies = [named[key] for key in pending if key in named]
+    if not agencies:
+        return text.waiting_for_fa, text.waiting_for_en
+    fa = "، ".join(dict.fromkeys(item.agency_fa for item in agencies))
+    en = ", ".join(dict.fromkeys(item.agency_en for item in agencies))
+    return f"در انتظار پاسخ استعلام از {fa}", f"Waiting for the inquiry answer from {en}"
+
+
+def _documents(record: RequestRecord, added: list[DocumentRef]) -> str:
+    if not added:
+        return record.documents
+    known = json.loads(record.documents)
+    known.extend(document.model_dump(mode="json") for document in added)
+    return json.dumps(known, ensure_ascii=False, separators=(",", ":"))
+
+
+def _due_on(record: RequestRecord, calendar: WorkingCalendar) -> None:
+    """The due date from the working days allowed plus those spent waiting on the citizen; none while paused."""
+    if record.duration_working_days is None or record.paused_since is not None:
+        record.due_on = None
+        return
+    record.due_on = calendar.add_working_days(
+        tehran_day(record.submitted_at), record.duration_working_days + record.paused_working_days
+    )
+
+
+def _move_sla_clock(record: RequestRecord, previous: RequestState | None, at: datetime, cal: WorkingCalendar) -> None:
+    state = RequestState(record.status)
+    if state in WAITING_ON_CITIZEN and previous not in WAITING_ON_CITIZEN:
+        record.paused_since = at
+        _due_on(record, cal)
+    elif previous in WAITING_ON_CITIZEN and state not in WAITING_ON_CITIZEN and record.paused_since is not None:
+        paused, resumed = tehran_day(record.paused_since), tehran_day(at)
+        # max(): an event stamped before the pause (clock skew between producers) resumes on the pause's day.
+        record.paused_working_days += cal.working_days_between(paused, max(paused, resumed))
+        record.paused_since = None
+        _due_on(record, cal)
+
+
+def fold(
+    record: RequestRecord | None,
+    event: RequestEvent,
+    *,
+    seq: int,
+    digest: Callable[[str], str],
+    terms_of: TermsOf,
+    calendar: WorkingCalendar,
+) -> Folded:
+    """Apply one event (not a duplicate: the caller checked its id) to the request's row, which it updates in place."""
+    # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
+    foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
+    if foreign is not None:
+        return Folded(record, refused_entry(event, seq, foreign.reason_fa, foreign.reason_en), None)
+    previous = RequestState(record.status) if record else None
+    flags = Flags(record.sla_breached, record.complaint_open) if record else Flags()
+    outcome = apply(previous, trigger_for(event), flags)
+    if not isinstance(outcome, Applied):
+        return Folded(record, refused_entry(event, seq, outcome.reason, outcome.reason), None)
+    text = describe(event, outcome.state)
+    entry = TimelineEntry(
+        tracking_code=event.tracking_code,
+        seq=seq,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        applied=True,
+        status_after=outcome.state.value,
+        detail_fa=text.detail_fa,
+        detail_en=text.detail_en,
+    )
+    if record is None:
+        assert isinstance(event, RequestSubmitted)  # only SUBMIT applies to no request
+        record = RequestRecord(
+            tracking_code=event.tracking_code,
+            national_id_digest=digest(event.applicant.national_id),
+            service_id=event.service_id,
+            catalog_version=event.catalog_version,
+            agency=event.agency,
+            status=outcome.state.value,
+            submitted_at=event.occurred_at,
+            updated_at=event.occurred_at,
+            pending_inquiries="",
+            paused_working_days=0,
+            documents="[]",
+        )
+    terms = terms_of(record.service_id, record.catalog_version)
+    waiting = (text.waiting_for_fa, text.waiting_for_en)
+    if isinstance(event, RequestSubmitted | CorrectionSubmitted):
+        # Every inquiry runs again on a correction, with what the citizen changed.
+        everything = [f"{item.inquiry}@{item.agency}" for item in terms.inquiries] if terms else []
+        record.pending_inquiries = " ".join(everything)
+        record.documents = _documents(record, event.documents)
+        waiting = _waiting_for_inquiries(everything, terms, text)
+        if isinstance(event, RequestSubmitted) and terms is not None:
+            record.duration_working_days = terms.duration_working_days
+            _due_on(record, calendar)
+    elif isinstance(event, InquiryCompleted):
+        pending = [key for key in _pending(record) if key != f"{event.inquiry}@{event.agency}"]
+        record.pending_inquiries = " ".join(pending)
+        waiting = _waiting_for_inquiries(pending, terms, text)
+    elif isinstance(event, VerificationCompleted):
+        record.pending_inquiries = ""
+        if event.next_step is NextStep.REJECT:
+            record.decision = "reject"
+            record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
+            record.decided_at = event.occurred_at
+    elif isinstance(event, RequestDecided):
+        record.decision = event.decision.value
+        record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
+        record.legal_basis = event.legal_basis
+        record.decided_at = event.occurred_at
+    elif isinstance(event, ResultDelivered):
+        record.result = json.dumps(
+            {
+                "document": event.result.model_dump(mode="json") if event.result else None,
+                "url": event.result_url,
+                "summary_fa": event.summary_fa,
+                "summary_en": event.summary_en,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        record.delivered_at = event.occurred_at
+    elif isinstance(event, ComplaintFiled):
+        record.open_complaint_id = event.complaint_id
+        record.complaint_filed_at = event.occurred_at
+    elif isinstance(event, ComplaintResolved):
+        record.open_complaint_id = None
+        record.complaint_filed_at = None
+    record.status = outcome.state.value
+    record.sla_breached = outcome.flags.sla_breached
+    record.complaint_open = outcome.flags.complaint_open
+    if waiting != (record.waiting_for_fa, record.waiting_for_en) or record.waiting_since is None:
+        record.waiting_since = event.occurred_at if waiting[0] else None
+    record.waiting_for_fa, record.waiting_for_en = waiting
+    record.updated_at = max(record.updated_at, event.occurred_at)
+    _move_sla_clock(record, previous, event.occurred_at, calendar)
+    if not outcome.changed:
+        return Folded(record, entry, None)
+    reason_fa, reason_en = status_reason(event)
+    change = StatusChanged(
+        event_id=derived_event_id(event.event_id, "StatusChanged"),
+        tracking_code=event.tracking_code,
+        occurred_at=event.occurred_at,
+        caused_by=event.event_id,
+        caused_by_type=event.event_type,
+        service_id=record.service_id,
+        agency=record.agency,
+        previous_status=outcome.previous,
+        status=outcome.state,
+        reason_fa=reason_fa,
+        reason_en=reason_en,
+    )
+    return Folded(record, entry, change)
