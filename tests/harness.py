@@ -84,9 +84,12 @@ class Stack:
                 "INQUIRY_GROUP_ID": f"{self.group_prefix}-inquiry",
                 "INQUIRY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'inquiry.db'}",
             },
+            # Nor about lookup budgets (test_tracking_enumeration.py is): the tests poll one code for a while.
             "tracking": {
                 "TRACKING_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'tracking.db'}",
                 "TRACKING_GROUP_ID": f"{self.group_prefix}-tracking",
+                "TRACKING_LOOKUP_LIMIT_PER_CLIENT": "100000/minute",
+                "TRACKING_LOOKUP_LIMIT_PER_CODE": "100000/minute",
             },
             "notify": {
                 "NOTIFY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'notify.db'}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,19 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 class TrackingUnavailable(Exception):
     """tracking gave no usable answer (down, slow, 5xx or malformed): nothing can be checked, so nothing is done."""
+
+
+class LookupThrottled(Exception):
+    """tracking throttled the lookup (per citizen address or per code): the citizen waits `retry_after_s`."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+# The address of the citizen on whose behalf intake looks a request up. tracking throttles lookups per client
+# address; without it every citizen would share intake's own address (and one budget). Set by the citizen routes.
+CITIZEN_ADDRESS: ContextVar[str | None] = ContextVar("citizen_address", default=None)
 
 
 @dataclass(frozen=True)
@@ -46,11 +60,15 @@ class TrackingClient:
         try:
             # httpx's timeout bounds each phase; this bounds the whole call the citizen is waiting on.
             async with asyncio.timeout(self.timeout_s):
-                response = await self.http.post(self.lookup_url, json=payload, timeout=self.timeout_s)
+                address = CITIZEN_ADDRESS.get()
+                headers = {"X-Forwarded-For": address} if address else None
+                response = await self.http.post(self.lookup_url, json=payload, headers=headers, timeout=self.timeout_s)
         except (httpx.HTTPError, TimeoutError) as error:
             raise TrackingUnavailable(type(error).__name__) from error
         if response.status_code == 404:
             return None
+        if response.status_code == 429:
+            raise LookupThrottled(_retry_after(response.headers.get("Retry-After")))
         if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
             raise TrackingUnavailable(f"HTTP {response.status_code}")
         try:
@@ -62,6 +80,13 @@ class TrackingClient:
         """Close the connection pool, unless the client was injected."""
         if self._owns_client:
             await self.http.aclose()
+
+
+def _retry_after(value: str | None) -> int:
+    try:
+        return max(1, min(3600, int(value or "")))
+    except ValueError:
+        return 60
 
 
 def _view(answer: Any) -> RequestView:

@@ -36,11 +36,11 @@ from shared.events import (
     RequestDecided,
     ResultDelivered,
 )
-from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses, request_not_found
+from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses, rate_limited, request_not_found
 from shared.kafka import BusConnection, publish_event
 from shared.topics import Topic
 
-from .adapters import TrackingClient, TrackingUnavailable
+from .adapters import CITIZEN_ADDRESS, LookupThrottled, TrackingClient, TrackingUnavailable
 from .agency_keys import AgencyGrant, AgencyKeys
 from .commands import (
     Command,
@@ -66,7 +66,7 @@ router = APIRouter(prefix="/api/v1")
 AGENCY_KEY_HEADER = "X-Agency-Key"
 
 
-CITIZEN_RESPONSES = problem_responses(404, 409, 422, 503)
+CITIZEN_RESPONSES = problem_responses(404, 409, 422, 429, 503)
 AGENCY_RESPONSES = problem_responses(401, 403, 404, 422, 503)
 
 
@@ -307,12 +307,22 @@ def _problem_for(error: Exception) -> ProblemError:
         return _invalid_correction(error)
     if isinstance(error, TrackingUnavailable):
         return _tracking_unavailable()
+    if isinstance(error, LookupThrottled):
+        return rate_limited(error.retry_after_s)
     if isinstance(error, OutOfScope):
         return _out_of_scope(str(error))
     return _bus_unavailable()
 
 
-_FAILURES = (RequestNotFound, CommandRefused, InvalidCorrection, TrackingUnavailable, OutOfScope, BusUnavailable)
+_FAILURES = (
+    RequestNotFound,
+    CommandRefused,
+    InvalidCorrection,
+    TrackingUnavailable,
+    LookupThrottled,
+    OutOfScope,
+    BusUnavailable,
+)
 
 
 # --- dependencies ---------------------------------------------------------------------------------
@@ -346,8 +356,10 @@ TrackingCodePath = Annotated[str, Path(min_length=1, max_length=40, examples=["1
 ComplaintIdPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
-def _citizen_request(commands: Commands, tracking_code: str, national_id: str) -> tuple[str, str]:
+def _citizen_request(commands: Commands, request: Request, tracking_code: str, national_id: str) -> tuple[str, str]:
     """The canonical code and national ID, or the uniform 404; then 503 while the bus is down."""
+    # tracking's lookup, made for this citizen, is throttled under their address, not intake's.
+    CITIZEN_ADDRESS.set(request.client.host if request.client else None)
     try:
         code, normal_id = parse_tracking_code(tracking_code), normalize_national_id(national_id)
     except (InvalidTrackingCode, InvalidNationalId) as error:
@@ -382,9 +394,9 @@ def _agency_request(commands: Commands, grant: AgencyGrant, tracking_code: str, 
     summary="Correct a request that waits for your correction (tracking code + national ID)",
 )
 async def post_correction(
-    tracking_code: TrackingCodePath, body: CorrectionIn, commands: CommandsDep
+    tracking_code: TrackingCodePath, body: CorrectionIn, commands: CommandsDep, request: Request
 ) -> CommandAccepted:
-    code, national_id = _citizen_request(commands, tracking_code, body.national_id)
+    code, national_id = _citizen_request(commands, request, tracking_code, body.national_id)
     try:
         event = await submit_correction(
             commands,
@@ -407,9 +419,9 @@ async def post_correction(
     summary="Cancel a request that is not decided yet (tracking code + national ID)",
 )
 async def post_cancellation(
-    tracking_code: TrackingCodePath, body: CancellationIn, commands: CommandsDep
+    tracking_code: TrackingCodePath, body: CancellationIn, commands: CommandsDep, request: Request
 ) -> CommandAccepted:
-    code, national_id = _citizen_request(commands, tracking_code, body.national_id)
+    code, national_id = _citizen_request(commands, request, tracking_code, body.national_id)
     try:
         event = await cancel_request(commands, tracking_code=code, national_id=national_id, reason=body.reason)
     except _FAILURES as error:
@@ -424,8 +436,10 @@ async def post_cancellation(
     responses=CITIZEN_RESPONSES,
     summary="Complain about a decision, or about a request past its deadline (tracking code + national ID)",
 )
-async def post_complaint(tracking_code: TrackingCodePath, body: ComplaintIn, commands: CommandsDep) -> CommandAccepted:
-    code, national_id = _citizen_request(commands, tracking_code, body.national_id)
+async def post_complaint(
+    tracking_code: TrackingCodePath, body: ComplaintIn, commands: CommandsDep, request: Request
+) -> CommandAccepted:
+    code, national_id = _citizen_request(commands, request, tracking_code, body.national_id)
     try:
         event = await file_complaint(commands, tracking_code=code, national_id=national_id, text=body.text)
     except _FAILURES as error:

@@ -51,7 +51,13 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     relay = OutboxRelay(
         sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
-    projector = Projector(sessions, lookup_key, catalog_terms(load_catalog(settings.catalog_dir)), load_calendar())
+    projector = Projector(
+        sessions,
+        lookup_key,
+        catalog_terms(load_catalog(settings.catalog_dir)),
+        load_calendar(),
+        tracer=provider.get_tracer(SERVICE_NAME),
+    )
     consumer = ProjectionConsumer(
         kafka=settings.kafka,
         topic=Topic.REQUESTS,

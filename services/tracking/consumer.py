@@ -23,6 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 from opentelemetry.trace import SpanKind, TracerProvider
 from prometheus_client import Counter, Histogram
 
+from shared.envelope import decode_headers
 from shared.events import AcceptedEvent, is_known_request_event, parse_request_event
 from shared.kafka import DeadLetterPolicy, scrub
 from shared.settings import KafkaSettings
@@ -51,11 +52,12 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Delivered:
         log.warning("skipping unknown event type at %s[%d]@%d", record.topic, record.partition, record.offset)
         return Delivered(position, None)
     event = parse_request_event(payload)
+    headers = decode_headers(record.headers or ())
     # A submission or command Kafka appended after intake had answered 503 never happened.
     void = isinstance(event, AcceptedEvent) and not event.counts(
         timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type
     )
-    return Delivered(position, event, void)
+    return Delivered(position, event, void, headers)
 
 
 class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -131,8 +133,9 @@ class ProjectionConsumer:
         )
         listener = ResumeFromProjection(self.projector, lambda: self._consumer, from_beginning=self.from_beginning)
         consumer.subscribe([self.topic], listener=listener)
-        await consumer.start()
+        # Known to the listener before start(): the first assignment may come while start() still runs.
         self._consumer = consumer
+        await consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"fold-{self.topic}")
 
     async def stop(self) -> None:
@@ -170,8 +173,11 @@ class ProjectionConsumer:
         attempt = 0
         with (
             self._seconds.time(),
+            # The batch's own span; each event's fold is a CONSUMER span in its request's trace (Projector).
             self.tracer.start_as_current_span(
-                f"{self.topic} fold", kind=SpanKind.CONSUMER, attributes={"messaging.batch.message_count": len(records)}
+                f"{self.topic} fold batch",
+                kind=SpanKind.INTERNAL,
+                attributes={"messaging.batch.message_count": len(records)},
             ),
         ):
             while True:

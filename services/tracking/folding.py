@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 
 from shared.catalog import Catalog
 from shared.domain.state_machine import WAITING_ON_CITIZEN, Applied, Flags, RequestState, apply
@@ -32,7 +32,6 @@ from shared.events import (
 )
 
 from .domain import Description, check_authority, describe, status_reason, trigger_for
-from .models import RequestRecord, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -84,18 +83,74 @@ def catalog_terms(catalog: Catalog) -> TermsOf:
     return terms
 
 
+@dataclass(slots=True)
+class ProjectedRequest:
+    """A request's row while it is folded: plain data with the columns of `request_status` (models.RequestRecord).
+
+    Not the SQLModel class itself: instrumented ORM objects cost more to build and change than the whole fold.
+    """
+
+    tracking_code: str
+    national_id_digest: str
+    service_id: str
+    catalog_version: int
+    agency: str
+    status: str
+    submitted_at: datetime
+    updated_at: datetime
+    sla_breached: bool = False
+    complaint_open: bool = False
+    waiting_for_fa: str | None = None
+    waiting_for_en: str | None = None
+    waiting_since: datetime | None = None
+    pending_inquiries: str = ""
+    duration_working_days: int | None = None
+    due_on: date | None = None
+    paused_since: datetime | None = None
+    paused_working_days: int = 0
+    documents: str = "[]"
+    decision: str | None = None
+    decision_reason_fa: str | None = None
+    decision_reason_en: str | None = None
+    legal_basis: str | None = None
+    decided_at: datetime | None = None
+    result: str | None = None
+    delivered_at: datetime | None = None
+    open_complaint_id: str | None = None
+    complaint_filed_at: datetime | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class TimelineLine:
+    """One timeline row (the columns of `timeline_entry`)."""
+
+    tracking_code: str
+    seq: int
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    applied: bool
+    status_after: str | None = None
+    detail_fa: str | None = None
+    detail_en: str | None = None
+
+
+REQUEST_FIELDS = tuple(item.name for item in fields(ProjectedRequest))
+TIMELINE_FIELDS = tuple(item.name for item in fields(TimelineLine))
+
+
 @dataclass(frozen=True)
 class Folded:
     """What one event did: the request's row afterwards (None: still no request), its timeline line, its change."""
 
-    record: RequestRecord | None
-    entry: TimelineEntry
+    record: ProjectedRequest | None
+    entry: TimelineLine
     change: StatusChanged | None
 
 
-def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str) -> TimelineEntry:
+def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str) -> TimelineLine:
     """The timeline entry of an event that was refused: recorded with its reason, never applied."""
-    return TimelineEntry(
+    return TimelineLine(
         tracking_code=event.tracking_code,
         seq=seq,
         event_id=event.event_id,
@@ -107,7 +162,7 @@ def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str)
     )
 
 
-def _pending(record: RequestRecord) -> list[str]:
+def _pending(record: ProjectedRequest) -> list[str]:
     return record.pending_inquiries.split() if record.pending_inquiries else []
 
 
@@ -126,7 +181,7 @@ def _waiting_for_inquiries(
     return f"در انتظار پاسخ استعلام از {fa}", f"Waiting for the inquiry answer from {en}"
 
 
-def _documents(record: RequestRecord, added: list[DocumentRef]) -> str:
+def _documents(record: ProjectedRequest, added: list[DocumentRef]) -> str:
     if not added:
         return record.documents
     known = json.loads(record.documents)
@@ -134,7 +189,7 @@ def _documents(record: RequestRecord, added: list[DocumentRef]) -> str:
     return json.dumps(known, ensure_ascii=False, separators=(",", ":"))
 
 
-def _due_on(record: RequestRecord, calendar: WorkingCalendar) -> None:
+def _due_on(record: ProjectedRequest, calendar: WorkingCalendar) -> None:
     """The due date from the working days allowed plus those spent waiting on the citizen; none while paused."""
     if record.duration_working_days is None or record.paused_since is not None:
         record.due_on = None
@@ -144,7 +199,9 @@ def _due_on(record: RequestRecord, calendar: WorkingCalendar) -> None:
     )
 
 
-def _move_sla_clock(record: RequestRecord, previous: RequestState | None, at: datetime, cal: WorkingCalendar) -> None:
+def _move_sla_clock(
+    record: ProjectedRequest, previous: RequestState | None, at: datetime, cal: WorkingCalendar
+) -> None:
     state = RequestState(record.status)
     if state in WAITING_ON_CITIZEN and previous not in WAITING_ON_CITIZEN:
         record.paused_since = at
@@ -158,7 +215,7 @@ def _move_sla_clock(record: RequestRecord, previous: RequestState | None, at: da
 
 
 def fold(
-    record: RequestRecord | None,
+    record: ProjectedRequest | None,
     event: RequestEvent,
     *,
     seq: int,
@@ -177,7 +234,7 @@ def fold(
     if not isinstance(outcome, Applied):
         return Folded(record, refused_entry(event, seq, outcome.reason, outcome.reason), None)
     text = describe(event, outcome.state)
-    entry = TimelineEntry(
+    entry = TimelineLine(
         tracking_code=event.tracking_code,
         seq=seq,
         event_id=event.event_id,
@@ -190,7 +247,7 @@ def fold(
     )
     if record is None:
         assert isinstance(event, RequestSubmitted)  # only SUBMIT applies to no request
-        record = RequestRecord(
+        record = ProjectedRequest(
             tracking_code=event.tracking_code,
             national_id_digest=digest(event.applicant.national_id),
             service_id=event.service_id,
@@ -199,9 +256,6 @@ def fold(
             status=outcome.state.value,
             submitted_at=event.occurred_at,
             updated_at=event.occurred_at,
-            pending_inquiries="",
-            paused_working_days=0,
-            documents="[]",
         )
     terms = terms_of(record.service_id, record.catalog_version)
     waiting = (text.waiting_for_fa, text.waiting_for_en)

@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, select, text
@@ -62,6 +62,8 @@ class RebuildReport:
     seconds: float
     swapped: bool
     offsets: dict[int, int]
+    # The replaced tables, when kept (drop_retired=False) for a comparison.
+    retired: list[str] = field(default_factory=list)
 
     @property
     def events_per_second(self) -> float:
@@ -128,6 +130,7 @@ async def rebuild(
     topic: str,
     batch: int = 2000,
     swap: bool = True,
+    drop_retired: bool = True,
     idle_timeout_s: float = 60.0,
     on_progress: Callable[[int, dict[int, int]], None] = lambda events, offsets: None,
 ) -> RebuildReport:
@@ -192,8 +195,11 @@ async def rebuild(
                     log.info("not swapping yet: %s", error)
                     await asyncio.sleep(0.05)
                     continue
-                await drop_tables(engine, retired)
-                return RebuildReport(events, time.perf_counter() - started, True, folded_to)
+                seconds = time.perf_counter() - started
+                if drop_retired:
+                    await drop_tables(engine, retired)
+                    retired = []
+                return RebuildReport(events, seconds, True, folded_to, retired)
             fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
             delivered: list[Delivered] = []
             for tp, records in fetched.items():

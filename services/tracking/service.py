@@ -6,15 +6,17 @@ outbox rows commit together. The live fold and the rebuild run the same code on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,7 +26,7 @@ from shared.envelope import cloudevent_headers
 from shared.events import RequestEvent, StatusChanged
 from shared.topics import Topic
 
-from .folding import TermsOf, fold
+from .folding import REQUEST_FIELDS, TIMELINE_FIELDS, ProjectedRequest, TermsOf, fold
 from .models import ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 
 SOURCE = "/khedmat/tracking"
@@ -59,6 +61,8 @@ class Delivered:
     position: Position
     event: RequestEvent | None
     void: bool = False
+    # The record's headers (traceparent...): the fold of this event continues the producer's trace.
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,15 +83,13 @@ LIVE_TABLES = ProjectionTables(
     ConsumedOffset.__table__,  # type: ignore[attr-defined]
 )
 OUTBOX_TABLE: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
-_REQUEST_COLUMNS = [column.name for column in LIVE_TABLES.requests.columns]
-_TIMELINE_COLUMNS = [column.name for column in LIVE_TABLES.timeline.columns]
 
 
 @dataclass
 class _Working:
     """The requests a batch touches, loaded once, folded in memory, written once."""
 
-    records: dict[str, RequestRecord] = field(default_factory=dict)
+    records: dict[str, ProjectedRequest] = field(default_factory=dict)
     existing: set[str] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
     seen: dict[str, set[str]] = field(default_factory=dict)
@@ -112,6 +114,9 @@ class Projector:
     tables: ProjectionTables = LIVE_TABLES
     emit_status: bool = True
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # With a tracer, each event's fold is a CONSUMER span in its request's own trace (the live fold); the
+    # rebuild replays history without one.
+    tracer: Tracer | None = None
 
     def digest(self, national_id: str) -> str:
         return national_id_digest(national_id, self.lookup_key)
@@ -145,11 +150,13 @@ class Projector:
             key = (item.position.topic, item.position.partition)
             moved[key] = max(moved.get(key, 0), item.position.offset + 1)
 
-        events = [item.event for item in fresh if item.event is not None and not item.void]
-        working = await self._load(session, sorted({event.tracking_code for event in events}))
+        folding = [item for item in fresh if item.event is not None and not item.void]
+        working = await self._load(session, sorted({item.event.tracking_code for item in folding if item.event}))
         entries: list[dict[str, Any]] = []
-        changes: list[StatusChanged] = []
-        for event in events:
+        changes: list[tuple[StatusChanged, str]] = []
+        for item in folding:
+            event = item.event
+            assert event is not None
             code = event.tracking_code
             seen = working.seen.setdefault(code, set())
             if event.event_id in seen:
@@ -157,20 +164,23 @@ class Projector:
             seen.add(event.event_id)
             seq = working.next_seq.get(code, 0)
             working.next_seq[code] = seq + 1
-            folded = fold(
-                working.records.get(code),
-                event,
-                seq=seq,
-                digest=self.digest,
-                terms_of=self.terms_of,
-                calendar=self.calendar,
-            )
-            entries.append(folded.entry.model_dump())
+            with self._span(item):
+                folded = fold(
+                    working.records.get(code),
+                    event,
+                    seq=seq,
+                    digest=self.digest,
+                    terms_of=self.terms_of,
+                    calendar=self.calendar,
+                )
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)  # the relay's publish of the change continues this event's trace
+            entries.append({name: getattr(folded.entry, name) for name in TIMELINE_FIELDS})
             if folded.record is not None:
                 working.records[code] = folded.record
                 working.dirty.add(code)
             if folded.change is not None:
-                changes.append(folded.change)
+                changes.append((folded.change, json.dumps(carrier)))
 
         await self._write(session, working, entries, changes)
         for (topic, partition), next_offset in moved.items():
@@ -184,7 +194,32 @@ class Projector:
                 await session.execute(
                     insert(t.offsets).values(topic=topic, partition=partition, next_offset=next_offset)
                 )
-        return changes if self.emit_status else []
+        return [change for change, _ in changes] if self.emit_status else []
+
+    @contextlib.contextmanager
+    def _span(self, item: Delivered) -> Iterator[None]:
+        if self.tracer is None or item.headers is None:
+            yield
+            return
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": item.position.topic,
+            "messaging.destination.partition.id": str(item.position.partition),
+            "messaging.kafka.message.offset": item.position.offset,
+        }
+        if item.event is not None:
+            # The key is the tracking code: an identifier, not personal data.
+            attributes["messaging.kafka.message.key"] = item.event.tracking_code
+            attributes["messaging.message.id"] = item.event.event_id
+        with self.tracer.start_as_current_span(
+            f"{item.position.topic} process",
+            context=propagate.extract(item.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ):
+            yield
 
     async def _load(self, session: AsyncConnection, codes: list[str]) -> _Working:
         t = self.tables
@@ -192,7 +227,7 @@ class Projector:
         for chunk in _chunks(codes):
             for row in await session.execute(select(t.requests).where(t.requests.c.tracking_code.in_(chunk))):
                 values = dict(row._mapping)
-                working.records[values["tracking_code"]] = RequestRecord(**values)
+                working.records[values["tracking_code"]] = ProjectedRequest(**values)
                 working.existing.add(values["tracking_code"])
             timeline = await session.execute(
                 select(t.timeline.c.tracking_code, t.timeline.c.event_id, t.timeline.c.seq).where(
@@ -205,7 +240,11 @@ class Projector:
         return working
 
     async def _write(
-        self, session: AsyncConnection, working: _Working, entries: list[dict[str, Any]], changes: list[StatusChanged]
+        self,
+        session: AsyncConnection,
+        working: _Working,
+        entries: list[dict[str, Any]],
+        changes: list[tuple[StatusChanged, str]],
     ) -> None:
         t = self.tables
         new = [_row(working.records[code]) for code in sorted(working.dirty - working.existing)]
@@ -218,17 +257,12 @@ class Projector:
             await session.execute(
                 update(t.requests)
                 .where(t.requests.c.tracking_code == bindparam("key_code"))
-                .values({name: bindparam(name) for name in _REQUEST_COLUMNS if name != "tracking_code"}),
+                .values({name: bindparam(name) for name in REQUEST_FIELDS if name != "tracking_code"}),
                 changed,
             )
         if entries:
-            await session.execute(
-                insert(t.timeline), [{name: entry[name] for name in _TIMELINE_COLUMNS} for entry in entries]
-            )
+            await session.execute(insert(t.timeline), entries)
         if changes and self.emit_status:
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)  # the batch's span: the relay's publish continues this trace
-            context = json.dumps(carrier)
             created_at = self.now()
             await session.execute(
                 insert(OUTBOX_TABLE),
@@ -242,13 +276,13 @@ class Projector:
                         "created_at": created_at,
                         "published_at": None,
                     }
-                    for change in changes
+                    for change, context in changes
                 ],
             )
 
 
-def _row(record: RequestRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _REQUEST_COLUMNS}
+def _row(record: ProjectedRequest) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in REQUEST_FIELDS}
 
 
 async def fold_event(

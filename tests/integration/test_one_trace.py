@@ -115,6 +115,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
                     database_url=f"sqlite+aiosqlite:///{tmp_path / 'tracking.db'}",
                     group_id="trace-tracking",
                     new_projection_start="group",
+                    lookup_limit_per_code="100000/minute",
                 ),
                 tracer_provider=provider("tracking"),
             ),

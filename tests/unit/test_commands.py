@@ -74,6 +74,8 @@ class FakeTracking:
     answer_status: int | None = None
     delay_s: float = 0.0
     calls: list[dict[str, str]] = field(default_factory=list)
+    forwarded_for: list[str | None] = field(default_factory=list)
+    throttled: bool = False
 
     def add(self, status: RequestState, **flags: Any) -> str:
         code = CODES.next_code()
@@ -85,6 +87,9 @@ class FakeTracking:
         assert request.url.path == "/api/v1/tracking/lookup"
         query = json.loads(request.content)
         self.calls.append(query)
+        self.forwarded_for.append(request.headers.get("x-forwarded-for"))
+        if self.throttled:
+            return httpx.Response(429, headers={"Retry-After": "17"}, json={"status": 429})
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.down:
@@ -406,6 +411,20 @@ async def test_tracking_error_answer_is_a_503(tracking: FakeTracking, publish: F
     ) as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     assert_problem(response, 503)
+    assert publish.published == []
+
+
+async def test_lookup_is_made_under_the_citizens_address_and_its_throttling_is_theirs(
+    tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.SUBMITTED)
+    tracking.throttled = True
+    transport = httpx.ASGITransport(app=build_app(tracking, publish), client=("203.0.113.7", 4711))
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    assert_problem(response, 429)
+    assert response.headers["retry-after"] == "17"
+    assert tracking.forwarded_for == ["203.0.113.7"]
     assert publish.published == []
 
 
