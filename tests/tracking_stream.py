@@ -31,6 +31,7 @@ from shared.events import (
     derived_event_id,
 )
 from tests.inquiry_stream import submissions
+from tests.kafka_tools import partition_ids
 
 SERVICE_ID = "no-criminal-record-certificate"
 AGENCY = "judiciary"
@@ -182,7 +183,7 @@ async def raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or set())]
+        partitions = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import MetaData, Table, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -97,6 +98,10 @@ async def swap_in(
     """Swap the staging tables in if they hold exactly what the live ones do; returns the retired tables' names."""
     retired_suffix = f"_retired_{secrets.token_hex(3)}"
     async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # Python's sqlite3 opens no transaction for DDL on its own: without this, each rename would commit
+            # alone and a lookup could meet a moment with no `timeline_entry`. IMMEDIATE: the write lock first.
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
         if connection.dialect.name == "postgresql":
             # Live folds update their offsets first: holding this lock, nothing is folded until we commit.
             await connection.execute(text(f"LOCK TABLE {live.offsets.name} IN SHARE ROW EXCLUSIVE MODE"))
@@ -167,7 +172,7 @@ async def rebuild(
     folded_seconds = BATCH_SECONDS.labels("rebuild")
     folded_count = FOLDED.labels("rebuild")
     try:
-        partitions = sorted(await consumer.partitions_for_topic(topic) or set())
+        partitions = await _partitions(kafka, topic)
         assigned = [TopicPartition(topic, partition) for partition in partitions]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
@@ -226,3 +231,17 @@ async def rebuild(
     finally:
         await consumer.stop()
     return RebuildReport(events, time.perf_counter() - started, False, folded_to)
+
+
+async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The topic's partitions, from the cluster's metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    found = sorted(partition["partition"] for partition in description.get("partitions", []))
+    if not found:
+        raise LookupError(f"topic {topic!r} has no partitions (does it exist?)")
+    return found

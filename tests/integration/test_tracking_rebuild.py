@@ -53,9 +53,9 @@ class Stream:
     end: int
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stream(servers: Servers) -> Iterator[Stream]:
-    """One topic with the whole history, shared by the SQLite and the PostgreSQL runs."""
+    """A topic of its own with the whole history, for each database's run (the run appends to it)."""
     topic = f"test.rebuild.{uuid.uuid4().hex[:8]}"
     events = list(lifecycles(REQUESTS, seed=5))
 
