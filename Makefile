@@ -58,6 +58,7 @@ test-servers-down: ## Stop the Kafka, Redis and PostgreSQL that the tests starte
 bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratios against a raw baseline); docs/PERFORMANCE.md
 	$(PY) -m bench.intake_bench
 	$(PY) -m bench.inquiry_bench
+	$(PY) -m bench.tracking_bench
 
 # The tests' and benchmarks' servers are stopped by their state folders too, so that clean stops them even when
 # .venv is missing (stopping needs only the pid files and PostgreSQL's data folder, never the ports).
