@@ -15,10 +15,12 @@ import sys
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar
+from shared.redis_client import make_redis
 from shared.runner import run_service
 from shared.topics import Topic
 
 from .app import SERVICE_NAME, create_app
+from .cache import StatusCache
 from .folding import catalog_terms
 from .rebuild import rebuild
 from .service import Projector, create_projection_tables
@@ -49,6 +51,16 @@ async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swa
             swap=swap,
             on_progress=progress,
         )
+        if report.swapped:
+            # The rebuilt rows equal the live ones, but cached answers of the old tables are not worth the doubt.
+            redis = make_redis(settings.redis.url)
+            try:
+                cleared = await StatusCache(redis, key=settings.lookup_key.get_secret_value().encode()).clear()
+                print(json.dumps({"cache_entries_cleared": cleared}), file=sys.stderr, flush=True)
+            except Exception as error:  # entries expire on their own within TRACKING_LOOKUP_CACHE_TTL_S
+                print(json.dumps({"cache_not_cleared": type(error).__name__}), file=sys.stderr, flush=True)
+            finally:
+                await redis.aclose()
     finally:
         await engine.dispose()
     print(

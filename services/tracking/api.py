@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.jalali import to_jalali_datetime_text, to_jalali_text
@@ -23,7 +29,7 @@ from .models import (
     TimelineEntry,
     TimelineOut,
 )
-from .service import lookup
+from .service import lookup, national_id_digest
 
 router = APIRouter(prefix="/api/v1/tracking")
 
@@ -91,13 +97,34 @@ def status_of(record: RequestRecord, entries: list[TimelineEntry]) -> StatusOut:
     )
 
 
-@router.post(
-    "/lookup",
-    response_model=StatusOut,
-    responses=problem_responses(404, 429),
-    summary="A request's status and timeline (tracking code + national ID, in the body, never the URL)",
-)
-async def post_lookup(query: LookupIn, request: Request) -> StatusOut:
+async def answer_for(deps: Tracking, tracking_code: str, national_id: str) -> StatusOut | None:
+    """The request's answer for this applicant, from the cache when it is hot; None, uniformly, otherwise."""
+    expected = national_id_digest(national_id, deps.lookup_key)
+    cached = await deps.cache.get(tracking_code)
+    if cached is not None:
+        digest, stored = cached
+        return StatusOut.model_validate(stored) if hmac.compare_digest(digest, expected) else None
+    found = await lookup(
+        sessions=deps.sessions, tracking_code=tracking_code, national_id=national_id, lookup_key=deps.lookup_key
+    )
+    if found is None:
+        return None
+    answer = status_of(*found)
+    await deps.cache.put(tracking_code, found[0].national_id_digest, answer.model_dump(mode="json"))
+    return answer
+
+
+@dataclass(frozen=True)
+class Found:
+    """A request the caller may see: its canonical code, the applicant's national ID, and its answer now."""
+
+    tracking_code: str
+    national_id: str
+    answer: StatusOut
+
+
+async def asked_for(query: LookupIn, request: Request) -> Found:
+    """The request the caller may see: else 429, or the uniform 404."""
     deps: Tracking = request.app.state.tracking
     # Counted before anything is looked at, for codes that exist and codes that do not alike.
     decision = await deps.throttle.hit(
@@ -110,9 +137,45 @@ async def post_lookup(query: LookupIn, request: Request) -> StatusOut:
         national_id = normalize_national_id(query.national_id)
     except (InvalidTrackingCode, InvalidNationalId) as error:
         raise _not_found() from error
-    found = await lookup(
-        sessions=deps.sessions, tracking_code=code, national_id=national_id, lookup_key=deps.lookup_key
-    )
-    if found is None:
+    answer = await answer_for(deps, code, national_id)
+    if answer is None:
         raise _not_found()
-    return status_of(*found)
+    return Found(code, national_id, answer)
+
+
+AskedFor = Annotated[Found, Depends(asked_for)]
+
+
+@router.post(
+    "/lookup",
+    response_model=StatusOut,
+    responses=problem_responses(404, 429),
+    summary="A request's status and timeline (tracking code + national ID, in the body, never the URL)",
+)
+async def post_lookup(found: AskedFor) -> StatusOut:
+    return found.answer
+
+
+@router.post(
+    "/events",
+    response_class=EventSourceResponse,
+    responses=problem_responses(404, 429),
+    summary="Live updates of one request as Server-Sent Events (POST: the national ID stays out of the URL)",
+    description=(
+        "The first `status` event is the request as it stands; each later one follows a change of it. The stream "
+        "ends after `TRACKING_STREAM_MAX_S`; reconnect to go on. Clients that can only GET (EventSource) use a "
+        "fetch-based SSE client."
+    ),
+)
+async def post_events(found: AskedFor, request: Request) -> AsyncIterator[ServerSentEvent]:
+    deps: Tracking = request.app.state.tracking
+    shown: tuple[object, ...] | None = None
+    answer: StatusOut | None = found.answer
+    deadline = time.monotonic() + deps.stream_max_s
+    while answer is not None and time.monotonic() < deadline and not await request.is_disconnected():
+        seen = (answer.status, len(answer.timeline), answer.updated_at, answer.sla_breached, answer.complaint_open)
+        if seen != shown:
+            yield ServerSentEvent(data=answer.model_dump(mode="json"), event="status", id=str(len(answer.timeline)))
+            shown = seen
+        await deps.changes.wait(found.tracking_code)
+        answer = await answer_for(deps, found.tracking_code, found.national_id)

@@ -24,6 +24,7 @@ from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .api import router
+from .cache import ChangeFeed, StatusCache
 from .consumer import ProjectionConsumer
 from .folding import catalog_terms
 from .handlers import Tracking, documentation_router
@@ -77,7 +78,19 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         per_code=settings.lookup_limit_per_code,
         code_key=lookup_key,
     )
-    deps = Tracking(sessions=sessions, lookup_key=lookup_key, relay=relay, projector=projector, throttle=throttle)
+    cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
+    changes = ChangeFeed(redis, cache, poll_s=settings.stream_poll_s)
+    projector.on_committed = cache.changed
+    deps = Tracking(
+        sessions=sessions,
+        lookup_key=lookup_key,
+        relay=relay,
+        projector=projector,
+        throttle=throttle,
+        cache=cache,
+        changes=changes,
+        stream_max_s=settings.stream_max_s,
+    )
 
     async def publish_breach(event: SlaBreached) -> object:
         return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
@@ -97,6 +110,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await create_projection_tables(engine)
         bus.start()
+        changes.start()
 
         def when_connected(name: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
             async def run() -> None:
@@ -113,6 +127,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await bus.stop()
+        await changes.stop()
         await redis.aclose()
         await engine.dispose()
 

@@ -10,6 +10,7 @@ from shared.events import RequestEvent, SlaBreached, StatusChanged
 from shared.kafka import make_router
 from shared.topics import Topic
 
+from .cache import ChangeFeed, StatusCache
 from .outbox import OutboxRelay
 from .service import Projector, Sessions
 from .throttle import LookupThrottle
@@ -29,6 +30,9 @@ class Tracking:
     relay: OutboxRelay
     projector: Projector
     throttle: LookupThrottle
+    cache: StatusCache
+    changes: ChangeFeed
+    stream_max_s: float = 1800.0
 
 
 def documentation_router(*, group_id: str) -> KafkaRouter:

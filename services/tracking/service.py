@@ -10,7 +10,8 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,8 @@ from .folding import REQUEST_FIELDS, TIMELINE_FIELDS, ProjectedRequest, TermsOf,
 from .models import ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 
 SOURCE = "/khedmat/tracking"
+
+log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -117,6 +120,8 @@ class Projector:
     # With a tracer, each event's fold is a CONSUMER span in its request's own trace (the live fold); the
     # rebuild replays history without one.
     tracer: Tracer | None = None
+    # Told which requests a committed batch changed (cache invalidation, live streams); live fold only.
+    on_committed: Callable[[set[str]], Awaitable[None]] | None = None
 
     def digest(self, national_id: str) -> str:
         return national_id_digest(national_id, self.lookup_key)
@@ -126,9 +131,15 @@ class Projector:
         if not batch:
             return []
         async with self.sessions() as session, session.begin():
-            return await self._fold(await session.connection(), batch)
+            changes, touched = await self._fold(await session.connection(), batch)
+        if touched and self.on_committed is not None:
+            try:
+                await self.on_committed(touched)
+            except Exception as error:  # the projection is committed; a cache's TTL covers a missed notice
+                log.warning("after-commit notice failed: %s", type(error).__name__)
+        return changes
 
-    async def _fold(self, session: AsyncConnection, batch: Sequence[Delivered]) -> list[StatusChanged]:
+    async def _fold(self, session: AsyncConnection, batch: Sequence[Delivered]) -> tuple[list[StatusChanged], set[str]]:
         t = self.tables
         topics = sorted({item.position.topic for item in batch})
         # FOR UPDATE: two replicas folding one partition during a rebalance serialise here (PostgreSQL).
@@ -144,7 +155,7 @@ class Projector:
             if item.position.offset >= stored.get((item.position.topic, item.position.partition), 0)
         ]
         if not fresh:
-            return []
+            return [], set()
         moved: dict[tuple[str, int], int] = {}
         for item in fresh:
             key = (item.position.topic, item.position.partition)
@@ -194,7 +205,8 @@ class Projector:
                 await session.execute(
                     insert(t.offsets).values(topic=topic, partition=partition, next_offset=next_offset)
                 )
-        return [change for change, _ in changes] if self.emit_status else []
+        touched = {entry["tracking_code"] for entry in entries}
+        return ([change for change, _ in changes] if self.emit_status else []), touched
 
     @contextlib.contextmanager
     def _span(self, item: Delivered) -> Iterator[None]:

@@ -40,6 +40,11 @@ class TrackingSettings(BaseSettings):
     # Lookup budgets (limits' syntax, several joined by ";"), per client address and per tracking code.
     lookup_limit_per_client: str = "30/minute;300/hour"
     lookup_limit_per_code: str = "10/minute;50/day"
+    # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
+    lookup_cache_ttl_s: int = Field(default=30, ge=1, le=3600)
+    # A live stream (SSE) ends after this long; the client reconnects. Without Redis it re-reads this often.
+    stream_max_s: float = Field(default=1800.0, gt=0)
+    stream_poll_s: float = Field(default=5.0, gt=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
