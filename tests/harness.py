@@ -100,6 +100,7 @@ class Stack:
         }
         ports = {name: free_port() for name in SERVICES}
         specific["intake"]["INTAKE_TRACKING_URL"] = f"http://127.0.0.1:{ports['tracking']}"
+        specific["tracking"]["TRACKING_NOTIFY_URL"] = f"http://127.0.0.1:{ports['notify']}"
         for name, env in specific.items():
             port = self.agencies_port if name == "sandbox" else ports[name]
             if name != "sandbox":

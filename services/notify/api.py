@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hmac
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import FieldProblem, ProblemError, problem_responses
 
-from .models import Notification
+from .adapters import SendError
+from .models import Contact, Notification
 from .service import list_notifications
 from .wiring import Notify
 
@@ -97,3 +101,61 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
         tracking_code_display=format_for_display(code),
         notifications=[_out(row) for row in rows],
     )
+
+
+# --- internal: one-time codes for tracking --------------------------------------------------------
+
+internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+
+
+class OneTimeCodeIn(BaseModel):
+    """tracking asks for `code` to be texted to the mobile on record of the request `tracking_code`."""
+
+    tracking_code: str = Field(pattern=r"^[0-9]{15}$")
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class OneTimeCodeOut(BaseModel):
+    """Where the code went, masked (the citizen is told which of their numbers to look at)."""
+
+    mobile_hint: str
+
+
+@internal_router.post(
+    "/one-time-codes", status_code=202, response_model=OneTimeCodeOut, responses=problem_responses(401, 404, 503)
+)
+async def post_one_time_code(body: OneTimeCodeIn, request: Request, notify: NotifyDep) -> OneTimeCodeOut:
+    """Text a one-time code to a request's applicant (tracking's history login); the code is never logged."""
+    expected = request.app.state.settings.internal_key.get_secret_value()
+    if not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, ""), expected):
+        raise ProblemError(
+            status=401,
+            slug="internal-unauthenticated",
+            title_en="A valid internal key is required",
+            title_fa="کلید داخلی معتبر لازم است",
+        )
+    async with notify.sessions() as session:
+        contact = await session.get(Contact, body.tracking_code)
+    if contact is None:
+        raise ProblemError(
+            status=404,
+            slug="unknown-contact",
+            title_en="No contact is known for this request",
+            title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
+        )
+    message = (
+        f"میز خدمت: کد یکبارمصرف شما {body.code} است. آن را به کسی ندهید.\n"
+        f"Khedmat one-time code: {body.code}. Do not share it."
+    )
+    try:
+        await notify.sms.send(receptor=contact.mobile, message=message, local_id=str(uuid.uuid4()))
+    except SendError as error:
+        raise ProblemError(
+            status=503,
+            slug="sms-unavailable",
+            title_en="The code could not be texted now",
+            title_fa="ارسال پیامک در این لحظه ممکن نشد",
+            headers={"Retry-After": "30"},
+        ) from error
+    return OneTimeCodeOut(mobile_hint=mask_mobile(contact.mobile))

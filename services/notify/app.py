@@ -19,7 +19,7 @@ from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
 
 from .adapters import KavenegarSmsClient, SmtpEmailSender
-from .api import router
+from .api import internal_router, router
 from .handlers import build_router
 from .models import create_tables
 from .rendering import Renderer
@@ -94,6 +94,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)
+    app.include_router(internal_router)
     app.include_router(
         operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
     )

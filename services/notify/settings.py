@@ -10,6 +10,10 @@ from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 DEV_SMS_API_KEY = "sandbox-sms-key"
 
 
+# Shared with tracking's development default (TRACKING_NOTIFY_KEY), so a local desk works out of the box.
+DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
+
+
 class NotifySettings(BaseSettings):
     """How notify listens, where it keeps its records, how it reaches the SMS gateway and mail relay."""
 
@@ -22,6 +26,8 @@ class NotifySettings(BaseSettings):
     # Kavenegar puts the key in the URL path, so it is a secret that must stay out of logs, errors and spans.
     sms_api_key: SecretStr = SecretStr(DEV_SMS_API_KEY)
     sms_sender: str = "10004346"
+    # What tracking presents to have a one-time code texted to a request's applicant (internal route).
+    internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=1, le=65535)
     # True demands STARTTLS and fails when the relay does not offer it; False speaks plain SMTP (a local
@@ -45,4 +51,8 @@ class NotifySettings(BaseSettings):
             self.sms_api_key.get_secret_value() == DEV_SMS_API_KEY
         ):
             raise ValueError("NOTIFY_SMS_API_KEY must be set to a secret outside local and test runs")
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
+        ):
+            raise ValueError("NOTIFY_INTERNAL_KEY must be set to a secret outside local and test runs")
         return self

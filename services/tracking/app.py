@@ -28,6 +28,8 @@ from .cache import ChangeFeed, StatusCache
 from .consumer import ProjectionConsumer
 from .folding import catalog_terms
 from .handlers import Tracking, documentation_router
+from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .history_api import router as history_router
 from .outbox import OutboxRelay
 from .service import Projector, create_projection_tables
 from .settings import TrackingSettings
@@ -90,6 +92,16 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         cache=cache,
         changes=changes,
         stream_max_s=settings.stream_max_s,
+        tokens=HistoryTokens(lookup_key, ttl_s=settings.history_token_ttl_s),
+        code_throttle=LookupThrottle(
+            redis,
+            per_client=settings.one_time_code_limit_per_client,
+            per_code=settings.one_time_code_limit_per_national_id,
+            code_key=lookup_key,
+            key_prefix="khedmat:tracking:one-time-code",
+        ),
+        codes=OneTimeCodes(redis, key=lookup_key, ttl_s=settings.one_time_code_ttl_s),
+        code_sender=NotifyCodeSender(settings.notify_url, internal_key=settings.notify_key.get_secret_value()),
     )
 
     async def publish_breach(event: SlaBreached) -> object:
@@ -128,6 +140,8 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
                 await task
         await bus.stop()
         await changes.stop()
+        if deps.code_sender is not None:
+            await deps.code_sender.aclose()
         await redis.aclose()
         await engine.dispose()
 
@@ -145,6 +159,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)
+    app.include_router(history_router)
     app.include_router(
         operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
     )

@@ -11,6 +11,7 @@ from shared.kafka import make_router
 from shared.topics import Topic
 
 from .cache import ChangeFeed, StatusCache
+from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .outbox import OutboxRelay
 from .service import Projector, Sessions
 from .throttle import LookupThrottle
@@ -32,6 +33,10 @@ class Tracking:
     throttle: LookupThrottle
     cache: StatusCache
     changes: ChangeFeed
+    tokens: HistoryTokens
+    code_throttle: LookupThrottle
+    codes: OneTimeCodes | None = None
+    code_sender: NotifyCodeSender | None = None
     stream_max_s: float = 1800.0
 
 

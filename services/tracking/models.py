@@ -22,7 +22,7 @@ class RequestRecord(SQLModel, table=True):
     __tablename__ = "request_status"
 
     tracking_code: str = Field(primary_key=True, max_length=15)
-    national_id_digest: str = Field(max_length=64)
+    national_id_digest: str = Field(max_length=64, index=True)
     service_id: str
     catalog_version: int
     agency: str

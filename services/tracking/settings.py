@@ -12,6 +12,8 @@ from shared.catalog import DEFAULT_CATALOG_DIR
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
+# notify's development default (NOTIFY_INTERNAL_KEY).
+DEV_NOTIFY_KEY = "dev-only-internal-key-change-me"
 
 
 class TrackingSettings(BaseSettings):
@@ -41,6 +43,13 @@ class TrackingSettings(BaseSettings):
     lookup_limit_per_client: str = "30/minute;300/hour"
     lookup_limit_per_code: str = "10/minute;50/day"
     # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
+    # History login: notify texts the one-time code (it holds the mobiles); its internal route's key.
+    notify_url: str = "http://127.0.0.1:8084"
+    notify_key: SecretStr = SecretStr(DEV_NOTIFY_KEY)
+    one_time_code_ttl_s: int = Field(default=300, ge=60, le=900)
+    one_time_code_limit_per_client: str = "10/hour"
+    one_time_code_limit_per_national_id: str = "3/10minutes;10/day"
+    history_token_ttl_s: int = Field(default=900, ge=60, le=3600)
     lookup_cache_ttl_s: int = Field(default=30, ge=1, le=3600)
     # A live stream (SSE) ends after this long; the client reconnects. Without Redis it re-reads this often.
     stream_max_s: float = Field(default=1800.0, gt=0)
@@ -55,4 +64,8 @@ class TrackingSettings(BaseSettings):
             self.lookup_key.get_secret_value() == DEV_LOOKUP_KEY
         ):
             raise ValueError("TRACKING_LOOKUP_KEY must be set to a secret outside local and test runs")
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.notify_key.get_secret_value() == DEV_NOTIFY_KEY
+        ):
+            raise ValueError("TRACKING_NOTIFY_KEY must be set to a secret outside local and test runs")
         return self

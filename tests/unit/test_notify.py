@@ -767,7 +767,13 @@ async def test_placeholder_sms_key_refused_outside_local_and_test() -> None:
     NotifySettings(deployment=DeploymentSettings(deployment_environment="test"))
     with pytest.raises(ValidationError):
         NotifySettings(deployment=DeploymentSettings(deployment_environment="production"))
-    NotifySettings(deployment=DeploymentSettings(deployment_environment="production"), sms_api_key="a-real-secret")
+    with pytest.raises(ValidationError, match="NOTIFY_INTERNAL_KEY"):
+        NotifySettings(deployment=DeploymentSettings(deployment_environment="production"), sms_api_key="a-real-secret")
+    NotifySettings(
+        deployment=DeploymentSettings(deployment_environment="production"),
+        sms_api_key="a-real-secret",
+        internal_key="another-real-secret",
+    )
 
 
 async def test_notifications_route_lists_without_contact_details(tmp_path: Path) -> None:

@@ -1,0 +1,162 @@
+"""tracking's history routes: a one-time code by SMS, a short-lived token for it, then the citizen's requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from shared.domain.identity import InvalidNationalId, normalize_national_id
+from shared.http import ProblemError, problem_responses, rate_limited
+
+from .api import status_of
+from .handlers import Tracking
+from .history import HistoryUnavailable, latest_request, requests_of
+from .models import StatusOut
+from .service import national_id_digest
+
+router = APIRouter(prefix="/api/v1/tracking/history")
+_bearer = HTTPBearer(auto_error=False)
+
+
+class CodeRequestIn(BaseModel):
+    """Who asks for their history: the national ID only (the code goes to the mobile already on record)."""
+
+    national_id: str = Field(min_length=1, max_length=20, examples=["0012345679"])
+
+
+class CodeRequestOut(BaseModel):
+    """The same answer whether or not this national ID has requests: nothing is revealed here."""
+
+    message_fa: str = "اگر درخواستی با این کد ملی ثبت شده باشد، کد یکبارمصرف به شمارهٔ همراه آن پیامک شد."
+    message_en: str = "If requests were made with this national ID, a one-time code was texted to their mobile."
+    expires_in_s: int
+
+
+class TokenIn(BaseModel):
+    """The national ID and the one-time code the citizen received."""
+
+    national_id: str = Field(min_length=1, max_length=20)
+    code: str = Field(pattern=r"^[0-9۰-۹]{6}$")
+
+
+class TokenOut(BaseModel):
+    """A bearer token for the history, valid `expires_in_s` seconds."""
+
+    token: str
+    token_type: str = "Bearer"
+    expires_in_s: int
+
+
+class HistoryOut(BaseModel):
+    """The citizen's requests, newest first (each one's timeline is in its own lookup)."""
+
+    requests: list[StatusOut]
+
+
+def _unavailable() -> ProblemError:
+    return ProblemError(
+        status=503,
+        slug="history-unavailable",
+        title_en="Your history cannot be opened right now",
+        title_fa="سابقهٔ درخواست‌ها در این لحظه در دسترس نیست",
+        detail_en="Nothing was sent. Please try again in a minute.",
+        detail_fa="چیزی ارسال نشد. لطفاً یک دقیقهٔ دیگر دوباره تلاش کنید.",
+        headers={"Retry-After": "60"},
+    )
+
+
+def _not_signed_in(detail_en: str, detail_fa: str) -> ProblemError:
+    return ProblemError(
+        status=401,
+        slug="history-unauthenticated",
+        title_en="Please prove who you are first",
+        title_fa="ابتدا هویت خود را تأیید کنید",
+        detail_en=detail_en,
+        detail_fa=detail_fa,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _subject(deps: Tracking, national_id: str) -> str:
+    try:
+        return national_id_digest(normalize_national_id(national_id), deps.lookup_key)
+    except InvalidNationalId:
+        # Counted and answered like any other: a malformed ID reveals nothing either.
+        return national_id_digest(national_id.strip(), deps.lookup_key)
+
+
+@router.post(
+    "/one-time-code",
+    status_code=202,
+    response_model=CodeRequestOut,
+    responses=problem_responses(429, 503),
+    summary="Text a one-time code to the mobile on record of your latest request",
+)
+async def post_one_time_code(body: CodeRequestIn, request: Request) -> CodeRequestOut:
+    deps: Tracking = request.app.state.tracking
+    if deps.codes is None or deps.code_sender is None:
+        raise _unavailable()
+    subject = _subject(deps, body.national_id)
+    decision = await deps.code_throttle.hit(
+        client=request.client.host if request.client else "unknown", tracking_code=subject
+    )
+    if not decision.allowed:
+        raise rate_limited(decision.retry_after_s)
+    latest = await latest_request(deps.sessions, subject)
+    if latest is not None:
+        try:
+            code = await deps.codes.issue(subject)
+            try:
+                await deps.code_sender.send(tracking_code=latest, code=code)
+            except HistoryUnavailable:
+                await deps.codes.withdraw(subject)
+                raise
+        except HistoryUnavailable as error:
+            raise _unavailable() from error
+    return CodeRequestOut(expires_in_s=deps.codes.ttl_s)
+
+
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    responses=problem_responses(401, 503),
+    summary="Trade the one-time code for a short-lived token",
+)
+async def post_token(body: TokenIn, request: Request) -> TokenOut:
+    deps: Tracking = request.app.state.tracking
+    if deps.codes is None:
+        raise _unavailable()
+    subject = _subject(deps, body.national_id)
+    code = body.code.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789"))
+    try:
+        redeemed = await deps.codes.redeem(subject, code)
+    except HistoryUnavailable as error:
+        raise _unavailable() from error
+    if not redeemed:
+        raise _not_signed_in(
+            "The code is wrong, used or expired; ask for a new one.",
+            "کد نادرست، استفاده‌شده یا منقضی است؛ کد تازه بخواهید.",
+        )
+    return TokenOut(token=deps.tokens.issue(subject), expires_in_s=deps.tokens.ttl_s)
+
+
+@router.get(
+    "",
+    response_model=HistoryOut,
+    responses=problem_responses(401),
+    summary="Your requests and their results (Authorization: Bearer <token>)",
+)
+async def get_history(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> HistoryOut:
+    deps: Tracking = request.app.state.tracking
+    subject = deps.tokens.subject(credentials.credentials) if credentials else None
+    if subject is None:
+        raise _not_signed_in(
+            "Send the token from /history/token as a Bearer token; it lasts 15 minutes.",
+            "توکن دریافتی از /history/token را به شکل Bearer بفرستید؛ ۱۵ دقیقه اعتبار دارد.",
+        )
+    return HistoryOut(requests=[status_of(record, []) for record in await requests_of(deps.sessions, subject)])
