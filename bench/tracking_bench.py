@@ -20,7 +20,8 @@ from sqlalchemy import insert
 from bench.common import BENCH_KAFKA, bench_database, start_bench_servers, stop_bench_servers
 from services.tracking.folding import catalog_terms
 from services.tracking.rebuild import rebuild
-from services.tracking.service import LIVE_TABLES, Projector, create_projection_tables
+from services.tracking.schema import migrate
+from services.tracking.service import LIVE_TABLES, Projector
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar
@@ -37,7 +38,7 @@ async def rebuild_rate(database_url: str, topic: str) -> tuple[int, float]:
     """Rebuild the whole topic into a fresh projection on `database_url`: (events, seconds)."""
     engine = make_engine(database_url)
     try:
-        await create_projection_tables(engine)
+        await migrate(engine)
         ends = await end_offsets(BENCH_KAFKA, topic)
         # As if the live fold had reached the end: the rebuild's target, and its swap condition.
         async with engine.begin() as connection:

@@ -23,14 +23,15 @@ from .app import SERVICE_NAME, create_app
 from .cache import StatusCache
 from .folding import catalog_terms
 from .rebuild import rebuild
-from .service import Projector, create_projection_tables
+from .schema import migrate
+from .service import Projector
 from .settings import TrackingSettings
 
 
 async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swap: bool) -> int:
     engine = make_engine(settings.database_url)
     try:
-        await create_projection_tables(engine)
+        await migrate(engine)
         projector = Projector(
             make_sessionmaker(engine),
             settings.lookup_key.get_secret_value().encode(),

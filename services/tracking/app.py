@@ -31,7 +31,8 @@ from .handlers import Tracking, documentation_router
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .history_api import router as history_router
 from .outbox import OutboxRelay
-from .service import Projector, create_projection_tables
+from .schema import migrate
+from .service import Projector
 from .settings import TrackingSettings
 from .sla import SlaWatcher
 from .throttle import LookupThrottle
@@ -120,7 +121,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await create_projection_tables(engine)
+        await migrate(engine)
         bus.start()
         changes.start()
 

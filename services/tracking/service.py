@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.domain.working_days import WorkingCalendar
@@ -337,11 +337,3 @@ async def lookup(
             select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
         )
         return record, list(entries)
-
-
-async def create_projection_tables(engine: AsyncEngine) -> None:
-    """The live tables and the outbox (before Alembic owns the schema, and in tests)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(
-            lambda sync: LIVE_TABLES.requests.metadata.create_all(sync, tables=[*LIVE_TABLES.all(), OUTBOX_TABLE])
-        )

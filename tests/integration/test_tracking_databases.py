@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.tracking.schema import migrate
 from services.tracking.service import (
     Delivered,
     Position,
     Projector,
     Sessions,
-    create_projection_tables,
     lookup,
 )
 from services.tracking.sla import SlaWatcher
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.asyncio
 
 async def database(url: str) -> tuple[Sessions, AsyncEngine]:
     engine = make_engine(url)
-    await create_projection_tables(engine)
+    await migrate(engine)
     return make_sessionmaker(engine), engine
 
 

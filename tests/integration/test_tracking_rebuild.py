@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.tracking.consumer import ProjectionConsumer
 from services.tracking.folding import catalog_terms
 from services.tracking.rebuild import rebuild
+from services.tracking.schema import migrate
 from services.tracking.service import (
     LIVE_TABLES,
     OUTBOX_TABLE,
     ProjectionTables,
     Projector,
-    create_projection_tables,
     lookup,
     stored_offsets,
 )
@@ -109,7 +109,7 @@ async def test_rebuild_of_100k_events_is_the_live_projection_and_texts_nobody(
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers=servers.kafka_bootstrap)
     engine = make_engine(database_url)
-    await create_projection_tables(engine)
+    await migrate(engine)
     projector = Projector(make_sessionmaker(engine), KEY, catalog_terms(load_catalog()), load_calendar())
     live = ProjectionConsumer(
         kafka=kafka,

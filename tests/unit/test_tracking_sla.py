@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.tracking.folding import ProjectedRequest, ServiceTerms, catalog_terms, fold
-from services.tracking.service import Delivered, Position, Projector, Sessions, create_projection_tables, lookup
+from services.tracking.schema import migrate
+from services.tracking.service import Delivered, Position, Projector, Sessions, lookup
 from services.tracking.sla import SlaWatcher
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
@@ -137,7 +138,7 @@ def test_terms_of_an_unknown_service_are_none_and_known_ones_name_their_agencies
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'sla.db'}")
-    await create_projection_tables(engine)
+    await migrate(engine)
     yield make_sessionmaker(engine)
     await engine.dispose()
 

@@ -1,0 +1,1 @@
+"""tracking's schema migrations (Alembic), applied at start by `services.tracking.schema.migrate`."""
