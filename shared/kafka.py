@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -153,6 +153,20 @@ class _DeadLetterMiddleware(BaseMiddleware):
         if not isinstance(exc_val, Exception):
             return False
         return await self.policy.handle_failure(self.msg, exc_val)
+
+
+def make_consumer(kafka: KafkaSettings, *, group_id: str | None, client_id: str, **options: Any) -> AIOKafkaConsumer:
+    """A bare aiokafka consumer for the services' own consume loops: it never commits on its own (each loop
+    commits what it has done, or keeps its offsets elsewhere) and starts a new group at the first record."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=kafka.request_timeout_ms,
+        **options,
+    )
 
 
 def make_broker(

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import Gauge, Histogram
 
 from shared.envelope import decode_headers
-from shared.kafka import DeadLetterPolicy, scrub
+from shared.kafka import DeadLetterPolicy, make_consumer, scrub
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,7 @@ class KeyOrderedConsumer:
     # ----------------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Join the group and begin consuming in the background."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            group_id=self.group_id,
-            client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            request_timeout_ms=self.kafka.request_timeout_ms,
-        )
+        consumer = make_consumer(self.kafka, group_id=self.group_id, client_id=self.client_id)
         consumer.subscribe([self.topic], listener=_DrainOnRevoke(self))
         await consumer.start()
         self._consumer = consumer

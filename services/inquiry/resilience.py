@@ -17,11 +17,9 @@ from typing import Any, Final
 import httpx
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 from prometheus_client import Counter, Gauge
-from redis.exceptions import RedisError
+
+from shared.rate_limits import REDIS_FAILURES, shared_moving_window
 
 from .adapters import AgencyUnavailable
 
@@ -32,7 +30,6 @@ Clock = Callable[[], float]
 
 # Same budget as intake's guards: a dead or hung Redis may cost one call about half a second, no retries.
 # Everything a Redis call can raise when the server is down, hung or refuses the command.
-REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
 
 RATE_LIMIT_PREFIX: Final = "khedmat:inq-rl"
 CACHE_PREFIX: Final = "khedmat:inq-cache"
@@ -208,15 +205,7 @@ class AgencyRateLimit:
         self.default = parse(default) if default else None
         self.max_wait_s = max_wait_s
         self.poll_s = poll_s
-        # Same connection pool (and short timeouts) as the client given; the URI only names the scheme.
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=key_prefix,
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
-        # A moving window: a denied hit records nothing, and the reset time is exactly when a slot frees.
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = shared_moving_window(redis, key_prefix=key_prefix)
 
     def limit_for(self, agency: str) -> RateLimitItem | None:
         """The agency's limit, the default one, or None (unlimited)."""

@@ -6,22 +6,18 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
+from limits import RateLimitItem
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from shared.domain.digits import normalize_digits
 from shared.domain.identity import InvalidNationalId, normalize_national_id
+from shared.rate_limits import REDIS_FAILURES, parse_limits, retry_after_s, shared_moving_window
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +27,6 @@ IDEMPOTENCY_PREFIX: Final = "khedmat:idem:"
 RATE_LIMIT_PREFIX: Final = "khedmat:rl"
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 128
 
-# Everything a Redis call can raise when the server is down, hung or refuses the command.
-REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
 
 RATE_LIMIT_FAIL_OPEN = Counter(
     "khedmat_rate_limit_fail_open_total", "Rate limit checks allowed without counting because Redis failed"
@@ -198,19 +192,6 @@ class RateDecision:
     degraded: bool = False
 
 
-def retry_after_s(reset_at: float, now: float) -> int:
-    """Whole seconds from now until the window frees a slot, rounded up and never below 1."""
-    return max(1, math.ceil(reset_at - now))
-
-
-def parse_limits(value: str) -> list[RateLimitItem]:
-    """Limit strings such as "30/minute" or "30/minute;500/day"; ValueError when one does not parse."""
-    items = parse_many(value)
-    if not items:
-        raise ValueError(f"no rate limit in {value!r}")
-    return items
-
-
 def national_id_digest(national_id: str, key: bytes) -> str:
     """HMAC-SHA256 (hex) of a national ID in canonical form, so Redis never holds the ID itself."""
     try:
@@ -230,15 +211,7 @@ class RateLimits:
         self.per_client = parse_limits(per_client)
         self.per_national_id = parse_limits(per_national_id)
         self._national_id_key = national_id_key
-        # Same connection pool (and timeouts) as the client given; the URI only names the scheme.
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=RATE_LIMIT_PREFIX,
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
-        # A moving window: a denied hit records nothing, and the reset time is exactly when a slot frees.
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = shared_moving_window(redis, key_prefix=RATE_LIMIT_PREFIX)
 
     async def _check(self, items: list[RateLimitItem], scope: RateScope, identity: str) -> RateDecision | None:
         for item in items:

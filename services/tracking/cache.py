@@ -20,11 +20,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+
+from shared.rate_limits import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 CACHE_READS = Counter("khedmat_tracking_lookup_cache_total", "Lookup cache reads by result", ["result"])
 
 

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from shared.envelope import decode_headers
 from shared.events import AcceptedEvent, is_known_request_event, parse_request_event
-from shared.kafka import DeadLetterPolicy, scrub
+from shared.kafka import DeadLetterPolicy, make_consumer, scrub
 from shared.settings import KafkaSettings
 
 from .service import Delivered, Position, Projector, stored_offsets
@@ -123,14 +123,7 @@ class ProjectionConsumer:
 
     async def start(self) -> None:
         """Join the group and fold in the background."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            group_id=self.group_id,
-            client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            request_timeout_ms=self.kafka.request_timeout_ms,
-        )
+        consumer = make_consumer(self.kafka, group_id=self.group_id, client_id=self.client_id)
         listener = ResumeFromProjection(self.projector, lambda: self._consumer, from_beginning=self.from_beginning)
         consumer.subscribe([self.topic], listener=listener)
         # Known to the listener before start(): the first assignment may come while start() still runs.

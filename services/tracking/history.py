@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 import redis.asyncio as aioredis
-from sqlalchemy import select
+from sqlmodel import select
 
-from .cache import REDIS_FAILURES
+from shared.rate_limits import REDIS_FAILURES
+
 from .models import RequestRecord
 from .service import Sessions
 
@@ -146,22 +147,21 @@ class NotifyCodeSender:
 async def latest_request(sessions: Sessions, subject: str) -> str | None:
     """The tracking code of the applicant's most recent request (its contact is the freshest)."""
     async with sessions() as session:
-        rows = await session.scalars(
-            select(RequestRecord.tracking_code)  # type: ignore[call-overload]
+        rows = await session.exec(
+            select(RequestRecord.tracking_code)
             .where(RequestRecord.national_id_digest == subject)
             .order_by(RequestRecord.submitted_at.desc())  # type: ignore[attr-defined]
             .limit(1)
         )
-        found: str | None = rows.first()
-        return found
+        return rows.first()
 
 
 async def requests_of(sessions: Sessions, subject: str, limit: int = 100) -> list[RequestRecord]:
     """The applicant's requests, newest first."""
     async with sessions() as session:
-        rows = await session.scalars(
+        rows = await session.exec(
             select(RequestRecord)
-            .where(RequestRecord.national_id_digest == subject)  # type: ignore[arg-type]
+            .where(RequestRecord.national_id_digest == subject)
             .order_by(RequestRecord.submitted_at.desc())  # type: ignore[attr-defined]
             .limit(limit)
         )

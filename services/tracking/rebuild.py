@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import MetaData, Table, select, text
 from sqlalchemy.engine import Connection
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import quoted_name
 
+from shared.kafka import make_consumer
 from shared.settings import KafkaSettings
 
 from .consumer import BATCH_SECONDS, FOLDED, decode
@@ -157,12 +158,10 @@ async def rebuild(
         emit_status=False,
         now=projector.now,
     )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = make_consumer(
+        kafka,
         group_id=None,
-        enable_auto_commit=False,
         client_id="tracking-rebuild",
-        request_timeout_ms=kafka.request_timeout_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
     )

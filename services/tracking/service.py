@@ -20,6 +20,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.domain.working_days import WorkingCalendar
@@ -333,7 +334,7 @@ async def lookup(
         expected = national_id_digest(national_id, lookup_key)
         if record is None or not hmac.compare_digest(record.national_id_digest, expected):
             return None
-        entries = await session.scalars(
-            select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
+        entries = await session.exec(
+            orm_select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
         )
         return record, list(entries)

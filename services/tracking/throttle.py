@@ -13,29 +13,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits import RateLimitItem
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from shared.domain.digits import normalize_digits, strip_separators
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
+from shared.rate_limits import REDIS_FAILURES, parse_limits, retry_after_s, shared_moving_window
 
 log = logging.getLogger(__name__)
 
 LOOKUP_THROTTLE_PREFIX: Final = "khedmat:tracking:lookup"
-
-# Everything a Redis call can raise when the server is down, hung or refuses the command (as intake's guards
-# and inquiry's resilience; shared/ has no common definition to import).
-REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
 
 LOOKUP_THROTTLE_DEGRADED = Counter(
     "khedmat_tracking_lookup_throttle_degraded_total",
@@ -55,19 +49,6 @@ class LookupDecision:
     scope: LookupScope | None = None
     # True when Redis failed and the per-process fallback limiter answered (looser across replicas).
     degraded: bool = False
-
-
-def parse_limits(value: str) -> list[RateLimitItem]:
-    """Limit strings such as "30/minute" or "30/minute;300/hour"; ValueError when none parses."""
-    items = parse_many(value)
-    if not items:
-        raise ValueError(f"no rate limit in {value!r}")
-    return items
-
-
-def retry_after_s(reset_at: float, now: float) -> int:
-    """Whole seconds from now until the window frees a slot, rounded up and never below 1."""
-    return max(1, math.ceil(reset_at - now))
 
 
 def code_digest(tracking_code: str, key: bytes) -> str:
@@ -111,15 +92,7 @@ class LookupThrottle:
         self._code_key = code_key
         self._shared: MovingWindowRateLimiter | None = None
         if redis is not None:
-            # Same connection pool (and short timeouts) as the client given; the URI only names the scheme.
-            storage = RedisStorage(
-                "async+redis://",
-                implementation="redispy",
-                key_prefix=key_prefix,
-                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-            )
-            # A moving window: a denied hit records nothing, and the reset time is exactly when a slot frees.
-            self._shared = MovingWindowRateLimiter(storage)
+            self._shared = shared_moving_window(redis, key_prefix=key_prefix)
         # Always built, so a Redis failure finds it ready and its windows carry over between failures.
         self._local = MovingWindowRateLimiter(MemoryStorage())
 

@@ -17,11 +17,10 @@ from services.intake.guards import (
     canonical_json,
     fingerprint,
     national_id_digest,
-    parse_limits,
-    retry_after_s,
     validate_idempotency_key,
 )
 from services.intake.settings import DEV_RATE_LIMIT_KEY, IntakeSettings
+from shared.rate_limits import parse_limits, retry_after_s
 from shared.redis_client import REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S, make_redis
 from shared.settings import DeploymentSettings
 

@@ -213,3 +213,12 @@ async def test_a_breached_request_may_be_complained_about(sessions: Sessions) ->
     assert found is not None
     record = found[0]
     assert record.complaint_open and record.open_complaint_id == "c-9" and record.complaint_filed_at == filed_at
+
+
+def test_the_folds_plain_rows_have_exactly_the_tables_columns() -> None:
+    # The fold works on dataclasses (cheap), written as rows of the SQLModel tables: they must never drift.
+    from services.tracking.folding import REQUEST_FIELDS, TIMELINE_FIELDS
+    from services.tracking.models import RequestRecord, TimelineEntry
+
+    assert set(REQUEST_FIELDS) == {column.name for column in RequestRecord.__table__.columns}  # type: ignore[attr-defined]
+    assert set(TIMELINE_FIELDS) == {column.name for column in TimelineEntry.__table__.columns}  # type: ignore[attr-defined]
