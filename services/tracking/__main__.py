@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     rebuild_parser = commands.add_parser("rebuild", help="rebuild the projection from offset 0 and swap it in")
     rebuild_parser.add_argument("--topic", default=Topic.REQUESTS.value)
-    rebuild_parser.add_argument("--batch", type=int, default=2000)
+    rebuild_parser.add_argument("--batch", type=int, default=10_000)
     rebuild_parser.add_argument("--no-swap", action="store_true", help="fold into staging tables only")
     args = parser.parse_args(argv)
     settings = TrackingSettings()

@@ -41,8 +41,11 @@ BATCH_SECONDS = Histogram(
 )
 
 
-def decode(record: ConsumerRecord[bytes, bytes]) -> Delivered:
-    """One record as the projection sees it; raises for a record that is not a valid request event."""
+def decode(record: ConsumerRecord[bytes, bytes], *, with_headers: bool = True) -> Delivered:
+    """One record as the projection sees it; raises for a record that is not a valid request event.
+
+    The headers (trace context) are for the live fold's spans; a rebuild has none and skips them.
+    """
     position = Position(record.topic, record.partition, record.offset)
     payload = json.loads(record.value) if record.value is not None else None
     if not isinstance(payload, dict):
@@ -52,7 +55,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Delivered:
         log.warning("skipping unknown event type at %s[%d]@%d", record.topic, record.partition, record.offset)
         return Delivered(position, None)
     event = parse_request_event(payload)
-    headers = decode_headers(record.headers or ())
+    headers = decode_headers(record.headers or ()) if with_headers else None
     # A submission or command Kafka appended after intake had answered 503 never happened.
     void = isinstance(event, AcceptedEvent) and not event.counts(
         timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type

@@ -7,6 +7,7 @@ rebuilt projection equal to the live one, row by row.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -189,13 +190,19 @@ def _documents(record: ProjectedRequest, added: list[DocumentRef]) -> str:
     return json.dumps(known, ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=8192)
+def _add_working_days(calendar: WorkingCalendar, day: date, count: int) -> date:
+    # Requests submitted the same day share their due date: a rebuild asks the same question thousands of times.
+    return calendar.add_working_days(day, count)
+
+
 def _due_on(record: ProjectedRequest, calendar: WorkingCalendar) -> None:
     """The due date from the working days allowed plus those spent waiting on the citizen; none while paused."""
     if record.duration_working_days is None or record.paused_since is not None:
         record.due_on = None
         return
-    record.due_on = calendar.add_working_days(
-        tehran_day(record.submitted_at), record.duration_working_days + record.paused_working_days
+    record.due_on = _add_working_days(
+        calendar, tehran_day(record.submitted_at), record.duration_working_days + record.paused_working_days
     )
 
 
@@ -222,8 +229,12 @@ def fold(
     digest: Callable[[str], str],
     terms_of: TermsOf,
     calendar: WorkingCalendar,
+    want_change: bool = True,
 ) -> Folded:
-    """Apply one event (not a duplicate: the caller checked its id) to the request's row, which it updates in place."""
+    """Apply one event (not a duplicate: the caller checked its id) to the request's row, which it updates in place.
+
+    `want_change=False` (a rebuild, which publishes nothing) skips building the StatusChanged.
+    """
     # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
     foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
     if foreign is not None:
@@ -309,7 +320,7 @@ def fold(
     record.waiting_for_fa, record.waiting_for_en = waiting
     record.updated_at = max(record.updated_at, event.occurred_at)
     _move_sla_clock(record, previous, event.occurred_at, calendar)
-    if not outcome.changed:
+    if not outcome.changed or not want_change:
         return Folded(record, entry, None)
     reason_fa, reason_en = status_reason(event)
     change = StatusChanged(

@@ -134,7 +134,7 @@ async def rebuild(
     projector: Projector,
     kafka: KafkaSettings,
     topic: str,
-    batch: int = 2000,
+    batch: int = 10_000,
     swap: bool = True,
     drop_retired: bool = True,
     idle_timeout_s: float = 60.0,
@@ -157,6 +157,7 @@ async def rebuild(
         tables=staging,
         emit_status=False,
         now=projector.now,
+        carry_working=True,
     )
     consumer = make_consumer(
         kafka,
@@ -213,7 +214,7 @@ async def rebuild(
                     consumer.seek(tp, limit)  # read the rest again once the live fold has passed it
                 for record in kept:
                     try:
-                        delivered.append(decode(record))
+                        delivered.append(decode(record, with_headers=False))
                     except Exception:  # the live consumer dead-lettered it already: skip it here too
                         delivered.append(Delivered(Position(record.topic, record.partition, record.offset), None))
                 if kept:

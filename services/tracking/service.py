@@ -98,6 +98,8 @@ class _Working:
     dirty: set[str] = field(default_factory=set)
     seen: dict[str, set[str]] = field(default_factory=dict)
     next_seq: dict[str, int] = field(default_factory=dict)
+    # Codes whose rows were read (or found absent): a carried working set reads each code once.
+    loaded: set[str] = field(default_factory=set)
 
 
 def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
@@ -123,6 +125,9 @@ class Projector:
     tracer: Tracer | None = None
     # Told which requests a committed batch changed (cache invalidation, live streams); live fold only.
     on_committed: Callable[[set[str]], Awaitable[None]] | None = None
+    # Keep the folded requests in memory across batches (a rebuild: nobody else writes its tables).
+    carry_working: bool = False
+    _carried: _Working | None = field(default=None, init=False, repr=False)
 
     def digest(self, national_id: str) -> str:
         return national_id_digest(national_id, self.lookup_key)
@@ -131,8 +136,15 @@ class Projector:
         """Fold the batch in one transaction; records at or past a stored offset only. Returns the changes."""
         if not batch:
             return []
-        async with self.sessions() as session, session.begin():
-            changes, touched = await self._fold(await session.connection(), batch)
+        try:
+            async with self.sessions() as session, session.begin():
+                changes, touched = await self._fold(await session.connection(), batch)
+        except BaseException:
+            self._carried = None  # rows were changed in place for a transaction that did not commit
+            raise
+        if self._carried is not None:
+            self._carried.existing |= self._carried.dirty
+            self._carried.dirty = set()
         if touched and self.on_committed is not None:
             try:
                 await self.on_committed(touched)
@@ -163,7 +175,11 @@ class Projector:
             moved[key] = max(moved.get(key, 0), item.position.offset + 1)
 
         folding = [item for item in fresh if item.event is not None and not item.void]
-        working = await self._load(session, sorted({item.event.tracking_code for item in folding if item.event}))
+        codes = sorted({item.event.tracking_code for item in folding if item.event})
+        # A rebuild is the only writer of its staging tables: what it folded stays in memory for later batches.
+        working = await self._load(session, codes, self._carried or _Working())
+        if self.carry_working:
+            self._carried = working
         entries: list[dict[str, Any]] = []
         changes: list[tuple[StatusChanged, str]] = []
         for item in folding:
@@ -184,9 +200,11 @@ class Projector:
                     digest=self.digest,
                     terms_of=self.terms_of,
                     calendar=self.calendar,
+                    want_change=self.emit_status,
                 )
                 carrier: dict[str, str] = {}
-                propagate.inject(carrier)  # the relay's publish of the change continues this event's trace
+                if folded.change is not None:
+                    propagate.inject(carrier)  # the relay's publish of the change continues this event's trace
             entries.append({name: getattr(folded.entry, name) for name in TIMELINE_FIELDS})
             if folded.record is not None:
                 working.records[code] = folded.record
@@ -234,9 +252,10 @@ class Projector:
         ):
             yield
 
-    async def _load(self, session: AsyncConnection, codes: list[str]) -> _Working:
+    async def _load(self, session: AsyncConnection, codes: list[str], working: _Working) -> _Working:
         t = self.tables
-        working = _Working()
+        codes = [code for code in codes if code not in working.loaded]
+        working.loaded.update(codes)
         for chunk in _chunks(codes):
             for row in await session.execute(select(t.requests).where(t.requests.c.tracking_code.in_(chunk))):
                 values = dict(row._mapping)

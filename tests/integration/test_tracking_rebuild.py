@@ -90,7 +90,7 @@ def named(tables: ProjectionTables, names: list[str]) -> ProjectionTables:
 
 async def outbox_causes(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as connection:
-        values = await connection.execute(select(OUTBOX_TABLE.c.value))
+        values = await connection.execute(select(OUTBOX_TABLE.c.value).order_by(OUTBOX_TABLE.c.id))
         return [parse_status_event(value.encode()).caused_by for (value,) in values]
 
 
@@ -150,9 +150,7 @@ async def test_rebuild_of_100k_events_is_the_live_projection_and_texts_nobody(
 
         # 1. The live fold idle: the rebuild replays the whole history and swaps in what it built.
         looking = asyncio.create_task(keep_looking_up())
-        report = await rebuild(
-            engine=engine, projector=projector, kafka=kafka, topic=stream.topic, batch=2000, drop_retired=False
-        )
+        report = await rebuild(engine=engine, projector=projector, kafka=kafka, topic=stream.topic, drop_retired=False)
         lookups_running = False
         await looking
         assert report.swapped and report.events == stream.end
@@ -173,7 +171,7 @@ async def test_rebuild_of_100k_events_is_the_live_projection_and_texts_nobody(
         # 2. The live fold moving: new requests arrive while a second rebuild runs; the swap waits for them.
         later = list(lifecycles(LATER_REQUESTS, seed=6))
         producing = asyncio.create_task(produce(servers.kafka_bootstrap, stream.topic, later))
-        second = await rebuild(engine=engine, projector=projector, kafka=kafka, topic=stream.topic, batch=2000)
+        second = await rebuild(engine=engine, projector=projector, kafka=kafka, topic=stream.topic)
         await producing
         end = stream.end + len(later)
         await until_folded(projector, stream.topic, end, 120)
