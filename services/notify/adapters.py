@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.policy
 import logging
 import re
+import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -14,10 +16,17 @@ import aiosmtplib
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter
 
 from shared.kafka import scrub
 
+log = logging.getLogger(__name__)
+
 REDACTED = "[REDACTED]"
+SMS_GATEWAY_SENT = Counter("khedmat_notify_sms_gateway_sent_total", "SMS accepted, by gateway", ["gateway"])
+SMS_GATEWAY_FAILURES = Counter(
+    "khedmat_notify_sms_gateway_failures_total", "SMS sends that failed, by gateway", ["gateway"]
+)
 # Kavenegar answers 409 for "cannot answer right now"; 408/425/429 are the generic "try again later" codes.
 _RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 _EMAIL_ADDRESS = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
@@ -150,6 +159,63 @@ class KavenegarSmsClient:
         await self.http.aclose()
         for log_filter in self._log_filters:
             logging.getLogger("httpx").removeFilter(log_filter)
+
+
+class FailoverSmsGateway:
+    """SMS through the first gateway that takes it, in order of preference; the one that last worked goes first.
+
+    A gateway that fails hands the message to the next (same `local_id`, so a provider that did accept it
+    after all drops nothing twice on its own side). Sticking to the gateway that last succeeded keeps a dead
+    primary from costing every message a failed call; every `retry_primary_s` the first gateway is tried
+    first again, so traffic returns to it once it is back. When every gateway fails, the error is retryable
+    if any failure was.
+    """
+
+    def __init__(
+        self,
+        gateways: list[SmsGateway],
+        *,
+        names: list[str] | None = None,
+        retry_primary_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not gateways:
+            raise ValueError("at least one SMS gateway is needed")
+        self.gateways = gateways
+        self.names = names or [f"gateway-{index}" for index in range(len(gateways))]
+        self.retry_primary_s = retry_primary_s
+        self.clock = clock
+        self._preferred = 0
+        self._preferred_since = clock()
+
+    def _order(self) -> list[int]:
+        if self._preferred and self.clock() - self._preferred_since >= self.retry_primary_s:
+            self._preferred = 0
+        rest = [index for index in range(len(self.gateways)) if index != self._preferred]
+        return [self._preferred, *rest]
+
+    async def send(self, *, receptor: str, message: str, local_id: str) -> str:
+        failures: list[SmsSendError] = []
+        for index in self._order():
+            try:
+                message_id = await self.gateways[index].send(receptor=receptor, message=message, local_id=local_id)
+            except SmsSendError as error:
+                SMS_GATEWAY_FAILURES.labels(self.names[index]).inc()
+                failures.append(error)
+                continue
+            if index != self._preferred:
+                log.warning("SMS failed over to %s", self.names[index])
+                self._preferred, self._preferred_since = index, self.clock()
+            SMS_GATEWAY_SENT.labels(self.names[index]).inc()
+            return message_id
+        summary = "; ".join(str(error) for error in failures)
+        raise SmsSendError(f"every SMS gateway failed: {summary}", retryable=any(e.retryable for e in failures))
+
+    async def aclose(self) -> None:
+        for gateway in self.gateways:
+            close = getattr(gateway, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def redact_addresses(text: str) -> str:

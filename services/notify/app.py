@@ -18,7 +18,7 @@ from shared.kafka import BusConnection, make_broker
 from shared.telemetry import make_tracer_provider
 from shared.topics import core_topics
 
-from .adapters import KavenegarSmsClient, SmtpEmailSender
+from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .api import internal_router, router
 from .handlers import build_router
 from .models import create_tables
@@ -34,14 +34,32 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     settings = settings or NotifySettings()
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
     engine = make_engine(settings.database_url)
-    sms = KavenegarSmsClient(
-        base_url=settings.sms_base_url,
-        api_key=settings.sms_api_key.get_secret_value(),
-        sender=settings.sms_sender,
-        timeout_s=settings.send_timeout_s,
+    gateways = [
+        KavenegarSmsClient(
+            base_url=settings.sms_base_url,
+            api_key=settings.sms_api_key.get_secret_value(),
+            sender=settings.sms_sender,
+            timeout_s=settings.send_timeout_s,
+        )
+    ]
+    if settings.sms_fallback_base_url:
+        fallback_key = settings.sms_fallback_api_key or settings.sms_api_key
+        gateways.append(
+            KavenegarSmsClient(
+                base_url=settings.sms_fallback_base_url,
+                api_key=fallback_key.get_secret_value(),
+                sender=settings.sms_fallback_sender or settings.sms_sender,
+                timeout_s=settings.send_timeout_s,
+            )
+        )
+    for gateway in gateways:
+        # The hook rewrites the span's URL: the API key sits in its path.
+        HTTPXClientInstrumentor.instrument_client(
+            gateway.http, tracer_provider=provider, request_hook=gateway.redact_span
+        )
+    sms = FailoverSmsGateway(
+        list(gateways), names=["primary", "fallback"][: len(gateways)], retry_primary_s=settings.sms_retry_primary_s
     )
-    # The hook rewrites the span's URL: the API key sits in its path.
-    HTTPXClientInstrumentor.instrument_client(sms.http, tracer_provider=provider, request_hook=sms.redact_span)
     email = SmtpEmailSender(
         host=settings.smtp_host,
         port=settings.smtp_port,

@@ -26,6 +26,12 @@ class NotifySettings(BaseSettings):
     # Kavenegar puts the key in the URL path, so it is a secret that must stay out of logs, errors and spans.
     sms_api_key: SecretStr = SecretStr(DEV_SMS_API_KEY)
     sms_sender: str = "10004346"
+    # A second gateway to fail over to (same API shape), used when set; its key is as secret as the first's.
+    sms_fallback_base_url: str | None = None
+    sms_fallback_api_key: SecretStr | None = None
+    sms_fallback_sender: str | None = None
+    # After a failover, how long the gateway that worked keeps the traffic before the first is tried again.
+    sms_retry_primary_s: float = Field(default=60.0, gt=0)
     # What tracking presents to have a one-time code texted to a request's applicant (internal route).
     internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     smtp_host: str = "127.0.0.1"
