@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,13 +23,27 @@ from shared.topics import core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .api import internal_router, router
+from .domain import parse_quiet_hours
 from .handlers import build_router
 from .models import create_tables
 from .rendering import Renderer
+from .service import release_held
 from .settings import NotifySettings
 from .wiring import Notify
 
 SERVICE_NAME = "notify"
+
+log = logging.getLogger(__name__)
+
+
+async def release_when_due(notify: Notify, *, every_s: float) -> None:
+    """Send the SMS held for the quiet hours once they end (and retry released ones that failed)."""
+    while True:
+        try:
+            await release_held(sessions=notify.sessions, sms=notify.sms, policy=notify.policy)
+        except Exception as error:  # the database or the gateways hiccuped: the rows wait for the next round
+            log.warning("releasing held SMS failed: %s", type(error).__name__)
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: NotifySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
@@ -77,6 +94,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         renderer=Renderer(load_catalog()),
         group_id=settings.group_id,
         contact_wait_s=settings.contact_wait_s,
+        quiet=parse_quiet_hours(settings.quiet_hours),
     )
     broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
     broker.include_router(build_router(notify))
@@ -93,9 +111,13 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         async with engine.begin() as conn:
             await create_tables(conn)
         bus.start()
+        releasing = asyncio.create_task(release_when_due(notify, every_s=settings.release_every_s))
         try:
             yield
         finally:
+            releasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await releasing
             await bus.stop()
             await sms.aclose()
             await engine.dispose()

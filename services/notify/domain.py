@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Final
+
+from shared.domain.jalali import TEHRAN
 
 
 class Channel(StrEnum):
@@ -80,3 +84,48 @@ def sms_parts(text: str) -> int:
     if length <= single:
         return 1
     return math.ceil(length / part)
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Hours of Tehran's wall clock when SMS that can wait are held (the window may cross midnight: 22:00–07:00).
+
+    What cannot wait (the citizen must act: a correction, a payment) goes out at once.
+    """
+
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise ValueError("quiet hours need a start and an end that differ")
+
+    def _quiet(self, clock: time) -> bool:
+        if self.start < self.end:
+            return self.start <= clock < self.end
+        return clock >= self.start or clock < self.end
+
+    def release_at(self, moment: datetime) -> datetime | None:
+        """When an SMS held at `moment` may go (the window's end, in UTC); None when `moment` is not quiet."""
+        if moment.tzinfo is None:
+            raise ValueError("a naive datetime has no place in time: give it a zone")
+        local = moment.astimezone(TEHRAN)
+        if not self._quiet(local.time().replace(tzinfo=None)):
+            return None
+        end = datetime.combine(local.date(), self.end, tzinfo=TEHRAN)
+        if end <= local:
+            end = datetime.combine(local.date() + timedelta(days=1), self.end, tzinfo=TEHRAN)
+        return end.astimezone(UTC)
+
+
+URGENT_STATUSES: Final = frozenset({"NEEDS_CORRECTION", "AWAITING_PAYMENT"})
+
+
+def parse_quiet_hours(text: str) -> QuietHours | None:
+    """`22:00-07:00` (Tehran), or empty for none; ValueError otherwise."""
+    if not text.strip():
+        return None
+    start, separator, end = text.strip().partition("-")
+    if not separator:
+        raise ValueError(f"quiet hours are written HH:MM-HH:MM, not {text!r}")
+    return QuietHours(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))

@@ -83,6 +83,7 @@ async def _notify_when_contact_known(deps: Notify, event: StatusChanged) -> list
                 email=deps.email,
                 renderer=deps.renderer,
                 policy=deps.policy,
+                quiet=deps.quiet,
             )
         except ContactNotYetKnown:
             if loop.time() >= deadline:

@@ -8,6 +8,8 @@ from sqlalchemy import Column, DateTime, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
+from shared.db import UtcDateTime
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -42,6 +44,9 @@ class Notification(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Held for the quiet hours: not sent before this moment (the sweeper releases it), with its text kept.
+    not_before: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    body: str | None = None
 
 
 async def create_tables(conn: AsyncConnection) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -16,11 +17,14 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from shared.events import RequestSubmitted, StatusChanged
 
 from .adapters import EmailSender, SendError, SmsGateway
-from .domain import Channel, NotificationState, after_attempts, can_send, channels_for
+from .domain import URGENT_STATUSES, Channel, NotificationState, QuietHours, after_attempts, can_send, channels_for
 from .models import Contact, Notification
 from .rendering import Renderer
 
 log = logging.getLogger(__name__)
+
+# A released SMS that failed with budget left is held again this long (the sweeper is its only sender).
+RETRY_HELD_AFTER_S = 60
 
 Sessions = async_sessionmaker[AsyncSession]
 Send = Callable[[int], Awaitable[str]]
@@ -76,11 +80,15 @@ async def notify_status_change(
     email: EmailSender,
     renderer: Renderer,
     policy: SendPolicy = SendPolicy(),
+    quiet: QuietHours | None = None,
+    now: Callable[[], datetime] = _utcnow,
 ) -> list[str]:
     """Tell the applicant about a status change on each channel, at most once per (event, channel).
 
     Returns the channels sent in this call. Raises ContactNotYetKnown, or DeliveryDeferred when a channel
     failed in a retryable way (its row stays `created`, so a redelivery tries it and skips the sent ones).
+    An SMS that can wait is held during the quiet hours: recorded with its text and `not_before`, and sent by
+    `release_held` once they end.
     """
     async with sessions() as session:
         contact = await session.get(Contact, event.tracking_code)
@@ -89,10 +97,15 @@ async def notify_status_change(
     sent: list[str] = []
     deferred: list[str] = []
     for channel in channels_for(has_email=contact.email is not None):
-        send = _sender(channel, contact=contact, event=event, sms=sms, email=email, renderer=renderer)
-        notification = await _claim(sessions, event, channel)
+        send, body = _sender(channel, contact=contact, event=event, sms=sms, email=email, renderer=renderer)
+        hold_until = None
+        if channel is Channel.SMS and quiet is not None and event.status.value not in URGENT_STATUSES:
+            hold_until = quiet.release_at(now())
+        notification = await _claim(sessions, event, channel, not_before=hold_until, body=body)
         if not can_send(notification.state):
             continue
+        if notification.not_before is not None:
+            continue  # held for the quiet hours: release_held sends it
         state = await _deliver(sessions, notification, send, policy)
         if state is NotificationState.SENT:
             sent.append(channel.value)
@@ -111,15 +124,14 @@ def _sender(
     sms: SmsGateway,
     email: EmailSender,
     renderer: Renderer,
-) -> Send:
-    """Render first (a broken template fails before any row exists), then bind the send to a row id."""
+) -> tuple[Send, str | None]:
+    """Render first (a broken template fails before any row exists), then bind the send to a row id.
+
+    Also returns the SMS text, kept on the row so a held SMS can be sent later without its event.
+    """
     if channel is Channel.SMS:
         text = renderer.sms(language=contact.language, event=event)
-
-        async def send_sms(notification_id: int) -> str:
-            return await sms.send(receptor=contact.mobile, message=text, local_id=str(notification_id))
-
-        return send_sms
+        return _sms_sender(sms, contact.mobile, text), text
     content = renderer.email(language=contact.language, event=event)
     address = contact.email or ""
 
@@ -131,10 +143,24 @@ def _sender(
             message_key=f"{event.event_id}.{channel.value}",
         )
 
-    return send_email
+    return send_email, None
 
 
-async def _claim(sessions: Sessions, event: StatusChanged, channel: Channel) -> Notification:
+def _sms_sender(sms: SmsGateway, mobile: str, text: str) -> Send:
+    async def send_sms(notification_id: int) -> str:
+        return await sms.send(receptor=mobile, message=text, local_id=str(notification_id))
+
+    return send_sms
+
+
+async def _claim(
+    sessions: Sessions,
+    event: StatusChanged,
+    channel: Channel,
+    *,
+    not_before: datetime | None = None,
+    body: str | None = None,
+) -> Notification:
     """The row for (event, channel), created and committed before anything is sent (persist, then send)."""
     query = select(Notification).where(
         col(Notification.status_event_id) == event.event_id, col(Notification.channel) == channel.value
@@ -149,6 +175,8 @@ async def _claim(sessions: Sessions, event: StatusChanged, channel: Channel) -> 
             tracking_code=event.tracking_code,
             status=event.status.value,
             state=NotificationState.CREATED.value,
+            not_before=not_before,
+            body=body,
         )
         session.add(notification)
         try:
@@ -261,6 +289,64 @@ async def _finish(
             extra={"tracking_code": row.tracking_code},
         )
     return state
+
+
+async def release_held(
+    *,
+    sessions: Sessions,
+    sms: SmsGateway,
+    policy: SendPolicy = SendPolicy(),
+    now: Callable[[], datetime] = _utcnow,
+    batch: int = 200,
+) -> int:
+    """Send the SMS held for the quiet hours whose time has come; returns how many went out."""
+    moment = now()
+    query = (
+        select(Notification)
+        .where(
+            col(Notification.channel) == Channel.SMS.value,
+            col(Notification.state) == NotificationState.CREATED.value,
+            col(Notification.not_before).is_not(None),
+            col(Notification.not_before) <= moment,
+        )
+        .order_by(col(Notification.not_before), col(Notification.id))
+        .limit(batch)
+    )
+    async with sessions() as session:
+        due = list((await session.exec(query)).all())
+    sent = 0
+    for row in due:
+        if row.id is None or row.body is None or not await _take_held(sessions, row.id):
+            continue  # another replica's sweeper took it
+        async with sessions() as session:
+            contact = await session.get(Contact, row.tracking_code)
+        if contact is None:
+            continue
+        row.not_before = None
+        state = await _deliver(sessions, row, _sms_sender(sms, contact.mobile, row.body), policy)
+        if state is NotificationState.SENT:
+            sent += 1
+        elif state is NotificationState.CREATED:
+            await _hold(sessions, row.id, moment + timedelta(seconds=RETRY_HELD_AFTER_S))  # budget left: later
+    return sent
+
+
+async def _hold(sessions: Sessions, notification_id: int, until: datetime) -> None:
+    async with sessions() as session:
+        await session.exec(update(Notification).where(col(Notification.id) == notification_id).values(not_before=until))
+        await session.commit()
+
+
+async def _take_held(sessions: Sessions, notification_id: int) -> bool:
+    """Clear a held row's `not_before` if it is still set: exactly one sweeper wins the row."""
+    async with sessions() as session:
+        result = await session.exec(
+            update(Notification)
+            .where(col(Notification.id) == notification_id, col(Notification.not_before).is_not(None))
+            .values(not_before=None)
+        )
+        await session.commit()
+        return bool(result.rowcount)
 
 
 async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[Notification] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.notify.domain import parse_quiet_hours
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_SMS_API_KEY = "sandbox-sms-key"
@@ -32,6 +33,10 @@ class NotifySettings(BaseSettings):
     sms_fallback_sender: str | None = None
     # After a failover, how long the gateway that worked keeps the traffic before the first is tried again.
     sms_retry_primary_s: float = Field(default=60.0, gt=0)
+    # SMS that can wait are held during these hours of Tehran's clock ("22:00-07:00"; empty: never held).
+    quiet_hours: str = ""
+    # How often held SMS whose quiet hours have ended are looked for and sent.
+    release_every_s: float = Field(default=30.0, gt=0)
     # What tracking presents to have a one-time code texted to a request's applicant (internal route).
     internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     smtp_host: str = "127.0.0.1"
@@ -50,6 +55,11 @@ class NotifySettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+    @model_validator(mode="after")
+    def _quiet_hours_readable(self) -> NotifySettings:
+        parse_quiet_hours(self.quiet_hours)  # a typo fails at start, not at 22:00
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> NotifySettings:

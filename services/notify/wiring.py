@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .adapters import EmailSender, SmsGateway
+from .domain import QuietHours
 from .rendering import Renderer
 from .service import SendPolicy, Sessions
 
@@ -20,3 +21,4 @@ class Notify:
     group_id: str = "notify"
     policy: SendPolicy = field(default_factory=SendPolicy)
     contact_wait_s: float = 10.0
+    quiet: QuietHours | None = None
