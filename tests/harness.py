@@ -101,6 +101,10 @@ class Stack:
         ports = {name: free_port() for name in SERVICES}
         specific["intake"]["INTAKE_TRACKING_URL"] = f"http://127.0.0.1:{ports['tracking']}"
         specific["tracking"]["TRACKING_NOTIFY_URL"] = f"http://127.0.0.1:{ports['notify']}"
+        # The sandbox gateway reports each SMS delivered to notify, as a real provider's webhook would.
+        specific["sandbox"]["SANDBOX_SMS_RECEIPT_URL"] = (
+            f"http://127.0.0.1:{ports['notify']}/internal/v1/sms/receipts?token=dev-only-receipt-token"
+        )
         for name, env in specific.items():
             port = self.agencies_port if name == "sandbox" else ports[name]
             if name != "sandbox":

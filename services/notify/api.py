@@ -16,7 +16,7 @@ from shared.http import FieldProblem, ProblemError, problem_responses
 
 from .adapters import SendError
 from .models import Contact, Notification
-from .service import list_notifications
+from .service import apply_receipt, list_notifications
 from .wiring import Notify
 
 router = APIRouter(prefix="/api/v1")
@@ -159,3 +159,35 @@ async def post_one_time_code(body: OneTimeCodeIn, request: Request, notify: Noti
             headers={"Retry-After": "30"},
         ) from error
     return OneTimeCodeOut(mobile_hint=mask_mobile(contact.mobile))
+
+
+# --- delivery receipts from the SMS gateways ------------------------------------------------------
+
+
+class ReceiptIn(BaseModel):
+    """A gateway's delivery report for one message (Kavenegar-style fields)."""
+
+    messageid: str | int
+    localid: str | int | None = None
+    status: str = Field(min_length=1, max_length=40)
+
+
+@internal_router.post(
+    "/sms/receipts", status_code=204, responses=problem_responses(401), summary="An SMS gateway's delivery receipt"
+)
+async def post_sms_receipt(body: ReceiptIn, request: Request, notify: NotifyDep, token: str = "") -> None:
+    """Move the notification to delivered or failed; late, repeated or out-of-order receipts change nothing."""
+    expected = request.app.state.settings.receipt_token.get_secret_value()
+    if not hmac.compare_digest(token, expected):
+        raise ProblemError(
+            status=401,
+            slug="receipt-unauthenticated",
+            title_en="A valid receipt token is required",
+            title_fa="توکن معتبر گزارش تحویل لازم است",
+        )
+    await apply_receipt(
+        sessions=notify.sessions,
+        local_id=str(body.localid or ""),
+        message_id=str(body.messageid),
+        receipt_status=body.status,
+    )

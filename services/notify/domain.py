@@ -23,10 +23,14 @@ class NotificationState(StrEnum):
 
     CREATED = "created"
     SENT = "sent"
+    DELIVERED = "delivered"
     FAILED = "failed"
 
 
-FINAL_STATES: Final = frozenset({NotificationState.SENT, NotificationState.FAILED})
+# Never sent again from these (a sent one may still learn from its delivery receipt; see after_receipt).
+FINAL_STATES: Final = frozenset({NotificationState.SENT, NotificationState.DELIVERED, NotificationState.FAILED})
+_DELIVERED_RECEIPTS: Final = frozenset({"delivered"})
+_FAILED_RECEIPTS: Final = frozenset({"failed", "undelivered", "expired", "rejected"})
 
 
 class IllegalTransition(ValueError):
@@ -41,6 +45,23 @@ def channels_for(*, has_email: bool) -> list[Channel]:
 def can_send(state: str) -> bool:
     """Only a notification that is still `created` may be sent (again); final states are never left."""
     return state == NotificationState.CREATED
+
+
+def after_receipt(state: str, receipt_status: str) -> NotificationState | None:
+    """The state a delivery receipt moves a notification to, or None when it changes nothing.
+
+    Receipts come late, twice or out of order: `delivered` and `failed` are never left; a `delivered`
+    receipt may overtake the recording of the send itself (the gateway evidently took the message); a failure
+    receipt counts only for a message known to be sent. Unknown receipt statuses change nothing.
+    """
+    receipt = receipt_status.strip().lower()
+    if state in (NotificationState.DELIVERED, NotificationState.FAILED):
+        return None
+    if receipt in _DELIVERED_RECEIPTS and state in (NotificationState.CREATED, NotificationState.SENT):
+        return NotificationState.DELIVERED
+    if receipt in _FAILED_RECEIPTS and state == NotificationState.SENT:
+        return NotificationState.FAILED
+    return None
 
 
 def is_final(state: str) -> bool:

@@ -17,7 +17,16 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from shared.events import RequestSubmitted, StatusChanged
 
 from .adapters import EmailSender, SendError, SmsGateway
-from .domain import URGENT_STATUSES, Channel, NotificationState, QuietHours, after_attempts, can_send, channels_for
+from .domain import (
+    URGENT_STATUSES,
+    Channel,
+    NotificationState,
+    QuietHours,
+    after_attempts,
+    after_receipt,
+    can_send,
+    channels_for,
+)
 from .models import Contact, Notification
 from .rendering import Renderer
 
@@ -347,6 +356,34 @@ async def _take_held(sessions: Sessions, notification_id: int) -> bool:
         )
         await session.commit()
         return bool(result.rowcount)
+
+
+async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, receipt_status: str) -> str | None:
+    """Record a gateway's delivery receipt; returns the notification's new state, or None when nothing changed.
+
+    The gateway names the notification by the `localid` notify sent (its row id); a receipt whose message id
+    is not the one recorded for that row (another message, or a forged one) changes nothing.
+    """
+    if not local_id.isdigit():
+        return None
+    async with sessions() as session:
+        row = await session.get(Notification, int(local_id))
+        if row is None or row.channel != Channel.SMS.value:
+            return None
+        if row.provider_message_id is not None and row.provider_message_id != message_id:
+            return None
+        new_state = after_receipt(row.state, receipt_status)
+        if new_state is None:
+            return None
+        row.state = new_state.value
+        if new_state is NotificationState.DELIVERED:
+            row.provider_message_id = row.provider_message_id or message_id
+            row.delivered_at = _utcnow()
+        else:
+            row.error = f"delivery receipt: {receipt_status}"[:500]
+        session.add(row)
+        await session.commit()
+        return new_state.value
 
 
 async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[Notification] | None:

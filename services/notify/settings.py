@@ -13,6 +13,7 @@ DEV_SMS_API_KEY = "sandbox-sms-key"
 
 # Shared with tracking's development default (TRACKING_NOTIFY_KEY), so a local desk works out of the box.
 DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
+DEV_RECEIPT_TOKEN = "dev-only-receipt-token"
 
 
 class NotifySettings(BaseSettings):
@@ -37,6 +38,8 @@ class NotifySettings(BaseSettings):
     quiet_hours: str = ""
     # How often held SMS whose quiet hours have ended are looked for and sent.
     release_every_s: float = Field(default=30.0, gt=0)
+    # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
+    receipt_token: SecretStr = SecretStr(DEV_RECEIPT_TOKEN)
     # What tracking presents to have a one-time code texted to a request's applicant (internal route).
     internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     smtp_host: str = "127.0.0.1"
@@ -71,4 +74,8 @@ class NotifySettings(BaseSettings):
             self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
         ):
             raise ValueError("NOTIFY_INTERNAL_KEY must be set to a secret outside local and test runs")
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.receipt_token.get_secret_value() == DEV_RECEIPT_TOKEN
+        ):
+            raise ValueError("NOTIFY_RECEIPT_TOKEN must be set to a secret outside local and test runs")
         return self

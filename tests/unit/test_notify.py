@@ -773,6 +773,7 @@ async def test_placeholder_sms_key_refused_outside_local_and_test() -> None:
         deployment=DeploymentSettings(deployment_environment="production"),
         sms_api_key="a-real-secret",
         internal_key="another-real-secret",
+        receipt_token="a-third-real-secret",
     )
 
 

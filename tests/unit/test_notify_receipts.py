@@ -1,0 +1,99 @@
+"""Delivery receipts: they move a notification to delivered or failed, never out of a final state, never for
+another message; a delivered receipt may overtake the recording of the send; the webhook needs its token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.notify.app import create_app
+from services.notify.domain import NotificationState, after_receipt
+from services.notify.models import Notification, create_tables
+from services.notify.service import Sessions, apply_receipt
+from services.notify.settings import NotifySettings
+from shared.db import make_engine, make_sessionmaker
+
+S = NotificationState
+
+
+@pytest.mark.parametrize(
+    ("state", "receipt", "after"),
+    [
+        (S.SENT, "delivered", S.DELIVERED),
+        (S.SENT, "failed", S.FAILED),
+        (S.SENT, "undelivered", S.FAILED),
+        (S.CREATED, "delivered", S.DELIVERED),  # the receipt overtook the recording of the send
+        (S.CREATED, "failed", None),  # the send's own outcome decides
+        (S.DELIVERED, "failed", None),
+        (S.DELIVERED, "delivered", None),
+        (S.FAILED, "delivered", None),
+        (S.SENT, "queued", None),
+    ],
+)
+def test_receipts_move_only_forward(state: NotificationState, receipt: str, after: NotificationState | None) -> None:
+    assert after_receipt(state, receipt) == after
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
+    async with engine.begin() as conn:
+        await create_tables(conn)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def add_row(sessions: Sessions, state: str, provider_id: str | None) -> int:
+    async with sessions() as session:
+        row = Notification(status_event_id="e-1", channel="sms", tracking_code="1" * 15, status="APPROVED", state=state)
+        row.provider_message_id = provider_id
+        session.add(row)
+        await session.commit()
+        assert row.id is not None
+        return row.id
+
+
+async def state_of(sessions: Sessions, row_id: int) -> str:
+    async with sessions() as session:
+        row = await session.get(Notification, row_id)
+        assert row is not None
+        return row.state
+
+
+async def test_a_receipt_for_another_message_changes_nothing(sessions: Sessions) -> None:
+    row_id = await add_row(sessions, "sent", "100000001")
+    assert (
+        await apply_receipt(sessions=sessions, local_id=str(row_id), message_id="999", receipt_status="delivered")
+        is None
+    )
+    assert (
+        await apply_receipt(sessions=sessions, local_id="x", message_id="100000001", receipt_status="delivered") is None
+    )
+    assert await state_of(sessions, row_id) == "sent"
+    changed = await apply_receipt(
+        sessions=sessions, local_id=str(row_id), message_id="100000001", receipt_status="delivered"
+    )
+    assert changed == "delivered" and await state_of(sessions, row_id) == "delivered"
+    # Late and repeated receipts leave it delivered.
+    for late in ("failed", "delivered"):
+        await apply_receipt(sessions=sessions, local_id=str(row_id), message_id="100000001", receipt_status=late)
+    assert await state_of(sessions, row_id) == "delivered"
+
+
+async def test_the_receipt_webhook_needs_its_token(tmp_path: Path) -> None:
+    settings = NotifySettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/api.db")
+    app = create_app(settings, tracer_provider=TracerProvider())
+    engine = make_engine(settings.database_url)
+    async with engine.begin() as conn:
+        await create_tables(conn)
+    await engine.dispose()
+    body = {"messageid": 1, "localid": "1", "status": "delivered"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as client:
+        refused = await client.post("/internal/v1/sms/receipts?token=wrong", json=body)
+        accepted = await client.post("/internal/v1/sms/receipts?token=dev-only-receipt-token", json=body)
+    assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+    assert accepted.status_code == 204
