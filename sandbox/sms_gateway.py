@@ -48,9 +48,19 @@ class SmsOutbox:
     def __init__(self, first_message_id: int = 100_000_001) -> None:
         self._next_id = first_message_id
         self._messages: list[SmsMessage] = []
+        self._by_localid: dict[tuple[str, str, str], SmsMessage] = {}
 
     def add(self, *, receptor: str, message: str, sender: str, localid: str | None) -> SmsMessage:
-        """Record an accepted message under a new message id."""
+        """Record an accepted message under a new message id; a resend with the same localid returns the first.
+
+        Kavenegar drops a message whose localid it has seen, answering with the earlier one: that is what lets
+        a client resend after a lost answer without texting anyone twice. (Keyed here also by receptor and
+        text, so different clients sharing one sandbox with colliding row-id localids never meet.)
+        """
+        if localid is not None:
+            earlier = self._by_localid.get((receptor, localid, message))
+            if earlier is not None:
+                return earlier
         # Ids keep growing across clear() so a late delivery receipt never names a different message.
         accepted = SmsMessage(
             messageid=self._next_id,
@@ -62,6 +72,8 @@ class SmsOutbox:
         )
         self._next_id += 1
         self._messages.append(accepted)
+        if localid is not None:
+            self._by_localid[(receptor, localid, message)] = accepted
         return accepted
 
     def list(self) -> list[SmsMessage]:
@@ -71,6 +83,7 @@ class SmsOutbox:
     def clear(self) -> None:
         """Forget every recorded message."""
         self._messages.clear()
+        self._by_localid.clear()
 
     async def wait_for(self, predicate: Callable[[SmsMessage], bool]) -> SmsMessage:
         """The first recorded message matching predicate, waiting for it; bound it with asyncio.timeout."""

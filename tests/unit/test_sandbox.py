@@ -726,3 +726,14 @@ async def test_mail_store_wait_for_gives_up_when_asked_to() -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1):
             await store.wait_for(lambda message: True)
+
+
+def test_a_resend_with_the_same_localid_is_not_texted_twice() -> None:
+    from sandbox.sms_gateway import SmsOutbox
+
+    outbox = SmsOutbox()
+    first = outbox.add(receptor="09121234567", message="سلام", sender="1000", localid="7")
+    again = outbox.add(receptor="09121234567", message="سلام", sender="1000", localid="7")
+    other = outbox.add(receptor="09121234567", message="سلام", sender="1000", localid="8")
+    assert again == first and other.messageid != first.messageid
+    assert len(outbox.list()) == 2
