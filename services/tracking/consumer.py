@@ -15,7 +15,6 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -199,11 +198,3 @@ class ProjectionConsumer:
         with contextlib.suppress(CommitFailedError, KafkaError):
             if positions:
                 await self._consumer.commit(positions)
-
-    @property
-    def lag_hint(self) -> dict[str, Any]:
-        """Where the consumer stands (for /readyz-style introspection in tests)."""
-        consumer = self._consumer
-        if consumer is None:
-            return {}
-        return {f"{tp.topic}[{tp.partition}]": consumer.last_stable_offset(tp) for tp in consumer.assignment()}
