@@ -310,6 +310,26 @@ class StatusChanged(EventBase):
 StatusEvent = Annotated[StatusChanged, Field(discriminator="event_type")]
 
 
+class NotificationOutcome(EventBase):
+    """On `desk.notifications`: how telling the applicant about one status change on one channel ended.
+
+    No contact details: the channel and the state only. Its id is derived from the status change, the channel
+    and the state, so a republished outcome is dropped by a consumer that has seen it.
+    """
+
+    event_type: Literal["NotificationOutcome"] = "NotificationOutcome"
+    schema_version: Literal[1] = 1
+    status_event_id: str
+    status: RequestState
+    channel: Literal["sms", "email"]
+    state: Literal["sent", "delivered", "failed"]
+
+
+def notification_outcome_id(status_event_id: str, channel: str, state: str) -> str:
+    """The one id of one outcome of one notification."""
+    return derived_event_id(status_event_id, "NotificationOutcome", f"{channel}:{state}")
+
+
 class ReviewApplicant(BaseModel):
     """The applicant as the reviewing agency sees them: only what its service's review names, never contacts."""
 
@@ -398,4 +418,5 @@ AnyEvent = (
     | SlaBreached
     | StatusChanged
     | ReviewRequested
+    | NotificationOutcome
 )

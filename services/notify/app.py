@@ -16,10 +16,11 @@ from sqlalchemy import text
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
+from shared.events import NotificationOutcome
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
-from shared.kafka import BusConnection, make_broker
+from shared.kafka import BusConnection, make_broker, publish_event
 from shared.telemetry import make_tracer_provider
-from shared.topics import core_topics
+from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .api import internal_router, router
@@ -27,7 +28,7 @@ from .domain import parse_quiet_hours
 from .handlers import build_router
 from .models import create_tables
 from .rendering import Renderer
-from .service import release_held
+from .service import publish_outcomes, release_held
 from .settings import NotifySettings
 from .wiring import Notify
 
@@ -43,6 +44,22 @@ async def release_when_due(notify: Notify, *, every_s: float) -> None:
             await release_held(sessions=notify.sessions, sms=notify.sms, policy=notify.policy)
         except Exception as error:  # the database or the gateways hiccuped: the rows wait for the next round
             log.warning("releasing held SMS failed: %s", type(error).__name__)
+        await asyncio.sleep(every_s)
+
+
+async def publish_outcomes_when_connected(notify: Notify, bus: BusConnection, *, every_s: float) -> None:
+    """Relay notification outcomes to desk.notifications while the process runs."""
+    await bus.connected.wait()
+
+    async def publish(event: NotificationOutcome) -> object:
+        return await publish_event(bus.broker, event, topic=Topic.NOTIFICATIONS, source="/khedmat/notify")
+
+    while True:
+        try:
+            if await publish_outcomes(sessions=notify.sessions, publish=publish):
+                continue
+        except Exception as error:  # Kafka or the database hiccuped: the rows stay unmarked, next round
+            log.warning("publishing notification outcomes failed: %s", type(error).__name__)
         await asyncio.sleep(every_s)
 
 
@@ -111,13 +128,18 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         async with engine.begin() as conn:
             await create_tables(conn)
         bus.start()
-        releasing = asyncio.create_task(release_when_due(notify, every_s=settings.release_every_s))
+        background = [
+            asyncio.create_task(release_when_due(notify, every_s=settings.release_every_s)),
+            asyncio.create_task(publish_outcomes_when_connected(notify, bus, every_s=settings.outcome_every_s)),
+        ]
         try:
             yield
         finally:
-            releasing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await releasing
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await bus.stop()
             await sms.aclose()
             await engine.dispose()

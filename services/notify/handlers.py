@@ -9,7 +9,13 @@ from typing import Any
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.events import RequestSubmitted, StatusChanged, parse_request_event, parse_status_event
+from shared.events import (
+    NotificationOutcome,
+    RequestSubmitted,
+    StatusChanged,
+    parse_request_event,
+    parse_status_event,
+)
 from shared.kafka import make_router
 from shared.topics import Topic
 
@@ -26,6 +32,12 @@ def build_router(deps: Notify) -> KafkaRouter:
     # faststream 0.7.8 does not pass the broker's ack_policy down to an included router's subscribers: they
     # would fall back to ACK_FIRST (auto-commit, at most once) and a failed notification would be lost.
     router = make_router()
+    router.publisher(
+        Topic.NOTIFICATIONS,
+        title="desk.notifications:NotificationOutcome",
+        description="Each notification's outcome (sent, delivered, failed), relayed from notify's own records.",
+        schema=NotificationOutcome,
+    )
 
     @router.subscriber(
         Topic.REQUESTS,

@@ -44,6 +44,8 @@ class Notification(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # The last state published on desk.notifications (the outcome relay publishes each final state once).
+    outcome_published: str | None = Field(default=None, max_length=16)
     # When the gateway's receipt said the phone got it.
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     # Held for the quiet hours: not sent before this moment (the sweeper releases it), with its text kept.

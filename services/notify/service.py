@@ -7,14 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from shared.events import RequestSubmitted, StatusChanged
+from shared.domain.state_machine import RequestState
+from shared.events import NotificationOutcome, RequestSubmitted, StatusChanged, notification_outcome_id
 
 from .adapters import EmailSender, SendError, SmsGateway
 from .domain import (
@@ -384,6 +385,59 @@ async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, r
         session.add(row)
         await session.commit()
         return new_state.value
+
+
+PUBLISHED_OUTCOMES = ("sent", "delivered", "failed")
+
+
+async def publish_outcomes(
+    *,
+    sessions: Sessions,
+    publish: Callable[[NotificationOutcome], Awaitable[object]],
+    batch: int = 200,
+    now: Callable[[], datetime] = _utcnow,
+) -> int:
+    """Publish each notification's new outcome on desk.notifications, then mark it published (at least once).
+
+    The notification table is its own outbox: a row whose state is an outcome not yet published is published
+    and then marked, so a crash in between publishes it again (with the same derived id) rather than never.
+    """
+    query = (
+        select(Notification)
+        .where(
+            col(Notification.state).in_(PUBLISHED_OUTCOMES),
+            or_(
+                col(Notification.outcome_published).is_(None),
+                col(Notification.outcome_published) != col(Notification.state),
+            ),
+        )
+        .order_by(col(Notification.id))
+        .limit(batch)
+    )
+    async with sessions() as session:
+        rows = list((await session.exec(query)).all())
+    for row in rows:
+        assert row.id is not None
+        await publish(
+            NotificationOutcome(
+                event_id=notification_outcome_id(row.status_event_id, row.channel, row.state),
+                tracking_code=row.tracking_code,
+                occurred_at=now(),
+                status_event_id=row.status_event_id,
+                status=RequestState(row.status),
+                channel=row.channel,
+                state=row.state,
+            )
+        )
+        async with sessions() as session:
+            # Only if the state did not move meanwhile (a receipt): the newer state is published next round.
+            await session.exec(
+                update(Notification)
+                .where(col(Notification.id) == row.id, col(Notification.state) == row.state)
+                .values(outcome_published=row.state)
+            )
+            await session.commit()
+    return len(rows)
 
 
 async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[Notification] | None:

@@ -38,6 +38,8 @@ class NotifySettings(BaseSettings):
     quiet_hours: str = ""
     # How often held SMS whose quiet hours have ended are looked for and sent.
     release_every_s: float = Field(default=30.0, gt=0)
+    # How often notification outcomes not yet on desk.notifications are looked for (when none are pending).
+    outcome_every_s: float = Field(default=1.0, gt=0)
     # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
     receipt_token: SecretStr = SecretStr(DEV_RECEIPT_TOKEN)
     # What tracking presents to have a one-time code texted to a request's applicant (internal route).

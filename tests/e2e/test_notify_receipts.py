@@ -3,13 +3,17 @@ webhook, and notify's record of the request shows every SMS delivered (emails st
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
+from shared.events import NotificationOutcome
+from shared.topics import Topic
 from tests.data import submission
 from tests.e2e.test_request_flow import lookup, wait_for
 from tests.harness import Stack
+from tests.kafka_tools import read_topic
 
 
 def test_every_sms_of_a_request_ends_delivered(stack: Stack) -> None:
@@ -29,3 +33,28 @@ def test_every_sms_of_a_request_ends_delivered(stack: Stack) -> None:
     delivered = wait_for(all_sms_delivered, timeout_s=30)
     assert {row["status"] for row in delivered} == {"SUBMITTED", "VERIFYING", "APPROVED"}
     assert all(row["state"] == "sent" for row in told() if row["channel"] == "email")
+
+    # Every outcome is on desk.notifications, each once, with no contact details.
+    def outcomes() -> list[NotificationOutcome]:
+        records = asyncio.run(read_topic(stack.servers.kafka_bootstrap, Topic.NOTIFICATIONS))
+        return [
+            event
+            for event in (NotificationOutcome.model_validate_json(record.value) for record in records)
+            if event.tracking_code == code
+        ]
+
+    # Each SMS ends delivered (its `sent` may be overtaken by the receipt and never published), each email sent.
+    def all_outcomes() -> list[NotificationOutcome]:
+        found = outcomes()
+        final = {(e.status, e.channel, e.state) for e in found}
+        wanted = {
+            (status, channel, state)
+            for status in ("SUBMITTED", "VERIFYING", "APPROVED")
+            for channel, state in (("sms", "delivered"), ("email", "sent"))
+        }
+        return found if wanted <= final else []
+
+    seen = wait_for(all_outcomes, timeout_s=30)
+    assert len(seen) == len({e.event_id for e in seen}), "an outcome was published twice"
+    assert {(e.channel, e.state) for e in seen} <= {("sms", "sent"), ("sms", "delivered"), ("email", "sent")}
+    assert body["applicant"]["mobile"] not in str([e.model_dump() for e in seen])
