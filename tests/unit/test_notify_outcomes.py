@@ -3,24 +3,16 @@ delivered receipt after the sent one, nothing for a notification still being sen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from services.notify.models import Notification, create_tables
+from services.notify.models import Notification
 from services.notify.service import Sessions, apply_receipt, publish_outcomes
-from shared.db import make_engine, make_sessionmaker
 from shared.events import NotificationOutcome, notification_outcome_id
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+def sessions(notify_sessions: Sessions) -> Sessions:
+    return notify_sessions
 
 
 class Published(list[NotificationOutcome]):

@@ -4,18 +4,15 @@ one goes at once, email is never held, and neither redelivery nor two sweepers s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 
 from services.notify.domain import QuietHours, parse_quiet_hours
-from services.notify.models import Notification, create_tables
+from services.notify.models import Notification
 from services.notify.rendering import Renderer
 from services.notify.service import Sessions, notify_status_change, record_contact, release_held
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState
 from shared.events import StatusChanged
 from tests.unit.test_notify import FakeEmail, FakeSms, new_code, notifications, status_changed, submitted
@@ -24,12 +21,8 @@ QUIET = QuietHours(time(22, 0), time(7, 0))
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+def sessions(notify_sessions: Sessions) -> Sessions:
+    return notify_sessions
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ another message; a delivered receipt may overtake the recording of the send; the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from services.notify.domain import NotificationState, after_receipt
 from services.notify.models import Notification, create_tables
 from services.notify.service import Sessions, apply_receipt
 from services.notify.settings import NotifySettings
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine
 
 S = NotificationState
 
@@ -39,12 +38,8 @@ def test_receipts_move_only_forward(state: NotificationState, receipt: str, afte
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+def sessions(notify_sessions: Sessions) -> Sessions:
+    return notify_sessions
 
 
 async def add_row(sessions: Sessions, state: str, provider_id: str | None) -> int:
