@@ -155,6 +155,17 @@ class _DeadLetterMiddleware(BaseMiddleware):
         return await self.policy.handle_failure(self.msg, exc_val)
 
 
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The topic's partition ids from the cluster's metadata (empty when the topic does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(partition["partition"] for partition in description.get("partitions", []))
+
+
 def make_consumer(kafka: KafkaSettings, *, group_id: str | None, client_id: str, **options: Any) -> AIOKafkaConsumer:
     """A bare aiokafka consumer for the services' own consume loops: it never commits on its own (each loop
     commits what it has done, or keeps its offsets elsewhere) and starts a new group at the first record."""

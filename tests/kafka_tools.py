@@ -6,21 +6,16 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from shared.kafka import topic_partitions
+from shared.settings import KafkaSettings
 from shared.topics import Topic
 
 
 async def partition_ids(bootstrap: str, topic: str) -> list[int]:
     """The partitions of a topic, from the cluster's metadata (empty when the topic does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(partition["partition"] for partition in description.get("partitions", []))
+    return await topic_partitions(KafkaSettings(bootstrap_servers=bootstrap), topic)
 
 
 async def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60) -> list[Any]:

@@ -65,7 +65,7 @@ def after_receipt(state: str, receipt_status: str) -> NotificationState | None:
 
 
 def is_final(state: str) -> bool:
-    """True for `sent` and `failed`."""
+    """True for `sent`, `delivered` and `failed`: never sent again."""
     return state in FINAL_STATES
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -15,7 +17,7 @@ from sqlalchemy import text
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
-from shared.domain.working_days import load_calendar
+from shared.domain.working_days import load_calendar, tehran_day
 from shared.events import SlaBreached
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
@@ -38,6 +40,8 @@ from .sla import SlaWatcher
 from .throttle import LookupThrottle
 
 SERVICE_NAME = "tracking"
+
+log = logging.getLogger(__name__)
 SOURCE = "/khedmat/tracking"
 
 
@@ -55,11 +59,16 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     relay = OutboxRelay(
         sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
+    calendar = load_calendar()
+    a_year_on = tehran_day(datetime.now(UTC)) + timedelta(days=365)
+    if not calendar.covers(a_year_on):
+        # Due dates past the file's last year would count only the weekend: the file needs its next year.
+        log.warning("the holidays file does not cover %s: due dates after its last year ignore holidays", a_year_on)
     projector = Projector(
         sessions,
         lookup_key,
         catalog_terms(load_catalog(settings.catalog_dir)),
-        load_calendar(),
+        calendar,
         tracer=provider.get_tracer(SERVICE_NAME),
     )
     consumer = ProjectionConsumer(
@@ -87,8 +96,6 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     deps = Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
-        relay=relay,
-        projector=projector,
         throttle=throttle,
         cache=cache,
         changes=changes,
@@ -141,8 +148,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
                 await task
         await bus.stop()
         await changes.stop()
-        if deps.code_sender is not None:
-            await deps.code_sender.aclose()
+        await deps.code_sender.aclose()
         await redis.aclose()
         await engine.dispose()
 

@@ -12,8 +12,7 @@ from shared.topics import Topic
 
 from .cache import ChangeFeed, StatusCache
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
-from .outbox import OutboxRelay
-from .service import Projector, Sessions
+from .service import Sessions
 from .throttle import LookupThrottle
 
 SUBSCRIPTION_DESCRIPTION = (
@@ -28,15 +27,13 @@ class Tracking:
 
     sessions: Sessions
     lookup_key: bytes
-    relay: OutboxRelay
-    projector: Projector
     throttle: LookupThrottle
     cache: StatusCache
     changes: ChangeFeed
     tokens: HistoryTokens
     code_throttle: LookupThrottle
-    codes: OneTimeCodes | None = None
-    code_sender: NotifyCodeSender | None = None
+    codes: OneTimeCodes
+    code_sender: NotifyCodeSender
     stream_max_s: float = 1800.0
 
 

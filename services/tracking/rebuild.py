@@ -24,14 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import MetaData, Table, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import quoted_name
 
-from shared.kafka import make_consumer
+from shared.kafka import make_consumer, topic_partitions
 from shared.settings import KafkaSettings
 
 from .consumer import BATCH_SECONDS, FOLDED, decode
@@ -172,7 +171,9 @@ async def rebuild(
     folded_seconds = BATCH_SECONDS.labels("rebuild")
     folded_count = FOLDED.labels("rebuild")
     try:
-        partitions = await _partitions(kafka, topic)
+        partitions = await topic_partitions(kafka, topic)
+        if not partitions:
+            raise LookupError(f"topic {topic!r} has no partitions (does it exist?)")
         assigned = [TopicPartition(topic, partition) for partition in partitions]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
@@ -231,17 +232,3 @@ async def rebuild(
     finally:
         await consumer.stop()
     return RebuildReport(events, time.perf_counter() - started, False, folded_to)
-
-
-async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
-    """The topic's partitions, from the cluster's metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms)
-    await admin.start()
-    try:
-        [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    found = sorted(partition["partition"] for partition in description.get("partitions", []))
-    if not found:
-        raise LookupError(f"topic {topic!r} has no partitions (does it exist?)")
-    return found

@@ -1,4 +1,4 @@
-"""Working days for SLAs: Iran's weekend and official holidays, and due dates that stop while the citizen acts.
+"""Working days for SLAs: Iran's weekend and official holidays (tracking's fold adds the pauses on the citizen).
 
 Every date here is a day on Tehran's wall clock (see `tehran_day`): a request submitted at 00:30 Tehran time
 on a Saturday was submitted on Saturday, although it was still Friday in UTC. As in Iranian administrative
@@ -9,12 +9,11 @@ due by Tuesday.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import jdatetime
 import yaml
@@ -30,10 +29,6 @@ HOLIDAYS_RESOURCE: Final = "data/holidays.yaml"
 
 _JALALI_DATE_PARTS: Final = 3
 _DAYS_IN_WEEK: Final = 7
-
-# A stretch of days the request waited on the citizen (payment, a correction): the day it was paused and the
-# day it resumed, or None while it still waits.
-Pause: TypeAlias = tuple[date, date | None]
 
 
 class CalendarError(ValueError):
@@ -109,40 +104,6 @@ class WorkingCalendar:
                 high = middle
         return date.fromordinal(high)
 
-    def sla_due_date(
-        self, submitted_day: date, duration_working_days: int, pauses: Sequence[Pause] = ()
-    ) -> date | None:
-        """The last day a request may be decided on time, or None while it waits on the citizen.
-
-        The clock stops while the request waits on the citizen (payment, a correction): each finished pause
-        moves the due date later by the working days it spanned, (paused_day, resumed_day]. An open pause has
-        no due date yet, since nobody knows when the citizen will act.
-        """
-        if duration_working_days < 0:
-            raise ValueError(f"an SLA cannot last a negative number of working days ({duration_working_days})")
-        extension = 0
-        still_open = False
-        previous_end: date | None = None
-        # In time order; a pause that began and ended on its first day goes before a longer one begun that day.
-        in_order = sorted(pauses, key=lambda pause: (pause[0], pause[1] is None, pause[1] or pause[0]))
-        for paused_day, resumed_day in in_order:
-            if paused_day < submitted_day:
-                raise ValueError(f"a pause on {paused_day} starts before the request was submitted ({submitted_day})")
-            if still_open:
-                raise ValueError(f"a pause on {paused_day} starts while an earlier pause is still open")
-            if previous_end is not None and paused_day < previous_end:
-                raise ValueError(f"a pause on {paused_day} overlaps one that ended on {previous_end}")
-            if resumed_day is None:
-                still_open = True
-                continue
-            if resumed_day < paused_day:
-                raise ValueError(f"a pause resumed on {resumed_day}, before it started on {paused_day}")
-            extension += self.working_days_between(paused_day, resumed_day)
-            previous_end = resumed_day
-        if still_open:
-            return None
-        return self.add_working_days(submitted_day, duration_working_days + extension)
-
     def _count(self, first: int, last: int) -> int:
         """Working days among the ordinals (first, last], first <= last."""
         weekdays = self._weekdays_up_to(last) - self._weekdays_up_to(first)
@@ -155,11 +116,6 @@ class WorkingCalendar:
         """Days outside the weekend among ordinals 1..ordinal; ordinal 1 (0001-01-01) is a Monday."""
         weeks, rest = divmod(ordinal, _DAYS_IN_WEEK)
         return weeks * self._partial_week[_DAYS_IN_WEEK] + self._partial_week[rest]
-
-
-def is_overdue(due: date | None, today: date) -> bool:
-    """Whether a request due on `due` is late on `today`: only once that day has passed; never while paused."""
-    return due is not None and today > due
 
 
 def tehran_day(moment: datetime) -> date:

@@ -3,6 +3,8 @@ raises nothing; its keys never hold a tracking code in clear."""
 
 from __future__ import annotations
 
+import asyncio
+
 from services.tracking.cache import ChangeFeed, StatusCache
 from shared.redis_client import make_redis
 
@@ -34,8 +36,13 @@ def test_keys_and_channels_never_hold_the_code() -> None:
     assert cache.entry(CODE) != StatusCache(None, key=b"other").entry(CODE)
 
 
-async def test_a_stream_without_redis_still_wakes_by_its_poll() -> None:
+async def test_a_stream_without_redis_still_wakes_by_its_poll_and_leaves_nothing_behind() -> None:
     feed = ChangeFeed(None, StatusCache(None, key=b"k"), poll_s=0.01)
     feed.start()
-    await feed.wait(CODE)  # returns after the poll interval
+    assert feed._task is None  # nothing to listen to: the streams poll
+    waiting = asyncio.create_task(feed.wait(CODE))
+    await asyncio.sleep(0)
+    assert feed._waiting  # registered while it waits
+    await asyncio.wait_for(waiting, 1)  # woken by the poll, not left hanging
+    assert feed._waiting == {}  # an ended stream leaves no waiter behind
     await feed.stop()

@@ -17,9 +17,7 @@ from shared.domain.working_days import (
     HOLIDAYS_RESOURCE,
     WEEKDAYS,
     CalendarError,
-    Pause,
     WorkingCalendar,
-    is_overdue,
     load_calendar,
     parse_calendar,
     tehran_day,
@@ -128,61 +126,20 @@ def test_a_request_before_nowruz_waits_for_the_new_year() -> None:
     assert IRAN.add_working_days(wednesday, 2) == date(2026, 3, 28)  # Saturday, past the weekend again
     assert IRAN.working_days_between(wednesday, date(2026, 3, 24)) == 0
     # Submitted Monday 25 Esfand with 5 working days: Tue, Wed, six closed days, Wed, the weekend, Sat and Sun.
-    assert IRAN.sla_due_date(ESFAND_25_1404, 5) == date(2026, 3, 29)
-    assert WEEKEND_ONLY.sla_due_date(ESFAND_25_1404, 5) == date(2026, 3, 23)
+    assert IRAN.add_working_days(ESFAND_25_1404, 5) == date(2026, 3, 29)
+    assert WEEKEND_ONLY.add_working_days(ESFAND_25_1404, 5) == date(2026, 3, 23)
 
 
-def test_a_pause_spanning_nowruz_moves_the_due_date_by_its_working_days_only() -> None:
+def test_a_pause_spanning_nowruz_holds_only_its_working_days() -> None:
     # Paused on Tuesday 26 Esfand 1404 for a correction, resumed on Saturday 8 Farvardin 1405: the pause held
     # Wednesday 27 Esfand, Wednesday 5 Farvardin and Saturday 8 Farvardin: three working days in eleven days.
-    paused, resumed = date(2026, 3, 17), date(2026, 3, 28)
-    pause: Pause = (paused, resumed)
-    assert IRAN.working_days_between(paused, resumed) == 3
-    without = IRAN.sla_due_date(ESFAND_25_1404, 5)
-    assert without == date(2026, 3, 29)
-    assert IRAN.sla_due_date(ESFAND_25_1404, 5, [pause]) == IRAN.add_working_days(date(2026, 3, 29), 3)
+    # tracking's fold moves the due date by exactly that (tests/unit/test_tracking_sla.py).
+    assert IRAN.working_days_between(date(2026, 3, 17), date(2026, 3, 28)) == 3
     # Mon, Tue, then 12 and 13 Farvardin (Wednesday and Thursday) and Friday are closed: Saturday 15 Farvardin.
-    assert IRAN.sla_due_date(ESFAND_25_1404, 5, [pause]) == date(2026, 4, 4)
-
-
-def test_finished_pauses_add_up_and_an_open_pause_stops_the_clock() -> None:
-    saturday = date(2026, 5, 2)
-    first: Pause = (date(2026, 5, 3), date(2026, 5, 5))  # two working days
-    second: Pause = (date(2026, 5, 6), date(2026, 5, 10))  # Thursday and Friday are free: Saturday and Sunday
-    assert WEEKEND_ONLY.sla_due_date(saturday, 3) == date(2026, 5, 5)
-    assert WEEKEND_ONLY.sla_due_date(saturday, 3, [second, first]) == WEEKEND_ONLY.add_working_days(saturday, 7)
-    assert WEEKEND_ONLY.sla_due_date(saturday, 3, [first, (date(2026, 5, 6), None)]) is None
-    assert WEEKEND_ONLY.sla_due_date(saturday, 3, [(saturday, saturday)]) == date(2026, 5, 5)  # a same-day pause
-    # Paused and resumed on Saturday, paused again that day until Sunday: in whatever order they are given.
-    same_day: list[Pause] = [(saturday, date(2026, 5, 3)), (saturday, saturday)]
-    assert WEEKEND_ONLY.sla_due_date(saturday, 3, same_day) == date(2026, 5, 6)
-
-
-def test_overdue_only_after_the_due_day_and_never_while_paused() -> None:
-    due = date(2026, 5, 5)
-    assert not is_overdue(due, due - timedelta(days=1))
-    assert not is_overdue(due, due)
-    assert is_overdue(due, due + timedelta(days=1))
-    assert not is_overdue(None, date.max)
-
-
-@pytest.mark.parametrize(
-    ("pauses", "message"),
-    [
-        ([(date(2026, 5, 5), date(2026, 5, 4))], "before it started"),
-        ([(date(2026, 5, 1), date(2026, 5, 3))], "before the request was submitted"),
-        ([(date(2026, 5, 3), None), (date(2026, 5, 5), date(2026, 5, 6))], "still open"),
-        ([(date(2026, 5, 3), date(2026, 5, 6)), (date(2026, 5, 5), date(2026, 5, 9))], "overlaps"),
-    ],
-)
-def test_nonsense_pauses_are_refused(pauses: list[Pause], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        WEEKEND_ONLY.sla_due_date(date(2026, 5, 2), 3, pauses)
+    assert IRAN.add_working_days(ESFAND_25_1404, 5 + 3) == date(2026, 4, 4)
 
 
 def test_nonsense_counts_are_refused() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        WEEKEND_ONLY.sla_due_date(date(2026, 5, 2), -1)
     with pytest.raises(ValueError, match="negative"):
         WEEKEND_ONLY.add_working_days(date(2026, 5, 2), -1)
     with pytest.raises(ValueError, match="before it starts"):
@@ -267,19 +224,6 @@ def calendars(draw: st.DrawFn) -> WorkingCalendar:
     return WorkingCalendar(weekend=weekend, holidays=draw(st.frozensets(days, max_size=120)))
 
 
-@st.composite
-def finished_pauses(draw: st.DrawFn, submitted: date) -> list[Pause]:
-    """Non-overlapping finished pauses after the submission day, in any order."""
-    pauses: list[Pause] = []
-    cursor = submitted
-    for _ in range(draw(st.integers(min_value=0, max_value=4))):
-        paused = cursor + timedelta(days=draw(st.integers(min_value=0, max_value=40)))
-        resumed = paused + timedelta(days=draw(st.integers(min_value=0, max_value=40)))
-        pauses.append((paused, resumed))
-        cursor = resumed
-    return draw(st.permutations(pauses))
-
-
 @given(calendars(), days, st.integers(min_value=1, max_value=400))
 def test_add_working_days_lands_on_a_working_day(calendar: WorkingCalendar, start: date, n: int) -> None:
     assert calendar.is_working_day(calendar.add_working_days(start, n))
@@ -302,18 +246,3 @@ def test_the_counts_agree_with_walking_day_by_day(calendar: WorkingCalendar, sta
     assert calendar.working_days_between(start, start + timedelta(days=length)) == len(working)
     for n, day in enumerate(working, start=1):
         assert calendar.add_working_days(start, n) == day
-
-
-@given(calendars(), days, st.integers(min_value=0, max_value=60), st.data())
-def test_pauses_never_make_the_due_date_earlier(
-    calendar: WorkingCalendar, submitted: date, duration: int, data: st.DataObject
-) -> None:
-    pauses = data.draw(finished_pauses(submitted))
-    without = calendar.sla_due_date(submitted, duration)
-    with_pauses = calendar.sla_due_date(submitted, duration, pauses)
-    assert without is not None and with_pauses is not None
-    assert with_pauses >= without
-    spanned = sum(calendar.working_days_between(paused, resumed) for paused, resumed in pauses if resumed is not None)
-    assert calendar.working_days_between(without, with_pauses) == spanned
-    last_resumed = max([submitted, *(resumed for _, resumed in pauses if resumed is not None)])
-    assert calendar.sla_due_date(submitted, duration, [*pauses, (last_resumed, None)]) is None
