@@ -42,12 +42,14 @@ def docker_engine_answers() -> bool:
 
 # The tests' own Kafka, Redis and PostgreSQL: other ports and another state folder than `make run`'s, so a test
 # session never touches a developer's running desk, and it starts from empty topics, groups, keys and databases.
+# KHEDMAT_TEST_PORT_OFFSET moves all four ports, so two checkouts (git worktrees) can run their suites at once.
+_PORT_OFFSET = int(os.environ.get("KHEDMAT_TEST_PORT_OFFSET", "0"))
 TEST_SERVER_ENV = {
     "KHEDMAT_LOCAL_STATE": str(REPO_ROOT / ".cache" / "test-servers"),
-    "KHEDMAT_KAFKA_PORT": "19092",
-    "KHEDMAT_KAFKA_CONTROLLER_PORT": "19093",
-    "KHEDMAT_REDIS_PORT": "16380",
-    "KHEDMAT_POSTGRES_PORT": "15432",
+    "KHEDMAT_KAFKA_PORT": str(19092 + _PORT_OFFSET),
+    "KHEDMAT_KAFKA_CONTROLLER_PORT": str(19093 + _PORT_OFFSET),
+    "KHEDMAT_REDIS_PORT": str(16380 + _PORT_OFFSET),
+    "KHEDMAT_POSTGRES_PORT": str(15432 + _PORT_OFFSET),
 }
 LOCAL_SCRIPTS = REPO_ROOT / "deploy" / "local"
 
