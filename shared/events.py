@@ -68,6 +68,17 @@ class Applicant(BaseModel):
     email: EmailStr | None = None
     birth_date: date
     language: Language = Language.FA
+    # The channels the citizen asked to be told on; None: SMS, and email when an address was given.
+    notification_channels: tuple[Literal["sms", "email"], ...] | None = Field(default=None, min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _channels_reachable(self) -> Applicant:
+        channels = self.notification_channels
+        if channels is not None and len(set(channels)) != len(channels):
+            raise ValueError("a notification channel is named twice")
+        if channels is not None and "email" in channels and self.email is None:
+            raise ValueError("email notifications need an email address")
+        return self
 
 
 class DocumentRef(BaseModel):

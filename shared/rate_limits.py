@@ -5,17 +5,22 @@ of its own process."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import time
 from typing import Final
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 REDIS_FAILURES: Final = (RedisError, StorageError, OSError, TimeoutError)
+
+log = logging.getLogger(__name__)
 
 
 def parse_limits(value: str) -> list[RateLimitItem]:
@@ -41,3 +46,44 @@ def shared_moving_window(redis: aioredis.Redis, *, key_prefix: str) -> MovingWin
         connection_pool=redis.connection_pool,  # type: ignore[arg-type]
     )
     return MovingWindowRateLimiter(storage)
+
+
+class PacedRate:
+    """Paces calls to one outside service (an SMS gateway, a mail relay) to its contract rate, across replicas.
+
+    `acquire()` waits until the shared moving window (Redis) has room and takes the slot. When Redis fails, each
+    process keeps the same window on its own, so the pace holds per replica (N replicas may reach N times the
+    rate during the outage; the provider's own 429 is then retried like any other "try later").
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, limit: str, name: str, key_prefix: str = "khedmat:pace") -> None:
+        items = parse_limits(limit)
+        if len(items) != 1:
+            raise ValueError(f"one rate per service, such as 50/second, not {limit!r}")
+        self.item = items[0]
+        self.name = name
+        self._shared = shared_moving_window(redis, key_prefix=key_prefix)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._degraded_since: float | None = None
+
+    async def _try(self, limiter: MovingWindowRateLimiter) -> float:
+        """Take a slot (0.0), or say how long until one frees."""
+        if await limiter.hit(self.item, self.name):
+            return 0.0
+        stats = await limiter.get_window_stats(self.item, self.name)
+        return max(0.001, stats.reset_time - time.time())
+
+    async def acquire(self) -> None:
+        """Wait for, and take, one slot of the window."""
+        while True:
+            try:
+                wait = await self._try(self._shared)
+                self._degraded_since = None
+            except REDIS_FAILURES as error:
+                if self._degraded_since is None:
+                    self._degraded_since = time.monotonic()
+                    log.warning("pacing %s per process: Redis failed (%s)", self.name, type(error).__name__)
+                wait = await self._try(self._local)
+            if wait == 0.0:
+                return
+            await asyncio.sleep(wait)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared.kafka import topic_partitions
@@ -73,3 +74,29 @@ async def start_group_at_end(bootstrap: str, group_id: str, topic: str = Topic.R
                     await asyncio.sleep(1)
     finally:
         await consumer.stop()
+
+
+async def replay(bootstrap: str, records: list[Any]) -> None:
+    """Append records again, unchanged (key, value, headers): a redelivery as a consumer would see it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                record.topic, record.value, key=record.key, headers=list(record.headers), partition=record.partition
+            )
+    finally:
+        await producer.stop()
+
+
+async def group_caught_up(bootstrap: str, group_id: str, topic: str) -> bool:
+    """Whether the group has committed every partition of `topic` up to its end."""
+    end = await end_offsets(bootstrap, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=list(end))
+    finally:
+        await admin.close()
+    # An empty partition has nothing to commit (-1 until something arrives).
+    return all(offset == 0 or (tp in committed and committed[tp].offset >= offset) for tp, offset in end.items())

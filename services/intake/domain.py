@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
@@ -92,6 +94,7 @@ def validate_submission(
     language: str,
     fields: dict[str, str],
     today: date,
+    notification_channels: Sequence[Literal["sms", "email"]] | None = None,
 ) -> ValidSubmission | list[FieldError]:
     """Check a submission against the service's definition; every fault is reported, not just the first."""
     errors: list[FieldError] = []
@@ -122,6 +125,18 @@ def validate_submission(
         errors.append(
             FieldError("applicant.email", "email_format", "The email address is not valid.", "نشانی ایمیل معتبر نیست.")
         )
+    channels: tuple[Literal["sms", "email"], ...] | None = None
+    if notification_channels is not None:
+        channels = tuple(dict.fromkeys(notification_channels))  # a channel named twice is told once
+        if "email" in channels and email is None:
+            errors.append(
+                FieldError(
+                    "applicant.notification_channels",
+                    "email_channel_without_address",
+                    "To be told by email, give an email address.",
+                    "برای اطلاع‌رسانی با ایمیل، نشانی ایمیل را وارد کنید.",
+                )
+            )
 
     normal_fields: dict[str, str] = {}
     known = {form_field.name: form_field for form_field in service.fields}
@@ -194,6 +209,7 @@ def validate_submission(
             email=email,
             birth_date=born,
             language=Language(language),
+            notification_channels=channels or None,
         ),
         fields=normal_fields,
     )

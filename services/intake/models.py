@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.catalog import ServiceDefinition
@@ -17,6 +19,10 @@ class ApplicantIn(BaseModel):
     email: str | None = Field(default=None, max_length=254, examples=["citizen@example.ir"])
     birth_date: str = Field(min_length=1, max_length=20, examples=["1990-01-31"])
     language: str = Field(default="fa", pattern="^(fa|en)$")
+    # How to be told of each change; omitted: by SMS, and by email too when an address is given.
+    notification_channels: list[Literal["sms", "email"]] | None = Field(
+        default=None, min_length=1, max_length=2, examples=[["sms", "email"]]
+    )
 
 
 class SubmissionIn(BaseModel):

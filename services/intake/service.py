@@ -63,6 +63,7 @@ async def submit_request(
         email=applicant.email,
         birth_date=applicant.birth_date,
         language=applicant.language,
+        notification_channels=applicant.notification_channels,
         fields=submission.fields,
         today=today,
     )

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
 from shared.kafka import scrub
+from shared.rate_limits import PacedRate
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,14 @@ class KavenegarSmsClient:
         sender: str,
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        pace: PacedRate | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("the SMS API key is empty")
         self._api_key = api_key
         self._path_key = quote(api_key, safe="")
         self.sender = sender
+        self.pace = pace
         # No redirects: a redirect would resend the key-bearing path to wherever the Location points.
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, follow_redirects=False, transport=transport)
         # httpx logs every request's full URL at INFO, and this URL carries the key.
@@ -116,6 +119,8 @@ class KavenegarSmsClient:
     async def send(self, *, receptor: str, message: str, local_id: str) -> str:
         """Hand one SMS to the gateway; `local_id` lets the gateway drop a resend of the same notification."""
         fields = {"receptor": receptor, "message": message, "sender": self.sender, "localid": local_id}
+        if self.pace is not None:
+            await self.pace.acquire()  # the provider's contract rate, shared by every replica
         # `from None` everywhere: a chained httpx exception would print the key-bearing URL in tracebacks.
         try:
             response = await self.http.post(f"/v1/{self._path_key}/sms/send.json", data=fields)
@@ -237,7 +242,9 @@ class SmtpEmailSender:
         username: str | None = None,
         password: str | None = None,
         tracer: trace.Tracer | None = None,
+        pace: PacedRate | None = None,
     ) -> None:
+        self.pace = pace
         self.host = host
         self.port = port
         self.mail_from = mail_from
@@ -264,6 +271,8 @@ class SmtpEmailSender:
     async def send(self, *, to: str, subject: str, body: str, message_key: str) -> str:
         """Send one email; raises EmailSendError (retryable on 4xx and connection trouble)."""
         message = self.build(to=to, subject=subject, body=body, message_key=message_key)
+        if self.pace is not None:
+            await self.pace.acquire()
         attributes: dict[str, str | int] = {
             "server.address": self.host,
             "server.port": self.port,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,17 +19,20 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.events import NotificationOutcome
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
-from shared.kafka import BusConnection, make_broker, publish_event
+from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
+from shared.keyed_consumer import KeyOrderedConsumer, Record
+from shared.rate_limits import PacedRate
+from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .api import internal_router, router
 from .domain import parse_quiet_hours
-from .handlers import build_router
+from .handlers import build_router, handle_status_record
 from .models import create_tables
 from .rendering import Renderer
-from .service import publish_outcomes, release_held
+from .service import SendPolicy, publish_outcomes, sweep
 from .settings import NotifySettings
 from .wiring import Notify
 
@@ -37,13 +41,14 @@ SERVICE_NAME = "notify"
 log = logging.getLogger(__name__)
 
 
-async def release_when_due(notify: Notify, *, every_s: float) -> None:
-    """Send the SMS held for the quiet hours once they end (and retry released ones that failed)."""
+async def sweep_when_due(notify: Notify, *, every_s: float) -> None:
+    """Send what was recorded but not sent: held SMS once the quiet hours end, rows a crash left behind."""
     while True:
         try:
-            await release_held(sessions=notify.sessions, sms=notify.sms, policy=notify.policy)
+            while await sweep(sessions=notify.sessions, sms=notify.sms, email=notify.email, policy=notify.policy):
+                pass  # a full batch may have more behind it
         except Exception as error:  # the database or the gateways hiccuped: the rows wait for the next round
-            log.warning("releasing held SMS failed: %s", type(error).__name__)
+            log.warning("sweeping unsent notifications failed: %s", type(error).__name__)
         await asyncio.sleep(every_s)
 
 
@@ -68,12 +73,14 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     settings = settings or NotifySettings()
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
     engine = make_engine(settings.database_url)
+    redis = make_redis(settings.redis.url)
     gateways = [
         KavenegarSmsClient(
             base_url=settings.sms_base_url,
             api_key=settings.sms_api_key.get_secret_value(),
             sender=settings.sms_sender,
             timeout_s=settings.send_timeout_s,
+            pace=PacedRate(redis, limit=settings.sms_rate_limit, name="sms-primary"),
         )
     ]
     if settings.sms_fallback_base_url:
@@ -84,6 +91,9 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
                 api_key=fallback_key.get_secret_value(),
                 sender=settings.sms_fallback_sender or settings.sms_sender,
                 timeout_s=settings.send_timeout_s,
+                pace=PacedRate(
+                    redis, limit=settings.sms_fallback_rate_limit or settings.sms_rate_limit, name="sms-fallback"
+                ),
             )
         )
     for gateway in gateways:
@@ -103,6 +113,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         tracer=provider.get_tracer(SERVICE_NAME),
+        pace=PacedRate(redis, limit=settings.smtp_rate_limit, name="smtp"),
     )
     notify = Notify(
         sessions=make_sessionmaker(engine),
@@ -112,10 +123,31 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         group_id=settings.group_id,
         contact_wait_s=settings.contact_wait_s,
         quiet=parse_quiet_hours(settings.quiet_hours),
+        policy=SendPolicy(stale_after_s=settings.stale_after_s),
     )
-    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    dead_letters = DeadLetterPolicy()
+    broker = make_broker(
+        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
+    )
     broker.include_router(build_router(notify))
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+
+    async def handle(record: Record) -> None:
+        await handle_status_record(notify, record)
+
+    status_consumer = KeyOrderedConsumer(
+        kafka=settings.kafka,
+        topic=Topic.STATUS,
+        group_id=settings.group_id,
+        handler=handle,
+        dead_letters=dead_letters,
+        concurrency=settings.concurrency,
+        client_id=SERVICE_NAME,
+        tracer_provider=provider,
+    )
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[status_consumer])
+    # Never started: it only carries the declarations the AsyncAPI document is generated from.
+    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    asyncapi_broker.include_router(build_router(notify, documentation=True))
 
     async def database_ready() -> bool:
         async with engine.connect() as conn:
@@ -129,7 +161,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
             await create_tables(conn)
         bus.start()
         background = [
-            asyncio.create_task(release_when_due(notify, every_s=settings.release_every_s)),
+            asyncio.create_task(sweep_when_due(notify, every_s=settings.sweep_every_s)),
             asyncio.create_task(publish_outcomes_when_connected(notify, bus, every_s=settings.outcome_every_s)),
         ]
         try:
@@ -142,6 +174,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
                     await task
             await bus.stop()
             await sms.aclose()
+            await redis.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -153,6 +186,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     app.state.notify = notify
     app.state.settings = settings
     app.state.bus = bus
+    app.state.asyncapi_broker = asyncapi_broker
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)

@@ -37,9 +37,17 @@ class IllegalTransition(ValueError):
     """A notification in a final state was asked to move; a bug, never retried."""
 
 
-def channels_for(*, has_email: bool) -> list[Channel]:
-    """The channels a status change goes to: SMS always (every applicant has a mobile), email when given."""
-    return [Channel.SMS, Channel.EMAIL] if has_email else [Channel.SMS]
+def channels_for(*, has_email: bool, preferred: frozenset[Channel] | None = None) -> list[Channel]:
+    """The channels a status change goes to.
+
+    Without a preference: SMS (every applicant has a mobile) and email when one was given. With one: the
+    channels chosen that can be reached; should none be (a preference for email without an address, which
+    intake refuses), SMS, so nobody is left untold.
+    """
+    reachable = [Channel.SMS, Channel.EMAIL] if has_email else [Channel.SMS]
+    if preferred is None:
+        return reachable
+    return [channel for channel in reachable if channel in preferred] or [Channel.SMS]
 
 
 def can_send(state: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -16,19 +17,30 @@ from shared.events import (
     parse_request_event,
     parse_status_event,
 )
-from shared.kafka import make_router
+from shared.kafka import PermanentError, make_router
+from shared.keyed_consumer import Record
 from shared.topics import Topic
 
-from .service import ContactNotYetKnown, notify_status_change, record_contact
+from .service import ContactNotYetKnown, NotificationUndeliverable, notify_status_change, record_contact
 from .wiring import Notify
 
 CONTACT_POLL_S = 0.25
+STATUS_SUBSCRIPTION_DESCRIPTION = (
+    "Tells the applicant about each status change on the channels they chose (SMS, and email when given). "
+    "Requests are handled concurrently (bounded), each request's changes in order; a change that cannot be "
+    "told (a permanent failure, or the attempt budget spent) goes to desk.status.dlq with the reason."
+)
 
 log = logging.getLogger(__name__)
 
 
-def build_router(deps: Notify) -> KafkaRouter:
-    """The subscribers, bound to `deps`; include the router into a broker before starting it."""
+def build_router(deps: Notify, *, documentation: bool = False) -> KafkaRouter:
+    """The contacts subscriber, bound to `deps`; include the router into a broker before starting it.
+
+    desk.status is consumed by a KeyOrderedConsumer (`handle_status_record`), so that sends run concurrently
+    with a bound while one request's changes stay in order; `documentation=True` adds its declaration, for
+    a broker that is never started and only feeds the AsyncAPI document.
+    """
     # faststream 0.7.8 does not pass the broker's ack_policy down to an included router's subscribers: they
     # would fall back to ACK_FIRST (auto-commit, at most once) and a failed notification would be lost.
     router = make_router()
@@ -67,19 +79,31 @@ def build_router(deps: Notify) -> KafkaRouter:
             return
         await record_contact(sessions=deps.sessions, event=event)
 
-    @router.subscriber(
-        Topic.STATUS,
-        group_id=deps.group_id,
-        auto_offset_reset="earliest",
-        title="desk.status:notify",
-        description="Tells the applicant about each status change by SMS, and by email when one was given.",
-    )
-    async def on_status_changed(body: dict[str, Any]) -> None:
-        if body.get("event_type") != "StatusChanged":
-            return
-        await _notify_when_contact_known(deps, parse_status_event(body))
+    if documentation:
+
+        @router.subscriber(
+            Topic.STATUS,
+            group_id=deps.group_id,
+            auto_offset_reset="earliest",
+            title="desk.status:notify",
+            description=STATUS_SUBSCRIPTION_DESCRIPTION,
+        )
+        async def on_status_changed(body: StatusChanged) -> None:
+            raise NotImplementedError("documentation only: records are consumed by KeyOrderedConsumer")
 
     return router
+
+
+async def handle_status_record(deps: Notify, record: Record) -> None:
+    """One record of desk.status: tell the applicant of a StatusChanged; other event types are skipped."""
+    body = json.loads(record.value or b"null")
+    if not isinstance(body, dict) or body.get("event_type") != "StatusChanged":
+        return
+    try:
+        await _notify_when_contact_known(deps, parse_status_event(body))
+    except NotificationUndeliverable as error:
+        # No retry fixes it: the consumer dead-letters the status change with this reason at once.
+        raise PermanentError(str(error)) from None
 
 
 async def _notify_when_contact_known(deps: Notify, event: StatusChanged) -> list[str]:

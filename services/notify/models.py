@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
@@ -25,13 +25,19 @@ class Contact(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254)
     language: str = Field(default="fa", max_length=2)
     service_id: str = Field(max_length=100)
+    # The channels the citizen asked to be told on ("sms,email"); empty: every channel they gave details for.
+    channels: str = Field(default="", max_length=32)
 
 
 class Notification(SQLModel, table=True):
     """One status change told on one channel; the unique (event, channel) pair is the durable dedupe."""
 
     __tablename__ = "notify_notification"
-    __table_args__ = (UniqueConstraint("status_event_id", "channel", name="uq_notify_notification_event_channel"),)
+    __table_args__ = (
+        UniqueConstraint("status_event_id", "channel", name="uq_notify_notification_event_channel"),
+        # The sweeper's work list: rows still `created`, oldest first.
+        Index("ix_notify_notification_state_created", "state", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     status_event_id: str = Field(max_length=64)
@@ -46,11 +52,18 @@ class Notification(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     # The last state published on desk.notifications (the outcome relay publishes each final state once).
     outcome_published: str | None = Field(default=None, max_length=16)
+    # Set with each new outcome, cleared once it is published: the relay's indexed work list.
+    outcome_due: bool = Field(default=False, index=True)
     # When the gateway's receipt said the phone got it.
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    # Held for the quiet hours: not sent before this moment (the sweeper releases it), with its text kept.
+    # Held for the quiet hours (or after a failed sweep): not sent before this moment; the sweeper sends it.
     not_before: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # What is sent, rendered once when the row is recorded, so the sweeper can send it without its event.
+    subject: str | None = Field(default=None, max_length=300)
     body: str | None = None
+    # Whoever sends takes this lease first (a conditional update): the consumer, a redelivery on another
+    # replica and the sweeper never send one row at once, and a crashed sender's lease simply runs out.
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 async def create_tables(conn: AsyncConnection) -> None:

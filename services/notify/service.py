@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, update
+from prometheus_client import Counter
+from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -19,6 +20,7 @@ from shared.events import NotificationOutcome, RequestSubmitted, StatusChanged, 
 
 from .adapters import EmailSender, SendError, SmsGateway
 from .domain import (
+    FINAL_STATES,
     URGENT_STATUSES,
     Channel,
     NotificationState,
@@ -33,8 +35,13 @@ from .rendering import Renderer
 
 log = logging.getLogger(__name__)
 
-# A released SMS that failed with budget left is held again this long (the sweeper is its only sender).
+# A swept notification that failed with budget left waits this long for the next sweep.
 RETRY_HELD_AFTER_S = 60
+NOTIFICATIONS = Counter(
+    "khedmat_notify_notifications_total",
+    "Notifications that reached an outcome, by channel and outcome",
+    ["channel", "outcome"],
+)
 
 Sessions = async_sessionmaker[AsyncSession]
 Send = Callable[[int], Awaitable[str]]
@@ -48,15 +55,23 @@ class DeliveryDeferred(RuntimeError):
     """A channel failed in a way that may pass and has budget left; redeliver the status change later."""
 
 
+class NotificationUndeliverable(RuntimeError):
+    """A channel failed for good (a permanent error, or its attempt budget spent): dead-letter the message."""
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     """How hard notify tries: a few quick tries per delivery, a total budget across redeliveries."""
 
     tries_per_delivery: int = 3
-    # Three deliveries' worth: spent before the dead-letter policy gives up on the message (five deliveries).
+    # Three deliveries' worth; once spent the row is `failed` and its status change is dead-lettered with why.
     attempt_budget: int = 9
     first_wait_s: float = 0.2
     max_wait_s: float = 2.0
+    # Longer than any round of tries can take (tries x send timeout + waits): a live sender never loses it.
+    lease_s: float = 120.0
+    # A `created` row this old, with no live lease, was left by a crashed sender: the sweeper sends it.
+    stale_after_s: float = 120.0
 
 
 def _utcnow() -> datetime:
@@ -73,6 +88,7 @@ async def record_contact(*, sessions: Sessions, event: RequestSubmitted) -> None
         contact.mobile = applicant.mobile
         contact.email = str(applicant.email) if applicant.email else None
         contact.language = applicant.language.value
+        contact.channels = ",".join(applicant.notification_channels or ())
         contact.service_id = event.service_id
         session.add(contact)
         try:
@@ -93,12 +109,12 @@ async def notify_status_change(
     quiet: QuietHours | None = None,
     now: Callable[[], datetime] = _utcnow,
 ) -> list[str]:
-    """Tell the applicant about a status change on each channel, at most once per (event, channel).
+    """Tell the applicant about a status change on each channel they chose, at most once per (event, channel).
 
-    Returns the channels sent in this call. Raises ContactNotYetKnown, or DeliveryDeferred when a channel
-    failed in a retryable way (its row stays `created`, so a redelivery tries it and skips the sent ones).
-    An SMS that can wait is held during the quiet hours: recorded with its text and `not_before`, and sent by
-    `release_held` once they end.
+    Returns the channels sent in this call. Raises ContactNotYetKnown; DeliveryDeferred when a channel failed
+    in a way that may pass and has budget left (its row stays `created`, so a redelivery tries it and skips
+    the sent ones); NotificationUndeliverable when a channel failed for good (the message is dead-lettered).
+    An SMS that can wait is held during the quiet hours: recorded with `not_before`, sent by `sweep`.
     """
     async with sessions() as session:
         contact = await session.get(Contact, event.tracking_code)
@@ -106,61 +122,87 @@ async def notify_status_change(
         raise ContactNotYetKnown(f"no contact yet for {event.tracking_code}")
     sent: list[str] = []
     deferred: list[str] = []
-    for channel in channels_for(has_email=contact.email is not None):
-        send, body = _sender(channel, contact=contact, event=event, sms=sms, email=email, renderer=renderer)
+    undeliverable: list[str] = []
+    for channel in channels_for(has_email=contact.email is not None, preferred=preferred_channels(contact.channels)):
         hold_until = None
         if channel is Channel.SMS and quiet is not None and event.status.value not in URGENT_STATUSES:
             hold_until = quiet.release_at(now())
-        notification = await _claim(sessions, event, channel, not_before=hold_until, body=body)
+        notification = await _claim(
+            sessions, event, channel, content=_render(channel, contact, event, renderer), not_before=hold_until
+        )
         if not can_send(notification.state):
+            if _failed_to_send(notification):
+                undeliverable.append(f"{channel.value}: {notification.error or 'failed'}")
             continue
         if notification.not_before is not None:
-            continue  # held for the quiet hours: release_held sends it
-        state = await _deliver(sessions, notification, send, policy)
+            continue  # held for the quiet hours: the sweeper sends it
+        state = await _deliver(sessions, notification, _sender(notification, contact, sms, email), policy, now=now)
         if state is NotificationState.SENT:
             sent.append(channel.value)
         elif state is NotificationState.CREATED:
             deferred.append(channel.value)
+        elif state is NotificationState.FAILED:
+            undeliverable.append(f"{channel.value}: {await _error_of(sessions, notification)}")
+        # None: another sender holds the row's lease; it (or the sweeper, if it died) finishes the row.
     if deferred:
         raise DeliveryDeferred(f"{', '.join(deferred)} for {event.tracking_code} will be retried")
+    if undeliverable:
+        # No tracking code in the text: it is the record's key, and long digit runs are masked in DLQ reasons.
+        raise NotificationUndeliverable("; ".join(undeliverable))
     return sent
 
 
-def _sender(
-    channel: Channel,
-    *,
-    contact: Contact,
-    event: StatusChanged,
-    sms: SmsGateway,
-    email: EmailSender,
-    renderer: Renderer,
-) -> tuple[Send, str | None]:
-    """Render first (a broken template fails before any row exists), then bind the send to a row id.
+def preferred_channels(stored: str) -> frozenset[Channel] | None:
+    """The channels a contact row names ("sms,email"), or None when the citizen chose none (all of them)."""
+    names = [name.strip() for name in stored.split(",") if name.strip()]
+    return frozenset(Channel(name) for name in names) if names else None
 
-    Also returns the SMS text, kept on the row so a held SMS can be sent later without its event.
-    """
+
+def _failed_to_send(notification: Notification) -> bool:
+    """Failed without ever being sent (not a failure a delivery receipt reported later)."""
+    return notification.state == NotificationState.FAILED and notification.sent_at is None
+
+
+async def _error_of(sessions: Sessions, notification: Notification) -> str:
+    async with sessions() as session:
+        row = await session.get(Notification, notification.id)
+    return (row.error if row is not None else None) or "failed"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A notification's text as recorded on its row: the subject is for email only."""
+
+    body: str
+    subject: str | None = None
+
+
+def _render(channel: Channel, contact: Contact, event: StatusChanged, renderer: Renderer) -> Rendered:
+    """Render before any row exists, so a broken template fails the message rather than leaving a row."""
     if channel is Channel.SMS:
-        text = renderer.sms(language=contact.language, event=event)
-        return _sms_sender(sms, contact.mobile, text), text
+        return Rendered(body=renderer.sms(language=contact.language, event=event))
     content = renderer.email(language=contact.language, event=event)
-    address = contact.email or ""
+    return Rendered(body=content.body, subject=content.subject)
+
+
+def _sender(notification: Notification, contact: Contact, sms: SmsGateway, email: EmailSender) -> Send:
+    """The send of one recorded notification, from its row's text and the contact's current details."""
+    body = notification.body or ""
+    if notification.channel == Channel.SMS:
+        mobile = contact.mobile
+
+        async def send_sms(notification_id: int) -> str:
+            return await sms.send(receptor=mobile, message=body, local_id=str(notification_id))
+
+        return send_sms
+    address, subject = contact.email or "", notification.subject or ""
+    # Stable per notification: a resend after a lost reply carries the same Message-ID.
+    message_key = f"{notification.status_event_id}.{notification.channel}"
 
     async def send_email(notification_id: int) -> str:
-        return await email.send(
-            to=address,
-            subject=content.subject,
-            body=content.body,
-            message_key=f"{event.event_id}.{channel.value}",
-        )
+        return await email.send(to=address, subject=subject, body=body, message_key=message_key)
 
-    return send_email, None
-
-
-def _sms_sender(sms: SmsGateway, mobile: str, text: str) -> Send:
-    async def send_sms(notification_id: int) -> str:
-        return await sms.send(receptor=mobile, message=text, local_id=str(notification_id))
-
-    return send_sms
+    return send_email
 
 
 async def _claim(
@@ -168,8 +210,8 @@ async def _claim(
     event: StatusChanged,
     channel: Channel,
     *,
+    content: Rendered,
     not_before: datetime | None = None,
-    body: str | None = None,
 ) -> Notification:
     """The row for (event, channel), created and committed before anything is sent (persist, then send)."""
     query = select(Notification).where(
@@ -186,7 +228,8 @@ async def _claim(
             status=event.status.value,
             state=NotificationState.CREATED.value,
             not_before=not_before,
-            body=body,
+            subject=content.subject,
+            body=content.body,
         )
         session.add(notification)
         try:
@@ -195,6 +238,22 @@ async def _claim(
             await session.rollback()
             return (await session.exec(query)).one()
         return notification
+
+
+async def _take(sessions: Sessions, notification_id: int, *, moment: datetime, lease_s: float) -> bool:
+    """Take the row's send lease if it is still `created` and nobody holds a live lease: one sender wins."""
+    async with sessions() as session:
+        result = await session.exec(
+            update(Notification)
+            .where(
+                col(Notification.id) == notification_id,
+                col(Notification.state) == NotificationState.CREATED.value,
+                or_(col(Notification.lease_until).is_(None), col(Notification.lease_until) <= moment),
+            )
+            .values(lease_until=moment + timedelta(seconds=lease_s))
+        )
+        await session.commit()
+        return bool(result.rowcount)
 
 
 async def _count_attempt(sessions: Sessions, notification_id: int) -> int:
@@ -213,11 +272,21 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, SendError) and error.retryable
 
 
-async def _deliver(sessions: Sessions, notification: Notification, send: Send, policy: SendPolicy) -> NotificationState:
-    """Send with a few quick retries, then record the outcome; returns the notification's new state."""
+async def _deliver(
+    sessions: Sessions,
+    notification: Notification,
+    send: Send,
+    policy: SendPolicy,
+    *,
+    now: Callable[[], datetime] = _utcnow,
+) -> NotificationState | None:
+    """Take the lease, send with a few quick retries, record the outcome; returns the row's new state, or
+    None when another sender holds the lease."""
     if notification.id is None:
         raise RuntimeError("a notification must be committed before it is sent")
     notification_id = notification.id
+    if not await _take(sessions, notification_id, moment=now(), lease_s=policy.lease_s):
+        return None
     tries = min(policy.tries_per_delivery, policy.attempt_budget - notification.attempts)
     if tries <= 0:
         return await _finish(
@@ -257,9 +326,24 @@ async def _deliver(sessions: Sessions, notification: Notification, send: Send, p
             retryable=error.retryable,
             error=str(error),
         )
+    except BaseException:
+        # Not a send failure (the database, a cancellation): give the lease back so a redelivery can retry
+        # at once rather than after it runs out. Best effort: a crash leaves it to run out instead.
+        await _release(sessions, notification_id)
+        raise
     return await _finish(
         sessions, notification_id, budget=policy.attempt_budget, delivered=True, provider_id=provider_id
     )
+
+
+async def _release(sessions: Sessions, notification_id: int, *, hold_until: datetime | None = None) -> None:
+    """Give a row's lease back (still `created`); with `hold_until`, the sweeper leaves it until then."""
+    values: dict[str, object] = {"lease_until": None}
+    if hold_until is not None:
+        values["not_before"] = hold_until
+    async with sessions() as session:
+        await session.exec(update(Notification).where(col(Notification.id) == notification_id).values(**values))
+        await session.commit()
 
 
 async def _finish(
@@ -272,25 +356,32 @@ async def _finish(
     provider_id: str | None = None,
     error: str | None = None,
 ) -> NotificationState:
-    """Record how a round of attempts ended; a row another consumer already finished keeps its outcome."""
+    """Record how a round of attempts ended and give the lease back."""
     async with sessions() as session:
         row = await session.get(Notification, notification_id)
         if row is None:
             raise LookupError(f"notification {notification_id} vanished")
         if not can_send(row.state):
-            # A concurrent consumer (rebalance overlap) finished it first; its outcome stands.
+            # A delivery receipt overtook the send's own record: the receipt's outcome stands.
+            row.lease_until = None
+            session.add(row)
+            await session.commit()
             return NotificationState(row.state)
         state = after_attempts(
             row.state, delivered=delivered, retryable=retryable, attempts=row.attempts, budget=budget
         )
         row.state = state.value
+        row.lease_until = None
         row.error = error[:500] if error else None
+        if state in FINAL_STATES:
+            row.outcome_due = True
         if delivered:
             row.provider_message_id = provider_id
             row.sent_at = _utcnow()
         session.add(row)
         await session.commit()
     if delivered:
+        NOTIFICATIONS.labels(row.channel, "sent").inc()
         log.info(
             "%s notification %d for %s sent",
             row.channel,
@@ -298,65 +389,56 @@ async def _finish(
             row.tracking_code,
             extra={"tracking_code": row.tracking_code},
         )
+    elif state is NotificationState.FAILED:
+        NOTIFICATIONS.labels(row.channel, "failed").inc()
     return state
 
 
-async def release_held(
+async def sweep(
     *,
     sessions: Sessions,
     sms: SmsGateway,
+    email: EmailSender,
     policy: SendPolicy = SendPolicy(),
     now: Callable[[], datetime] = _utcnow,
     batch: int = 200,
 ) -> int:
-    """Send the SMS held for the quiet hours whose time has come; returns how many went out."""
+    """Send what was recorded but not sent: SMS held for the quiet hours once they end, and rows a crashed
+    sender left `created` (older than `policy.stale_after_s`, with no live lease). Returns how many went out.
+
+    A row whose round fails with budget left waits `RETRY_HELD_AFTER_S` for the next sweep.
+    """
     moment = now()
+    stale_before = moment - timedelta(seconds=policy.stale_after_s)
     query = (
         select(Notification)
         .where(
-            col(Notification.channel) == Channel.SMS.value,
             col(Notification.state) == NotificationState.CREATED.value,
-            col(Notification.not_before).is_not(None),
-            col(Notification.not_before) <= moment,
+            or_(col(Notification.lease_until).is_(None), col(Notification.lease_until) <= moment),
+            or_(
+                col(Notification.not_before) <= moment,
+                and_(col(Notification.not_before).is_(None), col(Notification.created_at) <= stale_before),
+            ),
         )
-        .order_by(col(Notification.not_before), col(Notification.id))
+        .order_by(col(Notification.created_at), col(Notification.id))
         .limit(batch)
     )
     async with sessions() as session:
         due = list((await session.exec(query)).all())
     sent = 0
     for row in due:
-        if row.id is None or row.body is None or not await _take_held(sessions, row.id):
-            continue  # another replica's sweeper took it
         async with sessions() as session:
             contact = await session.get(Contact, row.tracking_code)
-        if contact is None:
-            continue
-        row.not_before = None
-        state = await _deliver(sessions, row, _sms_sender(sms, contact.mobile, row.body), policy)
+        if row.id is None or row.body is None or contact is None:
+            continue  # recorded by a build that kept no text: its status change's redelivery sends it
+        state = await _deliver(sessions, row, _sender(row, contact, sms, email), policy, now=now)
         if state is NotificationState.SENT:
             sent += 1
         elif state is NotificationState.CREATED:
-            await _hold(sessions, row.id, moment + timedelta(seconds=RETRY_HELD_AFTER_S))  # budget left: later
+            await _release(sessions, row.id, hold_until=moment + timedelta(seconds=RETRY_HELD_AFTER_S))
+    if sent:
+        log.info("sweeper sent %d notification(s) recorded earlier", sent)
     return sent
-
-
-async def _hold(sessions: Sessions, notification_id: int, until: datetime) -> None:
-    async with sessions() as session:
-        await session.exec(update(Notification).where(col(Notification.id) == notification_id).values(not_before=until))
-        await session.commit()
-
-
-async def _take_held(sessions: Sessions, notification_id: int) -> bool:
-    """Clear a held row's `not_before` if it is still set: exactly one sweeper wins the row."""
-    async with sessions() as session:
-        result = await session.exec(
-            update(Notification)
-            .where(col(Notification.id) == notification_id, col(Notification.not_before).is_not(None))
-            .values(not_before=None)
-        )
-        await session.commit()
-        return bool(result.rowcount)
 
 
 async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, receipt_status: str) -> str | None:
@@ -377,6 +459,8 @@ async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, r
         if new_state is None:
             return None
         row.state = new_state.value
+        row.outcome_due = True
+        NOTIFICATIONS.labels(row.channel, new_state.value).inc()
         if new_state is NotificationState.DELIVERED:
             row.provider_message_id = row.provider_message_id or message_id
             row.delivered_at = _utcnow()
@@ -385,9 +469,6 @@ async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, r
         session.add(row)
         await session.commit()
         return new_state.value
-
-
-PUBLISHED_OUTCOMES = ("sent", "delivered", "failed")
 
 
 async def publish_outcomes(
@@ -403,16 +484,7 @@ async def publish_outcomes(
     and then marked, so a crash in between publishes it again (with the same derived id) rather than never.
     """
     query = (
-        select(Notification)
-        .where(
-            col(Notification.state).in_(PUBLISHED_OUTCOMES),
-            or_(
-                col(Notification.outcome_published).is_(None),
-                col(Notification.outcome_published) != col(Notification.state),
-            ),
-        )
-        .order_by(col(Notification.id))
-        .limit(batch)
+        select(Notification).where(col(Notification.outcome_due).is_(True)).order_by(col(Notification.id)).limit(batch)
     )
     async with sessions() as session:
         rows = list((await session.exec(query)).all())
@@ -434,7 +506,7 @@ async def publish_outcomes(
             await session.exec(
                 update(Notification)
                 .where(col(Notification.id) == row.id, col(Notification.state) == row.state)
-                .values(outcome_published=row.state)
+                .values(outcome_published=row.state, outcome_due=False)
             )
             await session.commit()
     return len(rows)

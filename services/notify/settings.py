@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.notify.domain import parse_quiet_hours
+from shared.rate_limits import parse_limits
 from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_SMS_API_KEY = "sandbox-sms-key"
@@ -36,8 +37,16 @@ class NotifySettings(BaseSettings):
     sms_retry_primary_s: float = Field(default=60.0, gt=0)
     # SMS that can wait are held during these hours of Tehran's clock ("22:00-07:00"; empty: never held).
     quiet_hours: str = ""
-    # How often held SMS whose quiet hours have ended are looked for and sent.
-    release_every_s: float = Field(default=30.0, gt=0)
+    # How often the sweeper looks for notifications to send: held SMS whose quiet hours have ended, and rows
+    # a crashed sender left unsent for `stale_after_s`.
+    sweep_every_s: float = Field(default=30.0, gt=0)
+    stale_after_s: float = Field(default=120.0, gt=0)
+    # Status changes handled at once (each request's own changes stay in order).
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    # Each provider's contract rate, shared by all replicas through Redis ("200/second", "10000/minute").
+    sms_rate_limit: str = "200/second"
+    sms_fallback_rate_limit: str | None = None
+    smtp_rate_limit: str = "50/second"
     # How often notification outcomes not yet on desk.notifications are looked for (when none are pending).
     outcome_every_s: float = Field(default=1.0, gt=0)
     # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
@@ -64,6 +73,13 @@ class NotifySettings(BaseSettings):
     @model_validator(mode="after")
     def _quiet_hours_readable(self) -> NotifySettings:
         parse_quiet_hours(self.quiet_hours)  # a typo fails at start, not at 22:00
+        return self
+
+    @model_validator(mode="after")
+    def _rates_readable(self) -> NotifySettings:
+        for rate in (self.sms_rate_limit, self.sms_fallback_rate_limit, self.smtp_rate_limit):
+            if rate is not None:
+                parse_limits(rate)
         return self
 
     @model_validator(mode="after")

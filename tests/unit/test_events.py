@@ -303,3 +303,15 @@ def test_submission_appended_after_accept_by_does_not_count() -> None:
 
 def test_log_append_time_is_kafkas_type_one() -> None:
     assert LOG_APPEND_TIME_TYPE == 1
+
+
+def test_applicant_channels_must_be_reachable_and_named_once() -> None:
+    base = {"national_id": "0012345679", "mobile": "09121234567", "birth_date": date(1990, 1, 31)}
+    assert Applicant(**base, notification_channels=("sms",)).notification_channels == ("sms",)
+    assert Applicant(**base).notification_channels is None
+    with pytest.raises(ValidationError, match="email notifications need an email address"):
+        Applicant(**base, notification_channels=("email",))
+    with pytest.raises(ValidationError, match="named twice"):
+        Applicant(**base, email="a@example.ir", notification_channels=("sms", "sms"))
+    with pytest.raises(ValidationError):
+        Applicant(**base, notification_channels=())

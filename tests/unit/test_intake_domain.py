@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 import pytest
 
@@ -39,6 +40,7 @@ def validate(
     birth_date: str = "1990-01-31",
     language: str = "fa",
     fields: dict[str, str] | None = None,
+    notification_channels: list[Literal["sms", "email"]] | None = None,
 ) -> ValidSubmission | list[FieldError]:
     return validate_submission(
         service=service,
@@ -49,6 +51,7 @@ def validate(
         language=language,
         fields={"reason": "lost"} if fields is None else fields,
         today=TODAY,
+        notification_channels=notification_channels,
     )
 
 
@@ -291,3 +294,18 @@ def test_typed_fields_report_their_own_codes() -> None:
 def test_parse_iso_date_accepts_persian_digits_and_refuses_nonsense() -> None:
     assert parse_iso_date(" ۱۹۹۰-۰۱-۰۱ ") == date(1990, 1, 1)
     assert parse_iso_date("not a date") is None
+
+
+# --- notification channels ------------------------------------------------------------------------
+
+
+def test_channels_default_to_none_and_are_kept_once_each() -> None:
+    plain = validate()
+    assert isinstance(plain, ValidSubmission) and plain.applicant.notification_channels is None
+    chosen = validate(notification_channels=["email", "sms", "email"])
+    assert isinstance(chosen, ValidSubmission) and chosen.applicant.notification_channels == ("email", "sms")
+
+
+def test_email_channel_without_an_address_is_refused() -> None:
+    error = only_error(validate(email=None, notification_channels=["email"]))
+    assert (error.field, error.code) == ("applicant.notification_channels", "email_channel_without_address")

@@ -1,3 +1,5 @@
+import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -5,16 +7,18 @@ from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -36,16 +40,18 @@ from services.notify.domain import (
     sms_length,
     sms_parts,
 )
-from services.notify.handlers import build_router
+from services.notify.handlers import build_router, handle_status_record
 from services.notify.models import Contact, Notification, create_tables
 from services.notify.rendering import Renderer, clip
 from services.notify.service import (
     ContactNotYetKnown,
     DeliveryDeferred,
+    NotificationUndeliverable,
     SendPolicy,
     Sessions,
     notify_status_change,
     record_contact,
+    sweep,
 )
 from services.notify.settings import NotifySettings
 from services.notify.wiring import Notify
@@ -63,7 +69,7 @@ from shared.events import (
     RequestSubmitted,
     StatusChanged,
 )
-from shared.kafka import SUBSCRIBER_ACK_POLICY, make_broker
+from shared.kafka import SUBSCRIBER_ACK_POLICY, PermanentError, make_broker
 from shared.settings import DeploymentSettings, KafkaSettings
 from shared.topics import Topic
 
@@ -91,6 +97,7 @@ def submitted(
     email: str | None = "citizen@example.ir",
     language: Language = Language.FA,
     accept_by: datetime | None = None,
+    channels: tuple[Literal["sms", "email"], ...] | None = None,
 ) -> RequestSubmitted:
     return RequestSubmitted(
         tracking_code=code,
@@ -104,6 +111,7 @@ def submitted(
             email=email,
             birth_date=date(1990, 1, 31),
             language=language,
+            notification_channels=channels,
         ),
     )
 
@@ -200,8 +208,32 @@ def broker(notify: Notify) -> KafkaBroker:
     return broker
 
 
-async def publish(br: KafkaBroker, event: RequestSubmitted | StatusChanged | InquiryCompleted, topic: Topic) -> None:
+async def publish(br: KafkaBroker, event: RequestSubmitted | InquiryCompleted, topic: Topic) -> None:
     await br.publish(event_value(event), topic, key=event_key(event), headers=cloudevent_headers(event, source="/test"))
+
+
+def status_record(event: StatusChanged | dict[str, Any], *, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """A desk.status record as the KeyOrderedConsumer hands it to notify's handler."""
+    value = event_value(event) if isinstance(event, StatusChanged) else json.dumps(event).encode()
+    key = event_key(event) if isinstance(event, StatusChanged) else b"key"
+    return ConsumerRecord(
+        topic=Topic.STATUS.value,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=[],
+    )
+
+
+async def tell(notify: Notify, event: StatusChanged | dict[str, Any]) -> None:
+    """Deliver one desk.status record to notify's status handler."""
+    await handle_status_record(notify, status_record(event))
 
 
 async def notifications(sessions: Sessions, code: str) -> list[Notification]:
@@ -218,16 +250,16 @@ async def test_subscribers_commit_only_after_success(broker: KafkaBroker) -> Non
     for subscriber in broker.subscribers:
         assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
         groups[subscriber.topics[0].name] = subscriber.group_id  # type: ignore[attr-defined]
-    assert groups == {"desk.requests": "notify-contacts", "desk.status": "notify"}
+    assert groups == {"desk.requests": "notify-contacts"}  # desk.status: KeyOrderedConsumer, group "notify"
 
 
 async def test_status_change_sends_one_sms_and_one_email(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions
+    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code), Topic.REQUESTS)
-        await publish(br, status_changed(code), Topic.STATUS)
+        await tell(notify, status_changed(code))
 
     assert len(sms.sent) == 1
     assert len(email.sent) == 1
@@ -248,55 +280,56 @@ async def test_status_change_sends_one_sms_and_one_email(
 
 
 async def test_redelivered_status_change_sends_nothing(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions
+    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     change = status_changed(code, RequestState.APPROVED)
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code), Topic.REQUESTS)
-        await publish(br, change, Topic.STATUS)
-        await publish(br, change, Topic.STATUS)
+        await tell(notify, change)
+        await tell(notify, change)
         # A replayed submission must not disturb anything either.
         await publish(br, submitted(code), Topic.REQUESTS)
-        await publish(br, change, Topic.STATUS)
+        await tell(notify, change)
 
     assert len(sms.sent) == 1
     assert len(email.sent) == 1
     assert len(await notifications(sessions, code)) == 2
 
 
-async def test_each_status_change_is_told(broker: KafkaBroker, sms: FakeSms) -> None:
+async def test_each_status_change_is_told(broker: KafkaBroker, sms: FakeSms, notify: Notify) -> None:
     code = new_code()
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code, email=None), Topic.REQUESTS)
-        await publish(br, status_changed(code, RequestState.SUBMITTED), Topic.STATUS)
-        await publish(br, status_changed(code, RequestState.VERIFYING), Topic.STATUS)
+        await tell(notify, status_changed(code, RequestState.SUBMITTED))
+        await tell(notify, status_changed(code, RequestState.VERIFYING))
     assert len(sms.sent) == 2
     assert "ثبت شد" in sms.sent[0]["message"]
     assert "استعلام" in sms.sent[1]["message"]
 
 
 async def test_no_email_when_contact_has_none(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions
+    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code, email=None), Topic.REQUESTS)
-        await publish(br, status_changed(code), Topic.STATUS)
+        await tell(notify, status_changed(code))
 
     assert len(sms.sent) == 1
     assert email.sent == []
     assert [row.channel for row in await notifications(sessions, code)] == ["sms"]
 
 
-async def test_english_applicant_gets_english_text(broker: KafkaBroker, sms: FakeSms, email: FakeEmail) -> None:
+async def test_english_applicant_gets_english_text(
+    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, notify: Notify
+) -> None:
     code = new_code()
     async with TestKafkaBroker(broker) as br:
         await publish(br, submitted(code, language=Language.EN), Topic.REQUESTS)
-        await publish(
-            br,
+        await tell(
+            notify,
             status_changed(code, RequestState.REJECTED, reason_fa="مدارک ناقص است", reason_en="Documents missing"),
-            Topic.STATUS,
         )
     assert "Duplicate birth certificate" in sms.sent[0]["message"]
     assert "Documents missing" in sms.sent[0]["message"]
@@ -304,7 +337,9 @@ async def test_english_applicant_gets_english_text(broker: KafkaBroker, sms: Fak
     assert "rejected" in email.sent[0]["subject"]
 
 
-async def test_other_request_events_are_ignored(broker: KafkaBroker, sms: FakeSms, sessions: Sessions) -> None:
+async def test_other_request_events_are_ignored(
+    broker: KafkaBroker, sms: FakeSms, sessions: Sessions, notify: Notify
+) -> None:
     code = new_code()
     inquiry = InquiryCompleted(
         tracking_code=code,
@@ -316,21 +351,21 @@ async def test_other_request_events_are_ignored(broker: KafkaBroker, sms: FakeSm
     async with TestKafkaBroker(broker) as br:
         await publish(br, inquiry, Topic.REQUESTS)
         await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.REQUESTS)
-        await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.STATUS)
+        await tell(notify, {"event_type": "SomethingAddedLater", "tracking_code": code})
     assert sms.sent == []
     async with sessions() as session:
         assert (await session.exec(select(Notification))).all() == []
 
 
 async def test_submission_appended_after_accept_by_is_not_kept(
-    broker: KafkaBroker, sms: FakeSms, sessions: Sessions
+    broker: KafkaBroker, sms: FakeSms, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     late = submitted(code, accept_by=datetime.now(UTC) - timedelta(seconds=1))
     async with TestKafkaBroker(broker) as br:
         await publish(br, late, Topic.REQUESTS)
         with pytest.raises(ContactNotYetKnown):
-            await publish(br, status_changed(code), Topic.STATUS)
+            await tell(notify, status_changed(code))
     async with sessions() as session:
         assert await session.get(Contact, code) is None
     assert sms.sent == []
@@ -343,10 +378,10 @@ async def test_status_change_before_its_contact_is_retried(
     change = status_changed(code)
     async with TestKafkaBroker(broker) as br:
         with pytest.raises(ContactNotYetKnown):
-            await publish(br, change, Topic.STATUS)
+            await tell(notify, change)
         assert sms.sent == []
         await publish(br, submitted(code), Topic.REQUESTS)
-        await publish(br, change, Topic.STATUS)
+        await tell(notify, change)
     assert len(sms.sent) == 1
 
 
@@ -404,27 +439,20 @@ async def test_retryable_failure_defers_and_resends_only_that_channel(sessions: 
     assert (rows["sms"].state, rows["sms"].attempts, rows["sms"].error) == ("sent", 4, None)
 
 
-async def test_permanent_failure_is_final(sessions: Sessions, renderer: Renderer) -> None:
+async def test_permanent_failure_is_final_and_dead_letters_its_change(sessions: Sessions, renderer: Renderer) -> None:
     code = new_code()
     await record_contact(sessions=sessions, event=submitted(code, email=None))
     sms = FakeSms(failures=[SmsSendError("sms gateway answered 411/411: invalid receptor", retryable=False)])
     change = status_changed(code)
 
-    assert (
-        await notify_status_change(
-            sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=QUICK
-        )
-        == []
-    )
-    assert (
-        await notify_status_change(
-            sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=QUICK
-        )
-        == []
-    )
+    for _ in range(2):  # a redelivery sends nothing and says the same
+        with pytest.raises(NotificationUndeliverable, match="sms: sms gateway answered 411/411: invalid receptor"):
+            await notify_status_change(
+                sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=QUICK
+            )
     assert sms.calls == 1
     [row] = await notifications(sessions, code)
-    assert (row.state, row.attempts) == ("failed", 1)
+    assert (row.state, row.attempts, row.outcome_due) == ("failed", 1, True)
 
 
 async def test_spent_budget_ends_in_failed(sessions: Sessions, renderer: Renderer) -> None:
@@ -439,15 +467,78 @@ async def test_spent_budget_ends_in_failed(sessions: Sessions, renderer: Rendere
             sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=policy
         )
     # The second delivery has one try left in the budget; spending it ends the notification.
-    await notify_status_change(
-        sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=policy
-    )
-    await notify_status_change(
-        sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=policy
-    )
+    for _ in range(2):
+        with pytest.raises(NotificationUndeliverable, match="sms: timeout"):
+            await notify_status_change(
+                sessions=sessions, event=change, sms=sms, email=FakeEmail(), renderer=renderer, policy=policy
+            )
     assert sms.calls == 3
     [row] = await notifications(sessions, code)
     assert (row.state, row.attempts) == ("failed", 3)
+
+
+async def test_undeliverable_change_is_a_permanent_error_for_the_consumer(notify: Notify, sms: FakeSms) -> None:
+    """The handler turns it into PermanentError, which the consumer dead-letters at once, with the reason."""
+    code = new_code()
+    await record_contact(sessions=notify.sessions, event=submitted(code, email=None))
+    sms.failures = [SmsSendError("sms gateway answered 411/411: invalid receptor", retryable=False)]
+    with pytest.raises(PermanentError, match="^sms: sms gateway answered 411/411"):
+        await tell(notify, status_changed(code))
+
+
+async def test_a_preference_for_email_only_sends_no_sms(notify: Notify, sms: FakeSms, email: FakeEmail) -> None:
+    code = new_code()
+    await record_contact(sessions=notify.sessions, event=submitted(code, channels=("email",)))
+    await tell(notify, status_changed(code))
+    assert sms.sent == [] and len(email.sent) == 1
+    other = new_code()
+    await record_contact(sessions=notify.sessions, event=submitted(other, channels=("sms",)))
+    await tell(notify, status_changed(other))
+    assert len(sms.sent) == 1 and len(email.sent) == 1
+
+
+async def test_a_row_a_crashed_sender_left_is_swept_once(sessions: Sessions, renderer: Renderer) -> None:
+    """A row recorded, leased and never finished (SIGKILL mid-send): nobody sends it while the lease lives; the
+    sweeper sends it once the row is stale and the lease has run out, and a redelivery then sends nothing."""
+    code = new_code()
+    # Email only: the sweeper sends SMS too (the quiet-hours tests), and email has no gateway-side dedupe.
+    await record_contact(sessions=sessions, event=submitted(code, channels=("email",)))
+    change = status_changed(code)
+    sms, email = FakeSms(), FakeEmail(failures=[RuntimeError("killed")])
+    policy = SendPolicy(first_wait_s=0, max_wait_s=0, lease_s=60, stale_after_s=30)
+    start = datetime.now(UTC)
+    with pytest.raises(RuntimeError):
+        await notify_status_change(
+            sessions=sessions, event=change, sms=sms, email=email, renderer=renderer, policy=policy, now=lambda: start
+        )
+    async with sessions() as session:  # as if the process died before giving the lease back
+        await session.exec(update(Notification).values(lease_until=start + timedelta(seconds=60)))
+        await session.commit()
+
+    assert await sweep(sessions=sessions, sms=sms, email=email, policy=policy, now=lambda: start) == 0
+    at_31s = start + timedelta(seconds=31)
+    assert await sweep(sessions=sessions, sms=sms, email=email, policy=policy, now=lambda: at_31s) == 0  # leased
+    # A redelivery while the lease lives leaves the row to its holder (or, if it died, to the sweeper).
+    assert (
+        await notify_status_change(
+            sessions=sessions, event=change, sms=sms, email=email, renderer=renderer, policy=policy, now=lambda: at_31s
+        )
+        == []
+    )
+    at_61s = start + timedelta(seconds=61)
+    swept = await asyncio.gather(
+        *(sweep(sessions=sessions, sms=sms, email=email, policy=policy, now=lambda: at_61s) for _ in range(2))
+    )
+    assert sum(swept) == 1 and len(email.sent) == 1
+    assert email.sent[0]["message_key"] == f"{change.event_id}.email"
+    assert (
+        await notify_status_change(
+            sessions=sessions, event=change, sms=sms, email=email, renderer=renderer, policy=policy
+        )
+        == []
+    )
+    assert sms.sent == [] and len(email.sent) == 1
+    assert [row.state for row in await notifications(sessions, code)] == ["sent"]
 
 
 # --- domain ---------------------------------------------------------------------------------------

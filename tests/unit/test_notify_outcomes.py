@@ -29,6 +29,7 @@ async def add(sessions: Sessions, state: str, event_id: str) -> int:
         row = Notification(
             status_event_id=event_id, channel="sms", tracking_code="1" * 15, status="APPROVED", state=state
         )
+        row.outcome_due = state != "created"  # as _finish and apply_receipt set it
         row.provider_message_id = "100000001"
         session.add(row)
         await session.commit()

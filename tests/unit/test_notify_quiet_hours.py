@@ -1,5 +1,6 @@
 """Quiet hours (Tehran's clock, injectable): an SMS that can wait is held and released when they end, an urgent
-one goes at once, email is never held, and neither redelivery nor two sweepers send a held SMS twice."""
+one goes at once, email is never held, and neither redelivery nor two sweepers send a held SMS twice; the same
+sweeper sends what a crashed sender recorded and left unsent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from services.notify.domain import QuietHours, parse_quiet_hours
 from services.notify.models import Notification
 from services.notify.rendering import Renderer
-from services.notify.service import Sessions, notify_status_change, record_contact, release_held
+from services.notify.service import Sessions, notify_status_change, record_contact, sweep
 from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState
 from shared.events import StatusChanged
@@ -79,12 +80,12 @@ async def test_a_late_sms_waits_for_the_morning_and_goes_once(sessions: Sessions
     # A redelivery of the same StatusChanged during the night changes nothing.
     assert await tell(sessions, renderer, sms, email, approved, LATE_EVENING + timedelta(hours=1)) == []
 
-    assert await release_held(sessions=sessions, sms=sms, now=lambda: MORNING - timedelta(seconds=1)) == 0
-    assert await release_held(sessions=sessions, sms=sms, now=lambda: MORNING) == 1
+    assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING - timedelta(seconds=1)) == 0
+    assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING) == 1
     assert len(sms.sent) == 1 and sms.sent[0]["message"] == held.body
-    assert await release_held(sessions=sessions, sms=sms, now=lambda: MORNING + timedelta(hours=1)) == 0
+    assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING + timedelta(hours=1)) == 0
     [sent] = [row for row in await notifications(sessions, code) if row.channel == "sms"]
-    assert sent.state == "sent" and sent.not_before is None
+    assert sent.state == "sent" and sent.lease_until is None
 
 
 async def test_what_the_citizen_must_act_on_is_not_held(sessions: Sessions, renderer: Renderer) -> None:
@@ -102,7 +103,8 @@ async def test_two_sweepers_release_a_held_sms_once(sessions: Sessions, renderer
         code = new_code()
         await record_contact(sessions=sessions, event=submitted(code, email=None))
         await tell(sessions, renderer, sms, email, status_changed(code, RequestState.APPROVED), LATE_EVENING)
-    counts = await asyncio.gather(*(release_held(sessions=sessions, sms=sms, now=lambda: MORNING) for _ in range(2)))
+    sweeps = (sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING) for _ in range(2))
+    counts = await asyncio.gather(*sweeps)
     assert sum(counts) == 5 and len(sms.sent) == 5
 
 
@@ -116,9 +118,9 @@ async def test_a_released_sms_that_fails_is_held_again(sessions: Sessions, rende
     await tell(sessions, renderer, sms, email, status_changed(code, RequestState.APPROVED), LATE_EVENING)
     sms.failures = [SmsSendError("503", retryable=True)]
     policy = SendPolicy(tries_per_delivery=1, attempt_budget=5, first_wait_s=0, max_wait_s=0)
-    assert await release_held(sessions=sessions, sms=sms, policy=policy, now=lambda: MORNING) == 0
+    assert await sweep(sessions=sessions, sms=sms, email=email, policy=policy, now=lambda: MORNING) == 0
     [row] = await notifications(sessions, code)
     assert row.state == "created" and row.not_before is not None and row.not_before > MORNING
     later = row.not_before
-    assert await release_held(sessions=sessions, sms=sms, policy=policy, now=lambda: later) == 1
+    assert await sweep(sessions=sessions, sms=sms, email=email, policy=policy, now=lambda: later) == 1
     assert isinstance(row, Notification)
