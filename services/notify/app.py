@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -68,6 +69,18 @@ async def publish_outcomes_when_connected(notify: Notify, bus: BusConnection, *,
         await asyncio.sleep(every_s)
 
 
+# What a send lease allows beyond the round's own timeouts: waiting for the provider's pace, a slow commit.
+LEASE_MARGIN_S = 10.0
+
+
+def send_policy(settings: NotifySettings, *, gateways: int) -> SendPolicy:
+    """The send policy, with a lease just longer than the longest round of tries can take (each try may time
+    out on every gateway in turn), so a live sender keeps its row and a dead one's row is swept soon."""
+    policy = SendPolicy(stale_after_s=settings.stale_after_s)
+    longest_round_s = policy.tries_per_delivery * (gateways * settings.send_timeout_s + policy.max_wait_s)
+    return replace(policy, lease_s=longest_round_s + LEASE_MARGIN_S)
+
+
 def create_app(settings: NotifySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build notify: one FastAPI app whose lifespan creates the tables, then connects the consumers."""
     settings = settings or NotifySettings()
@@ -123,7 +136,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         group_id=settings.group_id,
         contact_wait_s=settings.contact_wait_s,
         quiet=parse_quiet_hours(settings.quiet_hours),
-        policy=SendPolicy(stale_after_s=settings.stale_after_s),
+        policy=send_policy(settings, gateways=len(gateways)),
     )
     dead_letters = DeadLetterPolicy()
     broker = make_broker(

@@ -68,7 +68,8 @@ class SendPolicy:
     attempt_budget: int = 9
     first_wait_s: float = 0.2
     max_wait_s: float = 2.0
-    # Longer than any round of tries can take (tries x send timeout + waits): a live sender never loses it.
+    # Longer than any round of tries can take (the composition root derives it from the send timeout), so a
+    # live sender never loses its row; a dead sender's row waits this long for the sweeper.
     lease_s: float = 120.0
     # A `created` row this old, with no live lease, was left by a crashed sender: the sweeper sends it.
     stale_after_s: float = 120.0

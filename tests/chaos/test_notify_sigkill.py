@@ -1,7 +1,8 @@
 """notify killed with SIGKILL in the middle of a burst of 1,000 SMS and started again: the gateway ends up with
 1,000 messages, one per (status change, channel), none twice; every notification is recorded as sent or
 delivered. The sandbox gateway drops a resend with a localid it has seen, as Kavenegar does, which is what
-makes a resend after a lost answer (the kill between the gateway's acceptance and notify's commit) safe."""
+makes a resend after a lost answer (the kill between the gateway's acceptance and notify's commit) safe: the rows
+the killed process was sending keep its send lease, and the sweeper sends them once the lease runs out."""
 
 from __future__ import annotations
 
@@ -49,7 +50,10 @@ def states(db: Path) -> Counter[str]:
 
 async def test_sigkilled_notify_sends_each_of_1000_sms_exactly_once(servers: Servers, tmp_path: Path) -> None:
     await ensure_topics(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), core_topics())
-    stack = Stack(servers, tmp_path, group_prefix=f"nkill-{uuid.uuid4().hex[:8]}")
+    # A short send timeout makes the send lease short (3 x (2 s + 2 s) + 10 s = 22 s): the rows the killed process
+    # held are swept in this test's time, not after the default two minutes.
+    fast_sweep = {"NOTIFY_SEND_TIMEOUT_S": "2", "NOTIFY_SWEEP_EVERY_S": "1", "NOTIFY_STALE_AFTER_S": "5"}
+    stack = Stack(servers, tmp_path, group_prefix=f"nkill-{uuid.uuid4().hex[:8]}", extra_env=fast_sweep)
     await asyncio.to_thread(stack.start_groups_at_end)
     stack.start("sandbox")
     await asyncio.to_thread(stack.wait_ready, ("sandbox",))
@@ -100,13 +104,20 @@ async def test_sigkilled_notify_sends_each_of_1000_sms_exactly_once(servers: Ser
         async with asyncio.timeout(240):
             while len(await gateway_messages(stack.sms_url)) < N:
                 await asyncio.sleep(0.2)
+        # The rows the killed process was sending stay `created` under its lease; once the lease runs out the
+        # sweeper sends them again, and the gateway drops each resend by its localid.
+        async with asyncio.timeout(90):
+            while set(final := states(db)) - {"sent", "delivered"}:
+                await asyncio.sleep(0.5)
         await asyncio.sleep(3)  # anything still in flight would show now
         messages = await gateway_messages(stack.sms_url)
         final = states(db)
     finally:
         await asyncio.to_thread(stack.stop_all)
 
+    swept = stack.logs().count("sweeper sent")
     print(f"\nkilled after {at_kill} SMS at the gateway (recorded: {dict(recorded_at_kill)}); then {dict(final)}")
+    print(f"sweeper rounds that sent: {swept}")
     assert len(messages) == N
     by_receptor_and_text = Counter((m["receptor"], m["message"]) for m in messages)
     assert max(by_receptor_and_text.values()) == 1, "an applicant was texted twice about one change"

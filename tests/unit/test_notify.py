@@ -482,7 +482,7 @@ async def test_undeliverable_change_is_a_permanent_error_for_the_consumer(notify
     code = new_code()
     await record_contact(sessions=notify.sessions, event=submitted(code, email=None))
     sms.failures = [SmsSendError("sms gateway answered 411/411: invalid receptor", retryable=False)]
-    with pytest.raises(PermanentError, match="^sms: sms gateway answered 411/411"):
+    with pytest.raises(PermanentError, match=r"^sms: sms gateway answered 411/411"):
         await tell(notify, status_changed(code))
 
 
