@@ -69,7 +69,8 @@ def notifications_router(
     """The subscriber of desk.notifications: each outcome kept as its notification's latest state.
 
     `on_stored` is told which request changed (the lookup cache and live streams), like the fold's
-    `on_committed`. Its own consumer group: the projection's offsets live in its tables, not in Kafka's.
+    `on_committed`. A consumer group of its own, committed after each stored outcome: the projection's consumer
+    keeps its offsets in its tables instead, and the two topics are read independently.
     """
     # make_router: an included router's subscribers would otherwise auto-commit (see shared.kafka).
     router = make_router()
