@@ -123,6 +123,7 @@ class Stack:
             (f"{prefix}-tracking", Topic.REQUESTS),
             (f"{prefix}-notify-contacts", Topic.REQUESTS),
             (f"{prefix}-notify", Topic.STATUS),
+            (f"{prefix}-tracking-notifications", Topic.NOTIFICATIONS),
         ):
             asyncio.run(start_group_at_end(self.servers.kafka_bootstrap, group, topic))
         # tracking's new projection would otherwise fold the topic from its first record regardless.

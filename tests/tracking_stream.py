@@ -8,13 +8,14 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import (
+    AnyEvent,
     ComplaintFiled,
     ComplaintResolved,
     CorrectionSubmitted,
@@ -151,7 +152,7 @@ def lifecycles(requests: int, *, seed: int = 1) -> Iterator[RequestEvent]:
             open_indexes.pop()
 
 
-async def produce(bootstrap: str, topic: str, events: Iterator[RequestEvent] | list[RequestEvent]) -> int:
+async def produce(bootstrap: str, topic: str, events: Iterable[AnyEvent]) -> int:
     """Publish the events as intake and inquiry do (CloudEvents, keyed by tracking code); returns how many."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks="all")
     await producer.start()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -17,19 +17,25 @@ from shared.domain.jalali import to_jalali_datetime_text, to_jalali_text
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import ProblemError, problem_responses, rate_limited, request_not_found
 
+from .domain import describe_notification
+from .folding import status_change_id
 from .handlers import Tracking
 from .models import (
     ComplaintOut,
     DecisionOut,
     DocumentOut,
     LookupIn,
+    NotificationChannel,
+    NotificationOut,
+    NotificationRecord,
+    NotificationState,
     RequestRecord,
     ResultOut,
     StatusOut,
     TimelineEntry,
     TimelineOut,
 )
-from .service import lookup, national_id_digest
+from .service import lookup, national_id_digest, notifications_of
 
 router = APIRouter(prefix="/api/v1/tracking")
 
@@ -39,7 +45,39 @@ def _not_found() -> ProblemError:
     return request_not_found()
 
 
-def status_of(record: RequestRecord, entries: list[TimelineEntry]) -> StatusOut:
+def notifications_out(entries: Sequence[TimelineEntry], rows: Sequence[NotificationRecord]) -> list[NotificationOut]:
+    """Each notification beside the status change it told about (found on the timeline), in the changes' order."""
+    changes = {status_change_id(entry.event_id): (index, entry) for index, entry in enumerate(entries) if entry.applied}
+    # A notification whose change is not on the timeline (none should be) goes last rather than nowhere.
+    unknown = (len(entries), None)
+
+    def place(row: NotificationRecord) -> tuple[int, str, str]:
+        return changes.get(row.status_event_id, unknown)[0], row.occurred_at.isoformat(), row.channel
+
+    shown = []
+    for row in sorted(rows, key=place):
+        detail_fa, detail_en = describe_notification(row.status, row.channel, row.state)
+        change = changes.get(row.status_event_id, unknown)[1]
+        shown.append(
+            NotificationOut(
+                status_event_id=row.status_event_id,
+                status=row.status,
+                status_changed_at=change.occurred_at if change else None,
+                # The table holds only what a NotificationOutcome carried (validated when it arrived).
+                channel=cast(NotificationChannel, row.channel),
+                state=cast(NotificationState, row.state),
+                occurred_at=row.occurred_at,
+                occurred_at_jalali=to_jalali_datetime_text(row.occurred_at),
+                detail_fa=detail_fa,
+                detail_en=detail_en,
+            )
+        )
+    return shown
+
+
+def status_of(
+    record: RequestRecord, entries: list[TimelineEntry], notifications: Sequence[NotificationRecord] = ()
+) -> StatusOut:
     """The citizen's view of a projected request."""
     result = json.loads(record.result) if record.result else None
     return StatusOut(
@@ -94,6 +132,7 @@ def status_of(record: RequestRecord, entries: list[TimelineEntry]) -> StatusOut:
             )
             for entry in entries
         ],
+        notifications=notifications_out(entries, notifications),
     )
 
 
@@ -109,8 +148,10 @@ async def answer_for(deps: Tracking, tracking_code: str, national_id: str) -> St
     )
     if found is None:
         return None
-    answer = status_of(*found)
-    await deps.cache.put(tracking_code, found[0].national_id_digest, answer.model_dump(mode="json"))
+    record, entries = found
+    notifications = await notifications_of(sessions=deps.sessions, tracking_code=tracking_code)
+    answer = status_of(record, entries, notifications)
+    await deps.cache.put(tracking_code, record.national_id_digest, answer.model_dump(mode="json"))
     return answer
 
 
@@ -162,7 +203,8 @@ async def post_lookup(found: AskedFor) -> StatusOut:
     responses=problem_responses(404, 429),
     summary="Live updates of one request as Server-Sent Events (POST: the national ID stays out of the URL)",
     description=(
-        "The first `status` event is the request as it stands; each later one follows a change of it. The stream "
+        "The first `status` event is the request as it stands; each later one follows a change of it (its status, "
+        "timeline, flags, or how a notification about it went). The stream "
         "ends after `TRACKING_STREAM_MAX_S`; reconnect to go on. Clients that can only GET (EventSource) use a "
         "fetch-based SSE client."
     ),
@@ -173,7 +215,15 @@ async def post_events(found: AskedFor, request: Request) -> AsyncIterator[Server
     answer: StatusOut | None = found.answer
     deadline = time.monotonic() + deps.stream_max_s
     while answer is not None and time.monotonic() < deadline and not await request.is_disconnected():
-        seen = (answer.status, len(answer.timeline), answer.updated_at, answer.sla_breached, answer.complaint_open)
+        told = tuple((item.status_event_id, item.channel, item.state) for item in answer.notifications)
+        seen = (
+            answer.status,
+            len(answer.timeline),
+            answer.updated_at,
+            answer.sla_breached,
+            answer.complaint_open,
+            told,
+        )
         if seen != shown:
             yield ServerSentEvent(data=answer.model_dump(mode="json"), event="status", id=str(len(answer.timeline)))
             shown = seen

@@ -1,4 +1,4 @@
-"""tracking's composition root: settings, telemetry, database, consumer, outbox relay, SLA watcher, routes."""
+"""tracking's composition root: settings, telemetry, database, consumers, outbox relay, SLA watcher, routes."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from .api import router
 from .cache import ChangeFeed, StatusCache
 from .consumer import ProjectionConsumer
 from .folding import catalog_terms
-from .handlers import Tracking, documentation_router
+from .handlers import Tracking, documentation_router, notifications_router
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .history_api import router as history_router
 from .outbox import OutboxRelay
@@ -93,6 +93,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
     changes = ChangeFeed(redis, cache, poll_s=settings.stream_poll_s)
     projector.on_committed = cache.changed
+    broker.include_router(notifications_router(sessions=sessions, group_id=settings.group_id, on_stored=cache.changed))
     deps = Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
@@ -120,6 +121,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     # Never started: it only carries the declarations the AsyncAPI document is generated from.
     asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
     asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))
+    asyncapi_broker.include_router(notifications_router(sessions=sessions, group_id=settings.group_id))
 
     async def database_ready() -> bool:
         async with engine.connect() as connection:

@@ -226,3 +226,66 @@ def describe(event: RequestEvent, state: RequestState | None = None) -> Descript
         None,
         None,
     )
+
+
+# --- notifications (desk.notifications) ------------------------------------------------------------
+
+# How far a notification has got: `sent` is overtaken by either receipt; `delivered` and `failed` are final.
+# notify never leaves a final state, so a notification has at most one of them and the first one stays.
+_NOTIFICATION_PROGRESS: dict[str, int] = {"sent": 0, "delivered": 1, "failed": 1}
+NOTIFICATION_STATES = tuple(_NOTIFICATION_PROGRESS)
+
+
+def notification_outcome_wins(stored: str | None, arriving: str) -> bool:
+    """Whether an arriving outcome replaces the notification's stored state (None: nothing stored yet).
+
+    Outcomes come twice or out of order: only a step forward counts, so a redelivery, a `sent` after its
+    receipt or a second final state changes nothing.
+    """
+    if arriving not in _NOTIFICATION_PROGRESS:
+        raise ValueError(f"unknown notification state {arriving!r}")
+    if stored is None:
+        return True
+    return _NOTIFICATION_PROGRESS[arriving] > _NOTIFICATION_PROGRESS.get(stored, -1)
+
+
+def states_overtaken_by(arriving: str) -> list[str]:
+    """The stored states an arriving outcome replaces (the same rule, as a set a conditional UPDATE can use)."""
+    return [stored for stored in NOTIFICATION_STATES if notification_outcome_wins(stored, arriving)]
+
+
+# The status a notification told about, as the citizen reads it.
+_STATE_NAMES: dict[RequestState, tuple[str, str]] = {
+    RequestState.SUBMITTED: ("ثبت‌شده", "submitted"),
+    RequestState.AWAITING_PAYMENT: ("در انتظار پرداخت", "awaiting payment"),
+    RequestState.VERIFYING: ("در حال بررسی", "being verified"),
+    RequestState.NEEDS_CORRECTION: ("نیازمند اصلاح", "needs correction"),
+    RequestState.IN_REVIEW: ("در حال بررسی کارشناس", "in the agency's review"),
+    RequestState.APPROVED: ("تأییدشده", "approved"),
+    RequestState.DELIVERED: ("تحویل‌شده", "delivered"),
+    RequestState.REJECTED: ("ردشده", "rejected"),
+    RequestState.CANCELLED: ("لغوشده", "cancelled"),
+}
+_CHANNEL_NAMES: dict[str, tuple[str, str]] = {"sms": ("پیامک", "SMS"), "email": ("ایمیل", "email")}
+_OUTCOME_WORDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sms", "sent"): ("ارسال شد", "was sent"),
+    ("sms", "delivered"): ("به تلفن همراه شما رسید", "reached your phone"),
+    ("sms", "failed"): ("به تلفن همراه شما نرسید", "could not be delivered to your phone"),
+    ("email", "sent"): ("ارسال شد", "was sent"),
+    ("email", "delivered"): ("به صندوق ایمیل شما رسید", "reached your mailbox"),
+    ("email", "failed"): ("به صندوق ایمیل شما نرسید", "could not be delivered to your mailbox"),
+}
+
+
+def describe_notification(status: str, channel: str, state: str) -> tuple[str, str]:
+    """Timeline-style words (Persian, English) for one notification: which status it told about, how it went."""
+    try:
+        status_fa, status_en = _STATE_NAMES[RequestState(status)]
+    except ValueError:  # a state a newer build added: its code reads better than nothing
+        status_fa, status_en = status, status
+    channel_fa, channel_en = _CHANNEL_NAMES.get(channel, (channel, channel))
+    done_fa, done_en = _OUTCOME_WORDS.get((channel, state), (state, state))
+    return (
+        f"{channel_fa} تغییر وضعیت درخواست به «{status_fa}» {done_fa}.",
+        f"The {channel_en} about the request becoming “{status_en}” {done_en}.",
+    )

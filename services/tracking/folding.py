@@ -149,6 +149,11 @@ class Folded:
     change: StatusChanged | None
 
 
+def status_change_id(cause_event_id: str) -> str:
+    """The id of the StatusChanged an applied event causes (what notify's outcomes refer to)."""
+    return derived_event_id(cause_event_id, "StatusChanged")
+
+
 def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str) -> TimelineLine:
     """The timeline entry of an event that was refused: recorded with its reason, never applied."""
     return TimelineLine(
@@ -324,7 +329,7 @@ def fold(
         return Folded(record, entry, None)
     reason_fa, reason_en = status_reason(event)
     change = StatusChanged(
-        event_id=derived_event_id(event.event_id, "StatusChanged"),
+        event_id=status_change_id(event.event_id),
         tracking_code=event.tracking_code,
         occurred_at=event.occurred_at,
         caused_by=event.event_id,

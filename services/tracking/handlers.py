@@ -1,19 +1,25 @@
-"""tracking's bus edges: its dependencies, and its subscription and publication as AsyncAPI declarations."""
+"""tracking's bus edges: its dependencies, its subscriber of desk.notifications, and its subscription and
+publication of the projection as AsyncAPI declarations."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from faststream.kafka import KafkaRouter
 
-from shared.events import RequestEvent, SlaBreached, StatusChanged
+from shared.events import NotificationOutcome, RequestEvent, SlaBreached, StatusChanged
 from shared.kafka import make_router
 from shared.topics import Topic
 
 from .cache import ChangeFeed, StatusCache
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
-from .service import Sessions
+from .service import Sessions, record_notification
 from .throttle import LookupThrottle
+
+log = logging.getLogger(__name__)
 
 SUBSCRIPTION_DESCRIPTION = (
     "Folds every request event into the status projection, a fetched batch per transaction; offsets are stored "
@@ -53,5 +59,42 @@ def documentation_router(*, group_id: str) -> KafkaRouter:
     )
     async def on_request_event(body: RequestEvent) -> None:
         raise NotImplementedError("documentation only: records are folded by ProjectionConsumer")
+
+    return router
+
+
+def notifications_router(
+    *, sessions: Sessions, group_id: str, on_stored: Callable[[Iterable[str]], Awaitable[None]] | None = None
+) -> KafkaRouter:
+    """The subscriber of desk.notifications: each outcome kept as its notification's latest state.
+
+    `on_stored` is told which request changed (the lookup cache and live streams), like the fold's
+    `on_committed`. A consumer group of its own, committed after each stored outcome: the projection's consumer
+    keeps its offsets in its tables instead, and the two topics are read independently.
+    """
+    # make_router: an included router's subscribers would otherwise auto-commit (see shared.kafka).
+    router = make_router()
+
+    @router.subscriber(
+        Topic.NOTIFICATIONS,
+        group_id=f"{group_id}-notifications",
+        auto_offset_reset="earliest",
+        title="desk.notifications:tracking",
+        description=(
+            "Keeps each notification's latest outcome (sent, then delivered or failed; never back) for the "
+            "citizen's status answer."
+        ),
+    )
+    async def on_notification_outcome(body: dict[str, Any]) -> None:
+        # A newer producer's event type: skipped unparsed, so the partition is never blocked by it.
+        if body.get("event_type") != "NotificationOutcome":
+            return
+        outcome = NotificationOutcome.model_validate(body)
+        if not await record_notification(sessions=sessions, outcome=outcome) or on_stored is None:
+            return
+        try:
+            await on_stored({outcome.tracking_code})
+        except Exception as error:  # the outcome is stored; a cache's TTL covers a missed notice
+            log.warning("after-store notice failed: %s", type(error).__name__)
 
     return router

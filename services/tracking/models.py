@@ -1,8 +1,10 @@
-"""tracking's tables (the status projection, its consumed offsets, the outbox) and its API shapes."""
+"""tracking's tables (the status projection, its consumed offsets, the outbox, the notifications' outcomes) and
+its API shapes."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
@@ -10,6 +12,9 @@ from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.db import UtcDateTime
+
+NotificationChannel = Literal["sms", "email"]
+NotificationState = Literal["sent", "delivered", "failed"]
 
 
 def _utc_column(nullable: bool = False) -> Column:  # type: ignore[type-arg]
@@ -103,7 +108,32 @@ class OutboxMessage(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
 
 
-TABLES = [RequestRecord.__table__, TimelineEntry.__table__, ConsumedOffset.__table__, OutboxMessage.__table__]  # type: ignore[attr-defined]
+class NotificationRecord(SQLModel, table=True):
+    """The latest outcome of telling the applicant about one status change on one channel (desk.notifications).
+
+    Not part of the projection of desk.requests: a rebuild leaves it alone. No contact details, only the channel.
+    """
+
+    __tablename__ = "request_notification"
+
+    status_event_id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(primary_key=True, max_length=8)
+    tracking_code: str = Field(max_length=15, index=True)
+    # The status the change moved the request to (what the citizen was told about).
+    status: str = Field(max_length=32)
+    # sent, delivered or failed; only ever moves forward (domain.notification_outcome_wins).
+    state: str = Field(max_length=16)
+    # When notify published the outcome now stored.
+    occurred_at: datetime = Field(sa_column=_utc_column())
+
+
+TABLES = [
+    RequestRecord.__table__,  # type: ignore[attr-defined]
+    TimelineEntry.__table__,  # type: ignore[attr-defined]
+    ConsumedOffset.__table__,  # type: ignore[attr-defined]
+    OutboxMessage.__table__,  # type: ignore[attr-defined]
+    NotificationRecord.__table__,  # type: ignore[attr-defined]
+]
 
 
 class LookupIn(BaseModel):
@@ -124,6 +154,21 @@ class TimelineOut(BaseModel):
     status_after: str | None
     detail_fa: str | None
     detail_en: str | None
+
+
+class NotificationOut(BaseModel):
+    """How telling the applicant about one status change on one channel went, as far as tracking knows."""
+
+    # Which status change it told about: its StatusChanged id, the status it moved to and when it happened.
+    status_event_id: str
+    status: str
+    status_changed_at: datetime | None
+    channel: NotificationChannel
+    state: NotificationState
+    occurred_at: datetime
+    occurred_at_jalali: str = PydanticField(examples=["1405/09/07 16:31"])
+    detail_fa: str
+    detail_en: str
 
 
 class DocumentOut(BaseModel):
@@ -188,3 +233,5 @@ class StatusOut(BaseModel):
     result: ResultOut | None
     open_complaint: ComplaintOut | None
     timeline: list[TimelineOut]
+    # The SMS and emails about the request's status changes, in the order of the changes.
+    notifications: list[NotificationOut] = []

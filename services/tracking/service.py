@@ -19,17 +19,19 @@ from typing import Any
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.domain.working_days import WorkingCalendar
 from shared.envelope import cloudevent_headers
-from shared.events import RequestEvent, StatusChanged
+from shared.events import NotificationOutcome, RequestEvent, StatusChanged
 from shared.topics import Topic
 
+from .domain import states_overtaken_by
 from .folding import REQUEST_FIELDS, TIMELINE_FIELDS, ProjectedRequest, TermsOf, fold
-from .models import ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
+from .models import ConsumedOffset, NotificationRecord, OutboxMessage, RequestRecord, TimelineEntry
 
 SOURCE = "/khedmat/tracking"
 
@@ -87,6 +89,7 @@ LIVE_TABLES = ProjectionTables(
     ConsumedOffset.__table__,  # type: ignore[attr-defined]
 )
 OUTBOX_TABLE: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+NOTIFICATION_TABLE: Table = NotificationRecord.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -357,3 +360,49 @@ async def lookup(
             orm_select(TimelineEntry).where(TimelineEntry.tracking_code == tracking_code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
         )
         return record, list(entries)
+
+
+async def record_notification(*, sessions: Sessions, outcome: NotificationOutcome) -> bool:
+    """Keep the outcome as its notification's state when it moves it forward; True when a row changed.
+
+    Two statements that each decide atomically (no read-then-write, so neither replicas nor SQLite's single
+    writer can interleave): insert the notification if it is new, else move it from a state the outcome
+    overtakes. A redelivery, or a `sent` arriving after its receipt, changes nothing.
+    """
+    t = NOTIFICATION_TABLE
+    async with sessions() as session, session.begin():
+        connection = await session.connection()
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        inserted = await connection.execute(
+            dialect.insert(t)
+            .values(
+                status_event_id=outcome.status_event_id,
+                channel=outcome.channel,
+                tracking_code=outcome.tracking_code,
+                status=outcome.status.value,
+                state=outcome.state,
+                occurred_at=outcome.occurred_at,
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.status_event_id, t.c.channel])
+        )
+        if inserted.rowcount == 1:
+            return True
+        moved = await connection.execute(
+            update(t)
+            .where(
+                t.c.status_event_id == outcome.status_event_id,
+                t.c.channel == outcome.channel,
+                t.c.state.in_(states_overtaken_by(outcome.state)),
+            )
+            .values(state=outcome.state, occurred_at=outcome.occurred_at)
+        )
+        return bool(moved.rowcount)
+
+
+async def notifications_of(*, sessions: Sessions, tracking_code: str) -> list[NotificationRecord]:
+    """A request's notifications as last heard from notify (the caller has checked who is asking)."""
+    async with sessions() as session:
+        rows = await session.exec(
+            orm_select(NotificationRecord).where(NotificationRecord.tracking_code == tracking_code)
+        )
+        return list(rows)

@@ -1,5 +1,6 @@
 """Delivery receipts through the running desk: the sandbox gateway reports each SMS delivered to notify's
-webhook, and notify's record of the request shows every SMS delivered (emails stay sent: SMTP has no receipt)."""
+webhook, and notify's record of the request shows every SMS delivered (emails stay sent: SMTP has no receipt);
+tracking hears the outcomes on desk.notifications and the citizen's lookup shows each SMS delivered."""
 
 from __future__ import annotations
 
@@ -58,3 +59,23 @@ def test_every_sms_of_a_request_ends_delivered(stack: Stack) -> None:
     assert len(seen) == len({e.event_id for e in seen}), "an outcome was published twice"
     assert {(e.channel, e.state) for e in seen} <= {("sms", "sent"), ("sms", "delivered"), ("email", "sent")}
     assert body["applicant"]["mobile"] not in str([e.model_dump() for e in seen])
+
+    # tracking keeps the same outcomes: the citizen's lookup shows each SMS delivered, beside its status change.
+    def sms_delivered_in_tracking() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        found = lookup(stack, code, nid)
+        if not found:
+            return None
+        sms = [item for item in found["notifications"] if item["channel"] == "sms"]
+        if {item["status"] for item in sms if item["state"] == "delivered"} != {"SUBMITTED", "VERIFYING", "APPROVED"}:
+            return None
+        return found, sms
+
+    answer, sms_shown = wait_for(sms_delivered_in_tracking, timeout_s=30)
+    assert len(sms_shown) == 3
+    assert {item["status_event_id"] for item in sms_shown} == {e.status_event_id for e in seen if e.channel == "sms"}
+    changes = {(entry["status_after"], entry["occurred_at"]) for entry in answer["timeline"] if entry["applied"]}
+    for item in sms_shown:
+        assert (item["status"], item["status_changed_at"]) in changes, item
+        assert item["detail_fa"] and item["detail_en"].startswith("The SMS about the request becoming")
+    assert all(item["state"] == "sent" for item in answer["notifications"] if item["channel"] == "email")
+    assert body["applicant"]["mobile"] not in str(answer)

@@ -1,6 +1,6 @@
 """tracking as a process on real Kafka and Redis: hot lookups come from Redis and a change is visible at once
-(the fold deletes the cached answer), and a Server-Sent Events stream of one request moves on each change,
-woken by Redis rather than by its poll."""
+(the fold, and the keeping of a notification's outcome, delete the cached answer), and a Server-Sent Events
+stream of one request moves on each change, woken by Redis rather than by its poll."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.events import NextStep, RequestEvent, VerificationCompleted, derived_event_id
+from services.tracking.folding import status_change_id
+from shared.domain.state_machine import RequestState
+from shared.events import (
+    NextStep,
+    NotificationOutcome,
+    RequestEvent,
+    VerificationCompleted,
+    derived_event_id,
+    notification_outcome_id,
+)
 from tests.harness import Stack
 from tests.infra import Servers
 from tests.inquiry_stream import submissions
@@ -103,10 +112,28 @@ async def test_cached_lookups_see_changes_at_once_and_a_stream_follows_the_reque
                     "RequestSubmitted",
                     "VerificationCompleted",
                 ]
+                assert moved["notifications"] == []
 
-            # The cached SUBMITTED answer was dropped by the fold: the lookup sees the change at once.
-            changed = await client.post("/api/v1/tracking/lookup", json=body)
-            assert changed.json()["status"] == "IN_REVIEW"
+                # notify's outcome for that change: the stream moves again, on Redis's notice.
+                in_review = status_change_id(verified.event_id)
+                told = NotificationOutcome(
+                    event_id=notification_outcome_id(in_review, "sms", "delivered"),
+                    tracking_code=request.tracking_code,
+                    status_event_id=in_review,
+                    status=RequestState.IN_REVIEW,
+                    channel="sms",
+                    state="delivered",
+                )
+                await produce(servers.kafka_bootstrap, "desk.notifications", [told])
+                notified = await asyncio.wait_for(next_event(lines), 30)
+                assert [(item["status"], item["channel"], item["state"]) for item in notified["notifications"]] == [
+                    ("IN_REVIEW", "sms", "delivered")
+                ]
+
+            # The cached answers were dropped on each change: the lookup sees both at once.
+            changed = (await client.post("/api/v1/tracking/lookup", json=body)).json()
+            assert changed["status"] == "IN_REVIEW"
+            assert [item["state"] for item in changed["notifications"]] == ["delivered"]
 
             wrong = {**body, "national_id": "0000000000"}
             streamed_wrong = await client.post("/api/v1/tracking/events", json=wrong)
