@@ -59,6 +59,7 @@ bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratio
 	$(PY) -m bench.intake_bench
 	$(PY) -m bench.inquiry_bench
 	$(PY) -m bench.tracking_bench
+	$(PY) -m bench.notify_bench
 
 # The tests' and benchmarks' servers are stopped by their state folders too, so that clean stops them even when
 # .venv is missing (stopping needs only the pid files and PostgreSQL's data folder, never the ports).

@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sandbox.agencies import registered_birth_date
 from shared.catalog import load_catalog
+from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
-from shared.events import Applicant, RequestSubmitted
+from shared.events import Applicant, RequestSubmitted, StatusChanged, derived_event_id
 from shared.topics import Topic
 from tests.data import SERVICE_ID, national_id
 
@@ -50,11 +52,34 @@ def submissions(
     return made
 
 
-async def send_all(producer: AIOKafkaProducer, events: list[RequestSubmitted], *, source: str = "/test") -> None:
-    """Publish the submissions as intake does (CloudEvents headers, keyed by tracking code), all acknowledged."""
+def submitted_changes(requests: list[RequestSubmitted]) -> list[StatusChanged]:
+    """The StatusChanged (to SUBMITTED) tracking derives from each submission, under the same derived ids."""
+    return [
+        StatusChanged(
+            event_id=derived_event_id(request.event_id, "StatusChanged"),
+            tracking_code=request.tracking_code,
+            caused_by=request.event_id,
+            caused_by_type="RequestSubmitted",
+            service_id=request.service_id,
+            agency=request.agency,
+            previous_status=None,
+            status=RequestState.SUBMITTED,
+        )
+        for request in requests
+    ]
+
+
+async def send_all(
+    producer: AIOKafkaProducer,
+    events: Sequence[RequestSubmitted | StatusChanged],
+    *,
+    topic: str = Topic.REQUESTS,
+    source: str = "/test",
+) -> None:
+    """Publish events as the services do (CloudEvents headers, keyed by tracking code), all acknowledged."""
     sent = [
         await producer.send(
-            Topic.REQUESTS,
+            topic,
             event_value(event),
             key=event_key(event),
             headers=[(k, v.encode()) for k, v in cloudevent_headers(event, source=source).items()],

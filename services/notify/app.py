@@ -30,7 +30,7 @@ from shared.topics import Topic, core_topics
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .api import internal_router, router
 from .domain import parse_quiet_hours
-from .handlers import build_router, handle_status_record
+from .handlers import documentation_router, handle_request_record, handle_status_record
 from .models import create_tables
 from .rendering import Renderer
 from .service import SendPolicy, publish_outcomes, sweep
@@ -142,25 +142,33 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     broker = make_broker(
         kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
     )
-    broker.include_router(build_router(notify))
 
-    async def handle(record: Record) -> None:
+    async def handle_request(record: Record) -> None:
+        await handle_request_record(notify, record)
+
+    async def handle_status(record: Record) -> None:
         await handle_status_record(notify, record)
 
-    status_consumer = KeyOrderedConsumer(
-        kafka=settings.kafka,
-        topic=Topic.STATUS,
-        group_id=settings.group_id,
-        handler=handle,
-        dead_letters=dead_letters,
-        concurrency=settings.concurrency,
-        client_id=SERVICE_NAME,
-        tracer_provider=provider,
-    )
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[status_consumer])
+    consumers = [
+        KeyOrderedConsumer(
+            kafka=settings.kafka,
+            topic=topic,
+            group_id=group_id,
+            handler=handler,
+            dead_letters=dead_letters,
+            concurrency=settings.concurrency,
+            client_id=SERVICE_NAME,
+            tracer_provider=provider,
+        )
+        for topic, group_id, handler in (
+            (Topic.REQUESTS, f"{settings.group_id}-contacts", handle_request),
+            (Topic.STATUS, settings.group_id, handle_status),
+        )
+    ]
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=list(consumers))
     # Never started: it only carries the declarations the AsyncAPI document is generated from.
     asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
-    asyncapi_broker.include_router(build_router(notify, documentation=True))
+    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))
 
     async def database_ready() -> bool:
         async with engine.connect() as conn:

@@ -1,14 +1,12 @@
-"""notify's Kafka subscribers: contacts from desk.requests, status changes from desk.status."""
+"""notify's edge on the bus: contacts from desk.requests, status changes from desk.status, one record each."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 
 from shared.events import (
     NotificationOutcome,
@@ -25,6 +23,10 @@ from .service import ContactNotYetKnown, NotificationUndeliverable, notify_statu
 from .wiring import Notify
 
 CONTACT_POLL_S = 0.25
+CONTACTS_SUBSCRIPTION_DESCRIPTION = (
+    "Keeps each request's contact details (mobile, email, language, chosen channels) from RequestSubmitted; "
+    "other request events are skipped."
+)
 STATUS_SUBSCRIPTION_DESCRIPTION = (
     "Tells the applicant about each status change on the channels they chose (SMS, and email when given). "
     "Requests are handled concurrently (bounded), each request's changes in order; a change that cannot be "
@@ -34,15 +36,13 @@ STATUS_SUBSCRIPTION_DESCRIPTION = (
 log = logging.getLogger(__name__)
 
 
-def build_router(deps: Notify, *, documentation: bool = False) -> KafkaRouter:
-    """The contacts subscriber, bound to `deps`; include the router into a broker before starting it.
+def documentation_router(*, group_id: str) -> KafkaRouter:
+    """notify's subscriptions and publication as faststream declarations, for the AsyncAPI document only.
 
-    desk.status is consumed by a KeyOrderedConsumer (`handle_status_record`), so that sends run concurrently
-    with a bound while one request's changes stay in order; `documentation=True` adds its declaration, for
-    a broker that is never started and only feeds the AsyncAPI document.
+    Both topics are consumed by KeyOrderedConsumers (`handle_request_record`, `handle_status_record`): many
+    requests at once, each request's events in order, commits batched (one commit per record capped the
+    contacts at a few dozen a second, and desk.requests carries every lifecycle event).
     """
-    # faststream 0.7.8 does not pass the broker's ack_policy down to an included router's subscribers: they
-    # would fall back to ACK_FIRST (auto-commit, at most once) and a failed notification would be lost.
     router = make_router()
     router.publisher(
         Topic.NOTIFICATIONS,
@@ -53,45 +53,46 @@ def build_router(deps: Notify, *, documentation: bool = False) -> KafkaRouter:
 
     @router.subscriber(
         Topic.REQUESTS,
-        group_id=f"{deps.group_id}-contacts",
+        group_id=f"{group_id}-contacts",
         auto_offset_reset="earliest",
         title="desk.requests:notify-contacts",
-        description="Keeps each request's contact details (mobile, email, language) from RequestSubmitted.",
+        description=CONTACTS_SUBSCRIPTION_DESCRIPTION,
     )
-    async def on_request_submitted(body: dict[str, Any], message: KafkaMessage) -> None:
-        # The topic carries every lifecycle event, including types added after this build: skip them unparsed.
-        if body.get("event_type") != "RequestSubmitted":
-            return
-        event = parse_request_event(body)
-        if not isinstance(event, RequestSubmitted):
-            return
-        record = message.raw_message
-        if isinstance(record, tuple):
-            raise TypeError("notify's subscribers take one record at a time")
-        # A submission Kafka appended after intake had already answered 503 never happened for anyone:
-        # its contact details are not kept.
-        if not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type):
-            log.warning(
-                "skipping submission %s: appended after its accept_by",
-                event.tracking_code,
-                extra={"tracking_code": event.tracking_code},
-            )
-            return
-        await record_contact(sessions=deps.sessions, event=event)
+    async def on_request_submitted(body: RequestSubmitted) -> None:
+        raise NotImplementedError("documentation only: records are consumed by KeyOrderedConsumer")
 
-    if documentation:
-
-        @router.subscriber(
-            Topic.STATUS,
-            group_id=deps.group_id,
-            auto_offset_reset="earliest",
-            title="desk.status:notify",
-            description=STATUS_SUBSCRIPTION_DESCRIPTION,
-        )
-        async def on_status_changed(body: StatusChanged) -> None:
-            raise NotImplementedError("documentation only: records are consumed by KeyOrderedConsumer")
+    @router.subscriber(
+        Topic.STATUS,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        title="desk.status:notify",
+        description=STATUS_SUBSCRIPTION_DESCRIPTION,
+    )
+    async def on_status_changed(body: StatusChanged) -> None:
+        raise NotImplementedError("documentation only: records are consumed by KeyOrderedConsumer")
 
     return router
+
+
+async def handle_request_record(deps: Notify, record: Record) -> None:
+    """One record of desk.requests: keep the contact details of a RequestSubmitted; other types are skipped."""
+    body = json.loads(record.value or b"null")
+    # The topic carries every lifecycle event, including types added after this build: skip them unparsed.
+    if not isinstance(body, dict) or body.get("event_type") != "RequestSubmitted":
+        return
+    event = parse_request_event(body)
+    if not isinstance(event, RequestSubmitted):
+        return
+    # A submission Kafka appended after intake had already answered 503 never happened for anyone: its
+    # contact details are not kept.
+    if not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type):
+        log.warning(
+            "skipping submission %s: appended after its accept_by",
+            event.tracking_code,
+            extra={"tracking_code": event.tracking_code},
+        )
+        return
+    await record_contact(sessions=deps.sessions, event=event)
 
 
 async def handle_status_record(deps: Notify, record: Record) -> None:

@@ -35,6 +35,8 @@ from .rendering import Renderer
 
 log = logging.getLogger(__name__)
 
+# What a round of sends ends in when the message went out (a delivery receipt may overtake the send's record).
+WENT_OUT = frozenset({NotificationState.SENT, NotificationState.DELIVERED})
 # A swept notification that failed with budget left waits this long for the next sweep.
 RETRY_HELD_AFTER_S = 60
 NOTIFICATIONS = Counter(
@@ -138,7 +140,7 @@ async def notify_status_change(
         if notification.not_before is not None:
             continue  # held for the quiet hours: the sweeper sends it
         state = await _deliver(sessions, notification, _sender(notification, contact, sms, email), policy, now=now)
-        if state is NotificationState.SENT:
+        if state in WENT_OUT:
             sent.append(channel.value)
         elif state is NotificationState.CREATED:
             deferred.append(channel.value)
@@ -257,16 +259,15 @@ async def _take(sessions: Sessions, notification_id: int, *, moment: datetime, l
         return bool(result.rowcount)
 
 
-async def _count_attempt(sessions: Sessions, notification_id: int) -> int:
-    """Record an attempt before making it, so a crash mid-send still spends budget."""
+async def _count_attempt(sessions: Sessions, notification_id: int) -> None:
+    """Record an attempt before making it, so a crash mid-send still spends budget (one UPDATE, no read)."""
     async with sessions() as session:
-        row = await session.get(Notification, notification_id)
-        if row is None:
-            raise LookupError(f"notification {notification_id} vanished")
-        row.attempts += 1
-        session.add(row)
+        await session.exec(
+            update(Notification)
+            .where(col(Notification.id) == notification_id)
+            .values(attempts=col(Notification.attempts) + 1)
+        )
         await session.commit()
-        return row.attempts
 
 
 def _retryable(error: BaseException) -> bool:
@@ -363,8 +364,12 @@ async def _finish(
         if row is None:
             raise LookupError(f"notification {notification_id} vanished")
         if not can_send(row.state):
-            # A delivery receipt overtook the send's own record: the receipt's outcome stands.
+            # A delivery receipt overtook the send's own record: the receipt's outcome stands, and the send
+            # is still recorded (when, and the provider's id).
             row.lease_until = None
+            if delivered:
+                row.provider_message_id = row.provider_message_id or provider_id
+                row.sent_at = _utcnow()
             session.add(row)
             await session.commit()
             return NotificationState(row.state)
@@ -433,7 +438,7 @@ async def sweep(
         if row.id is None or row.body is None or contact is None:
             continue  # recorded by a build that kept no text: its status change's redelivery sends it
         state = await _deliver(sessions, row, _sender(row, contact, sms, email), policy, now=now)
-        if state is NotificationState.SENT:
+        if state in WENT_OUT:
             sent += 1
         elif state is NotificationState.CREATED:
             await _release(sessions, row.id, hold_until=moment + timedelta(seconds=RETRY_HELD_AFTER_S))

@@ -18,16 +18,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import format_for_display
-from shared.envelope import cloudevent_headers, event_key, event_value
-from shared.events import StatusChanged, derived_event_id
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import Topic, core_topics
 from tests.harness import Stack
 from tests.infra import Servers
-from tests.inquiry_stream import send_all, submissions
+from tests.inquiry_stream import send_all, submissions, submitted_changes
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(420)]
 
@@ -59,33 +56,12 @@ async def test_sigkilled_notify_sends_each_of_1000_sms_exactly_once(servers: Ser
     await asyncio.to_thread(stack.wait_ready, ("sandbox",))
 
     requests = submissions(N)  # applicants with a mobile and no email: one SMS per status change
-    changes = [
-        StatusChanged(
-            event_id=derived_event_id(request.event_id, "StatusChanged"),
-            tracking_code=request.tracking_code,
-            caused_by=request.event_id,
-            caused_by_type="RequestSubmitted",
-            service_id=request.service_id,
-            agency=request.agency,
-            previous_status=None,
-            status=RequestState.SUBMITTED,
-        )
-        for request in requests
-    ]
+    changes = submitted_changes(requests)
     producer = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, acks="all", linger_ms=10)
     await producer.start()
     try:
         await send_all(producer, requests)  # the contacts, on desk.requests
-        sent = [
-            await producer.send(
-                Topic.STATUS,
-                event_value(change),
-                key=event_key(change),
-                headers=[(k, v.encode()) for k, v in cloudevent_headers(change, source="/test").items()],
-            )
-            for change in changes
-        ]
-        await asyncio.gather(*sent)
+        await send_all(producer, changes, topic=Topic.STATUS)
     finally:
         await producer.stop()
 

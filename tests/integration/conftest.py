@@ -26,3 +26,11 @@ async def redis_client(servers: Servers, tag: str) -> AsyncIterator[aioredis.Red
     async for name in client.scan_iter(match=f"khedmat:*{tag}*"):
         await client.delete(name)
     await client.aclose()
+
+
+@pytest.fixture
+async def second_replica_redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
+    """Another pool on the same Redis, as a second replica of a service would have."""
+    client = make_redis(servers.redis_url)
+    yield client
+    await client.aclose()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio as aioredis
 
 from services.tracking.throttle import LookupThrottle, code_digest
 from shared.domain.tracking_code import verhoeff_check_digit
-from shared.redis_client import make_redis
-from tests.infra import Servers
 
 
 def code(n: int) -> str:
@@ -22,14 +17,6 @@ def code(n: int) -> str:
 def prefix_for(tag: str) -> str:
     # Under khedmat:* and naming the tag, so the redis_client fixture deletes this test's keys afterwards.
     return f"khedmat:tracking:lookup:{tag}"
-
-
-@pytest.fixture
-async def second_replica_redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
-    """Another pool on the same Redis, as a second tracking replica would have."""
-    client = make_redis(servers.redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_two_replicas_share_the_client_budget(

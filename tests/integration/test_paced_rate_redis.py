@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from shared.rate_limits import PacedRate
-from shared.redis_client import make_redis
-from tests.infra import Servers
-
-
-@pytest.fixture
-async def second_replica_redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
-    """Another pool on the same Redis, as a second notify replica would have."""
-    client = make_redis(servers.redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_two_replicas_share_one_window(

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import httpx
 import pytest
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, TestKafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -40,7 +39,7 @@ from services.notify.domain import (
     sms_length,
     sms_parts,
 )
-from services.notify.handlers import build_router, handle_status_record
+from services.notify.handlers import handle_request_record, handle_status_record
 from services.notify.models import Contact, Notification, create_tables
 from services.notify.rendering import Renderer, clip
 from services.notify.service import (
@@ -60,8 +59,9 @@ from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
-from shared.envelope import cloudevent_headers, event_key, event_value
+from shared.envelope import event_key, event_value
 from shared.events import (
+    LOG_APPEND_TIME_TYPE,
     Applicant,
     InquiryCompleted,
     InquiryOutcome,
@@ -69,8 +69,9 @@ from shared.events import (
     RequestSubmitted,
     StatusChanged,
 )
-from shared.kafka import SUBSCRIBER_ACK_POLICY, PermanentError, make_broker
-from shared.settings import DeploymentSettings, KafkaSettings
+from shared.kafka import PermanentError
+from shared.keyed_consumer import KeyOrderedConsumer
+from shared.settings import DeploymentSettings
 from shared.topics import Topic
 
 pytestmark = pytest.mark.asyncio
@@ -201,15 +202,28 @@ def notify(sessions: Sessions, sms: FakeSms, email: FakeEmail, renderer: Rendere
     return Notify(sessions=sessions, sms=sms, email=email, renderer=renderer, policy=QUICK, contact_wait_s=0)
 
 
-@pytest.fixture
-def broker(notify: Notify) -> KafkaBroker:
-    broker = make_broker(kafka=KafkaSettings(), client_id="notify-test")
-    broker.include_router(build_router(notify))
-    return broker
+def request_record(event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> ConsumerRecord[bytes, bytes]:
+    """A desk.requests record as the KeyOrderedConsumer hands it to notify, appended by the broker just now."""
+    value = json.dumps(event).encode() if isinstance(event, dict) else event_value(event)
+    key = b"key" if isinstance(event, dict) else event_key(event)
+    return ConsumerRecord(
+        topic=Topic.REQUESTS.value,
+        partition=0,
+        offset=0,
+        timestamp=int(datetime.now(UTC).timestamp() * 1000),
+        timestamp_type=LOG_APPEND_TIME_TYPE,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=[],
+    )
 
 
-async def publish(br: KafkaBroker, event: RequestSubmitted | InquiryCompleted, topic: Topic) -> None:
-    await br.publish(event_value(event), topic, key=event_key(event), headers=cloudevent_headers(event, source="/test"))
+async def contact(notify: Notify, event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> None:
+    """Deliver one desk.requests record to notify's contacts handler."""
+    await handle_request_record(notify, request_record(event))
 
 
 def status_record(event: StatusChanged | dict[str, Any], *, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
@@ -242,24 +256,29 @@ async def notifications(sessions: Sessions, code: str) -> list[Notification]:
         return list((await session.exec(query)).all())
 
 
-# --- through the broker ---------------------------------------------------------------------------
+# --- through the handlers -------------------------------------------------------------------------
 
 
-async def test_subscribers_commit_only_after_success(broker: KafkaBroker) -> None:
-    groups = {}
-    for subscriber in broker.subscribers:
-        assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
-        groups[subscriber.topics[0].name] = subscriber.group_id  # type: ignore[attr-defined]
-    assert groups == {"desk.requests": "notify-contacts"}  # desk.status: KeyOrderedConsumer, group "notify"
+async def test_both_topics_are_consumed_by_key_ordered_consumers(tmp_path: Path) -> None:
+    """Concurrent across requests, in order within one, committing only what is done (no faststream subscriber)."""
+    app = create_app(
+        NotifySettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/n.db"), tracer_provider=TracerProvider()
+    )
+    bus = app.state.bus
+    assert not bus.broker.subscribers
+    assert all(isinstance(consumer, KeyOrderedConsumer) for consumer in bus.consumers)
+    assert {(consumer.topic, consumer.group_id) for consumer in bus.consumers} == {
+        ("desk.requests", "notify-contacts"),
+        ("desk.status", "notify"),
+    }
 
 
 async def test_status_change_sends_one_sms_and_one_email(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
+    sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, submitted(code), Topic.REQUESTS)
-        await tell(notify, status_changed(code))
+    await contact(notify, submitted(code))
+    await tell(notify, status_changed(code))
 
     assert len(sms.sent) == 1
     assert len(email.sent) == 1
@@ -280,66 +299,58 @@ async def test_status_change_sends_one_sms_and_one_email(
 
 
 async def test_redelivered_status_change_sends_nothing(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
+    sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     change = status_changed(code, RequestState.APPROVED)
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, submitted(code), Topic.REQUESTS)
-        await tell(notify, change)
-        await tell(notify, change)
-        # A replayed submission must not disturb anything either.
-        await publish(br, submitted(code), Topic.REQUESTS)
-        await tell(notify, change)
+    await contact(notify, submitted(code))
+    await tell(notify, change)
+    await tell(notify, change)
+    # A replayed submission must not disturb anything either.
+    await contact(notify, submitted(code))
+    await tell(notify, change)
 
     assert len(sms.sent) == 1
     assert len(email.sent) == 1
     assert len(await notifications(sessions, code)) == 2
 
 
-async def test_each_status_change_is_told(broker: KafkaBroker, sms: FakeSms, notify: Notify) -> None:
+async def test_each_status_change_is_told(sms: FakeSms, notify: Notify) -> None:
     code = new_code()
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, submitted(code, email=None), Topic.REQUESTS)
-        await tell(notify, status_changed(code, RequestState.SUBMITTED))
-        await tell(notify, status_changed(code, RequestState.VERIFYING))
+    await contact(notify, submitted(code, email=None))
+    await tell(notify, status_changed(code, RequestState.SUBMITTED))
+    await tell(notify, status_changed(code, RequestState.VERIFYING))
     assert len(sms.sent) == 2
     assert "ثبت شد" in sms.sent[0]["message"]
     assert "استعلام" in sms.sent[1]["message"]
 
 
 async def test_no_email_when_contact_has_none(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
+    sms: FakeSms, email: FakeEmail, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, submitted(code, email=None), Topic.REQUESTS)
-        await tell(notify, status_changed(code))
+    await contact(notify, submitted(code, email=None))
+    await tell(notify, status_changed(code))
 
     assert len(sms.sent) == 1
     assert email.sent == []
     assert [row.channel for row in await notifications(sessions, code)] == ["sms"]
 
 
-async def test_english_applicant_gets_english_text(
-    broker: KafkaBroker, sms: FakeSms, email: FakeEmail, notify: Notify
-) -> None:
+async def test_english_applicant_gets_english_text(sms: FakeSms, email: FakeEmail, notify: Notify) -> None:
     code = new_code()
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, submitted(code, language=Language.EN), Topic.REQUESTS)
-        await tell(
-            notify,
-            status_changed(code, RequestState.REJECTED, reason_fa="مدارک ناقص است", reason_en="Documents missing"),
-        )
+    await contact(notify, submitted(code, language=Language.EN))
+    await tell(
+        notify,
+        status_changed(code, RequestState.REJECTED, reason_fa="مدارک ناقص است", reason_en="Documents missing"),
+    )
     assert "Duplicate birth certificate" in sms.sent[0]["message"]
     assert "Documents missing" in sms.sent[0]["message"]
     assert "Documents missing" in email.sent[0]["body"]
     assert "rejected" in email.sent[0]["subject"]
 
 
-async def test_other_request_events_are_ignored(
-    broker: KafkaBroker, sms: FakeSms, sessions: Sessions, notify: Notify
-) -> None:
+async def test_other_request_events_are_ignored(sms: FakeSms, sessions: Sessions, notify: Notify) -> None:
     code = new_code()
     inquiry = InquiryCompleted(
         tracking_code=code,
@@ -348,40 +359,35 @@ async def test_other_request_events_are_ignored(
         agency="civil-registry",
         outcome=InquiryOutcome.PASSED,
     )
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, inquiry, Topic.REQUESTS)
-        await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.REQUESTS)
-        await tell(notify, {"event_type": "SomethingAddedLater", "tracking_code": code})
+    await contact(notify, inquiry)
+    await contact(notify, {"event_type": "SomethingAddedLater", "tracking_code": code})
+    await tell(notify, {"event_type": "SomethingAddedLater", "tracking_code": code})
     assert sms.sent == []
     async with sessions() as session:
         assert (await session.exec(select(Notification))).all() == []
 
 
 async def test_submission_appended_after_accept_by_is_not_kept(
-    broker: KafkaBroker, sms: FakeSms, sessions: Sessions, notify: Notify
+    sms: FakeSms, sessions: Sessions, notify: Notify
 ) -> None:
     code = new_code()
     late = submitted(code, accept_by=datetime.now(UTC) - timedelta(seconds=1))
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, late, Topic.REQUESTS)
-        with pytest.raises(ContactNotYetKnown):
-            await tell(notify, status_changed(code))
+    await contact(notify, late)
+    with pytest.raises(ContactNotYetKnown):
+        await tell(notify, status_changed(code))
     async with sessions() as session:
         assert await session.get(Contact, code) is None
     assert sms.sent == []
 
 
-async def test_status_change_before_its_contact_is_retried(
-    broker: KafkaBroker, sms: FakeSms, sessions: Sessions, notify: Notify
-) -> None:
+async def test_status_change_before_its_contact_is_retried(sms: FakeSms, sessions: Sessions, notify: Notify) -> None:
     code = new_code()
     change = status_changed(code)
-    async with TestKafkaBroker(broker) as br:
-        with pytest.raises(ContactNotYetKnown):
-            await tell(notify, change)
-        assert sms.sent == []
-        await publish(br, submitted(code), Topic.REQUESTS)
+    with pytest.raises(ContactNotYetKnown):
         await tell(notify, change)
+    assert sms.sent == []
+    await contact(notify, submitted(code))
+    await tell(notify, change)
     assert len(sms.sent) == 1
 
 

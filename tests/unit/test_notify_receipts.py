@@ -92,3 +92,36 @@ async def test_the_receipt_webhook_needs_its_token(tmp_path: Path) -> None:
         accepted = await client.post("/internal/v1/sms/receipts?token=dev-only-receipt-token", json=body)
     assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
     assert accepted.status_code == 204
+
+
+async def test_a_receipt_that_overtakes_the_send_still_leaves_the_send_recorded(sessions: Sessions) -> None:
+    """The gateway's webhook can land before notify records the gateway's answer: the row ends delivered, with
+    when it was sent and the provider's id, and its lease given back."""
+    from services.notify.domain import Channel
+    from services.notify.service import SendPolicy, record_contact, sweep
+    from tests.unit.test_notify import FakeEmail, new_code, submitted
+
+    class ReceiptFirstSms:
+        async def send(self, *, receptor: str, message: str, local_id: str) -> str:
+            await apply_receipt(
+                sessions=sessions, local_id=local_id, message_id="100000007", receipt_status="delivered"
+            )
+            return "100000007"
+
+    code = new_code()
+    await record_contact(sessions=sessions, event=submitted(code, email=None))
+    async with sessions() as session:
+        row = Notification(
+            status_event_id="e-overtaken", channel=Channel.SMS.value, tracking_code=code, status="APPROVED", body="hi"
+        )
+        row.not_before = row.created_at  # due for the sweeper now
+        session.add(row)
+        await session.commit()
+        row_id = row.id
+    sent = await sweep(sessions=sessions, sms=ReceiptFirstSms(), email=FakeEmail(), policy=SendPolicy())
+    assert sent == 1  # it went out, though the receipt had already made it delivered
+    async with sessions() as session:
+        done = await session.get(Notification, row_id)
+        assert done is not None
+        assert (done.state, done.provider_message_id, done.lease_until) == ("delivered", "100000007", None)
+        assert done.sent_at is not None and done.delivered_at is not None
