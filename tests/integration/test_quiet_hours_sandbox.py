@@ -1,0 +1,103 @@
+"""Quiet hours against the real sandbox SMS gateway and SMTP sink, with an injected clock: a status change at
+23:30 Tehran time sends its email at once and holds its SMS; the sweeper sends the SMS at 07:00, once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from sandbox.runner import SandboxEndpoints
+from sandbox.sms_gateway import DEFAULT_API_KEY
+from services.notify.adapters import KavenegarSmsClient, SmtpEmailSender
+from services.notify.models import create_tables
+from services.notify.rendering import Renderer
+from services.notify.service import Sessions, notify_status_change, record_contact, sweep
+from shared.catalog import load_catalog
+from shared.db import make_engine, make_sessionmaker
+from shared.domain.state_machine import RequestState
+from shared.domain.tracking_code import format_for_display
+from tests.integration.test_sandbox_serve import ephemeral_settings, start
+from tests.unit.test_notify import new_code, status_changed, submitted
+from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, QUIET
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[SandboxEndpoints]:
+    stop = asyncio.Event()
+    task, endpoints = await start(ephemeral_settings(), stop)
+    yield endpoints
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: SandboxEndpoints, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
+    async with engine.begin() as connection:
+        await create_tables(connection)
+    sessions: Sessions = make_sessionmaker(engine)
+    sms = KavenegarSmsClient(base_url=sandbox.sms_url, api_key=DEFAULT_API_KEY, sender="1000", timeout_s=5)
+    email = SmtpEmailSender(
+        host=sandbox.smtp_host,
+        port=sandbox.smtp_port,
+        mail_from="no-reply@khedmat.example",
+        starttls=False,
+        timeout_s=5,
+    )
+    code = new_code()
+    shown = format_for_display(code)
+    await record_contact(sessions=sessions, event=submitted(code))
+    approved = status_changed(code, RequestState.APPROVED)
+
+    async def texts() -> list[object]:
+        async with httpx.AsyncClient() as client:
+            return [m for m in (await client.get(f"{sandbox.sms_url}/messages")).json() if shown in m["message"]]
+
+    async def mails() -> list[object]:
+        async with httpx.AsyncClient() as client:
+            found = (await client.get(f"{sandbox.smtp_http_url}/messages")).json()
+        return [m for m in found if shown in (m["text"] or "") + m["subject"]]
+
+    try:
+        renderer = Renderer(load_catalog())
+        told = await notify_status_change(
+            sessions=sessions,
+            event=approved,
+            sms=sms,
+            email=email,
+            renderer=renderer,
+            quiet=QUIET,
+            now=lambda: LATE_EVENING,
+        )
+        assert told == ["email"]
+        assert len(await mails()) == 1 and await texts() == []
+        # The night goes on: a redelivery, and sweeps before the hour, send nothing.
+        await notify_status_change(
+            sessions=sessions,
+            event=approved,
+            sms=sms,
+            email=email,
+            renderer=renderer,
+            quiet=QUIET,
+            now=lambda: LATE_EVENING + timedelta(hours=3),
+        )
+        assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING - timedelta(minutes=1)) == 0
+        assert await texts() == []
+        # 07:00 in Tehran: two sweepers (two replicas) race for it; the gateway gets it once.
+        swept = await asyncio.gather(
+            *(sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING) for _ in range(2))
+        )
+        assert sum(swept) == 1
+        [text] = await texts()
+        assert len(await mails()) == 1
+    finally:
+        await sms.aclose()
+        await engine.dispose()
+    assert isinstance(text, dict) and text["receptor"] == "09121234567"
