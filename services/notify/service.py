@@ -358,45 +358,51 @@ async def _finish(
     provider_id: str | None = None,
     error: str | None = None,
 ) -> NotificationState:
-    """Record how a round of attempts ended and give the lease back."""
-    async with sessions() as session:
-        row = await session.get(Notification, notification_id)
-        if row is None:
-            raise LookupError(f"notification {notification_id} vanished")
-        if not can_send(row.state):
-            # A delivery receipt overtook the send's own record: the receipt's outcome stands, and the send
-            # is still recorded (when, and the provider's id).
-            row.lease_until = None
+    """Record how a round of attempts ended and give the lease back.
+
+    The write is conditional on the state read (compare and set): a delivery receipt can land between the
+    read and the write (the gateway posts it as soon as it accepts), and a plain read-modify-write would put
+    the row back to `sent` over the receipt's `delivered`.
+    """
+    while True:
+        async with sessions() as session:
+            row = await session.get(Notification, notification_id)
+            if row is None:
+                raise LookupError(f"notification {notification_id} vanished")
+            channel, tracking_code, seen = row.channel, row.tracking_code, row.state
+            values: dict[str, object] = {"lease_until": None}
             if delivered:
-                row.provider_message_id = row.provider_message_id or provider_id
-                row.sent_at = _utcnow()
-            session.add(row)
+                values["sent_at"] = _utcnow()
+                values["provider_message_id"] = row.provider_message_id or provider_id
+            if can_send(seen):
+                state = after_attempts(
+                    seen, delivered=delivered, retryable=retryable, attempts=row.attempts, budget=budget
+                )
+                values.update(state=state.value, error=error[:500] if error else None)
+                if state in FINAL_STATES:
+                    values["outcome_due"] = True
+            else:
+                # A delivery receipt overtook the send's own record: its outcome stands, the send is recorded.
+                state = NotificationState(seen)
+            result = await session.exec(
+                update(Notification)
+                .where(col(Notification.id) == notification_id, col(Notification.state) == seen)
+                .values(**values)
+            )
             await session.commit()
-            return NotificationState(row.state)
-        state = after_attempts(
-            row.state, delivered=delivered, retryable=retryable, attempts=row.attempts, budget=budget
-        )
-        row.state = state.value
-        row.lease_until = None
-        row.error = error[:500] if error else None
-        if state in FINAL_STATES:
-            row.outcome_due = True
-        if delivered:
-            row.provider_message_id = provider_id
-            row.sent_at = _utcnow()
-        session.add(row)
-        await session.commit()
+        if result.rowcount:
+            break
     if delivered:
-        NOTIFICATIONS.labels(row.channel, "sent").inc()
+        NOTIFICATIONS.labels(channel, "sent").inc()
         log.info(
             "%s notification %d for %s sent",
-            row.channel,
+            channel,
             notification_id,
-            row.tracking_code,
-            extra={"tracking_code": row.tracking_code},
+            tracking_code,
+            extra={"tracking_code": tracking_code},
         )
     elif state is NotificationState.FAILED:
-        NOTIFICATIONS.labels(row.channel, "failed").inc()
+        NOTIFICATIONS.labels(channel, "failed").inc()
     return state
 
 
@@ -451,30 +457,36 @@ async def apply_receipt(*, sessions: Sessions, local_id: str, message_id: str, r
     """Record a gateway's delivery receipt; returns the notification's new state, or None when nothing changed.
 
     The gateway names the notification by the `localid` notify sent (its row id); a receipt whose message id
-    is not the one recorded for that row (another message, or a forged one) changes nothing.
+    is not the one recorded for that row (another message, or a forged one) changes nothing. The write is
+    conditional on the state read, as in `_finish`, so neither overwrites the other.
     """
     if not local_id.isdigit():
         return None
-    async with sessions() as session:
-        row = await session.get(Notification, int(local_id))
-        if row is None or row.channel != Channel.SMS.value:
-            return None
-        if row.provider_message_id is not None and row.provider_message_id != message_id:
-            return None
-        new_state = after_receipt(row.state, receipt_status)
-        if new_state is None:
-            return None
-        row.state = new_state.value
-        row.outcome_due = True
-        NOTIFICATIONS.labels(row.channel, new_state.value).inc()
-        if new_state is NotificationState.DELIVERED:
-            row.provider_message_id = row.provider_message_id or message_id
-            row.delivered_at = _utcnow()
-        else:
-            row.error = f"delivery receipt: {receipt_status}"[:500]
-        session.add(row)
-        await session.commit()
-        return new_state.value
+    while True:
+        async with sessions() as session:
+            row = await session.get(Notification, int(local_id))
+            if row is None or row.channel != Channel.SMS.value:
+                return None
+            if row.provider_message_id is not None and row.provider_message_id != message_id:
+                return None
+            new_state = after_receipt(row.state, receipt_status)
+            if new_state is None:
+                return None
+            values: dict[str, object] = {"state": new_state.value, "outcome_due": True}
+            if new_state is NotificationState.DELIVERED:
+                values["provider_message_id"] = row.provider_message_id or message_id
+                values["delivered_at"] = _utcnow()
+            else:
+                values["error"] = f"delivery receipt: {receipt_status}"[:500]
+            result = await session.exec(
+                update(Notification)
+                .where(col(Notification.id) == row.id, col(Notification.state) == row.state)
+                .values(**values)
+            )
+            await session.commit()
+        if result.rowcount:
+            NOTIFICATIONS.labels(row.channel, new_state.value).inc()
+            return new_state.value
 
 
 async def publish_outcomes(

@@ -3,11 +3,15 @@ another message; a delivered receipt may overtake the recording of the send; the
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import Update
 
 from services.notify.app import create_app
 from services.notify.domain import NotificationState, after_receipt
@@ -125,3 +129,49 @@ async def test_a_receipt_that_overtakes_the_send_still_leaves_the_send_recorded(
         assert done is not None
         assert (done.state, done.provider_message_id, done.lease_until) == ("delivered", "100000007", None)
         assert done.sent_at is not None and done.delivered_at is not None
+
+
+class _ReceiptMidFinish:
+    """A session factory whose first UPDATE is preceded by a delivery receipt applied in its own session: the
+    receipt lands between `_finish`'s read of the row and its write, as the gateway's webhook can."""
+
+    def __init__(self, sessions: Sessions, receipt: Callable[[], Awaitable[object]]) -> None:
+        self.sessions, self.receipt, self.fired = sessions, receipt, False
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Any]:
+        async with self.sessions() as session:
+            outer = self
+
+            class Interleaved:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(session, name)
+
+                async def exec(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+                    if isinstance(statement, Update) and not outer.fired:
+                        outer.fired = True
+                        await outer.receipt()
+                    return await session.exec(statement, *args, **kwargs)
+
+            yield Interleaved()
+
+
+async def test_a_receipt_between_the_sends_read_and_write_is_not_overwritten(sessions: Sessions) -> None:
+    from services.notify.service import _finish
+
+    row_id = await add_row(sessions, "created", None)
+
+    async def receipt() -> object:
+        return await apply_receipt(
+            sessions=sessions, local_id=str(row_id), message_id="100000009", receipt_status="delivered"
+        )
+
+    interleaved = _ReceiptMidFinish(sessions, receipt)
+    state = await _finish(interleaved, row_id, budget=9, delivered=True, provider_id="100000009")  # type: ignore[arg-type]
+    assert interleaved.fired
+    assert state is S.DELIVERED
+    async with sessions() as session:
+        row = await session.get(Notification, row_id)
+        assert row is not None
+        assert (row.state, row.provider_message_id, row.lease_until) == ("delivered", "100000009", None)
+        assert row.sent_at is not None

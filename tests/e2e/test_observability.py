@@ -1,0 +1,156 @@
+"""What an SRE sees of one request, through the running desk exporting over OTLP to a real receiver.
+
+One submitted request is one trace holding spans from all four services, inquiry's agency call and notify's
+SMTP send, every span's parent in the same trace, and the Kafka hops with the messaging attributes. Then the
+whole log output of the services and every byte they exported is searched for the applicant's national ID,
+mobile and email address: none may appear unmasked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.domain.tracking_code import format_for_display
+from tests.data import submission
+from tests.e2e.test_request_flow import lookup, wait_for
+from tests.harness import SERVICES, Stack
+from tests.infra import Servers
+from tests.otlp import OtlpReceiver, ReceivedSpan
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[Stack]:
+    """The desk as processes, configured by the standard OTEL_* variables only (as an operator would)."""
+    running = Stack(
+        servers,
+        Path(tmp_path_factory.mktemp("observed")),
+        group_prefix="e2e-otlp",
+        extra_env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
+    )
+    try:
+        running.start_groups_at_end()
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture(scope="module")
+def journey(stack: Stack) -> dict[str, Any]:
+    """One request submitted and followed until approved, emailed and texted three times."""
+    body = submission()
+    applicant = body["applicant"]
+    response = httpx.post(stack.url("intake") + "/api/v1/requests", json=body, timeout=15)
+    assert response.status_code == 202, response.text
+    code = response.json()["tracking_code"]
+    wait_for(
+        lambda: (found := lookup(stack, code, applicant["national_id"])) and found["status"] == "APPROVED", timeout_s=40
+    )
+    shown = format_for_display(code)
+
+    def told() -> bool:
+        texts = [m for m in httpx.get(stack.sms_url + "/messages").json() if shown in m["message"]]
+        mails = [
+            m for m in httpx.get(stack.smtp_http_url + "/messages").json() if shown in (m["text"] or "") + m["subject"]
+        ]
+        return len(texts) >= 3 and len(mails) >= 3
+
+    wait_for(told, timeout_s=40)
+    return {"code": code, "applicant": applicant}
+
+
+def _root(receiver: OtlpReceiver) -> ReceivedSpan:
+    [root] = [
+        span
+        for span in receiver.all_spans()
+        if span.service == "intake"
+        and span.kind == "SERVER"
+        and span.attributes.get("http.route") == "/api/v1/requests"
+    ]
+    return root
+
+
+def test_one_request_is_one_trace_across_the_desk(
+    stack: Stack, receiver: OtlpReceiver, journey: dict[str, Any]
+) -> None:
+    wait_for(lambda: [s for s in receiver.all_spans() if s.name == "smtp send"], timeout_s=20)
+    root = _root(receiver)
+
+    def whole_trace() -> list[ReceivedSpan]:
+        spans = receiver.trace(root.trace_id)
+        services = {span.service for span in spans}
+        smtp = [span for span in spans if span.name == "smtp send"]
+        return spans if set(SERVICES) <= services and len(smtp) >= 3 else []
+
+    spans = wait_for(whole_trace, timeout_s=30)
+    ids = {span.span_id for span in spans}
+    # Every span but the citizen's request hangs off another span of the same trace.
+    orphans = [span.name for span in spans if span is not root and span.parent_span_id not in ids]
+    assert orphans == [], orphans
+    assert root.parent_span_id == ""
+    # Resource attributes name the service, its version and the deployment.
+    for span in spans:
+        assert {"service.name", "service.version", "deployment.environment.name"} <= set(span.resource)
+
+    # inquiry's call to the agency, and notify's SMTP send, are client spans of this trace.
+    agency_calls = [
+        s
+        for s in spans
+        if s.service == "inquiry" and s.kind == "CLIENT" and str(stack.agencies_port) in str(s.attributes)
+    ]
+    assert agency_calls, "no agency HTTP call in the trace"
+    smtp = [s for s in spans if s.service == "notify" and s.name == "smtp send"]
+    assert smtp and all(s.kind == "CLIENT" and s.attributes["server.port"] == stack.smtp_port for s in smtp)
+    sms = [s for s in spans if s.service == "notify" and s.kind == "CLIENT" and "sms/send.json" in str(s.attributes)]
+    assert len(sms) >= 3 and all("sandbox-sms-key" not in str(s.attributes) for s in sms)
+
+    # The Kafka hops follow the messaging conventions: producers in intake, tracking's relay and inquiry;
+    # consumers in inquiry, tracking and notify, each reading the topic it names.
+    producers = [s for s in spans if s.kind == "PRODUCER"]
+    consumers = [s for s in spans if s.kind == "CONSUMER"]
+    assert {s.service for s in producers} >= {"intake", "inquiry", "tracking"}
+    assert {s.service for s in consumers} >= {"inquiry", "tracking", "notify"}
+    for span in producers + consumers:
+        assert span.attributes.get("messaging.system") == "kafka", span
+        assert str(span.attributes.get("messaging.destination.name", "")).startswith("desk."), span
+    for span in consumers:
+        group = span.attributes.get("messaging.consumer.group.name") or span.attributes.get(
+            "messaging.kafka.consumer.group"
+        )
+        assert group, span
+        assert span.parent_span_id in ids
+
+
+def test_no_national_id_mobile_or_email_leaves_a_service_unmasked(
+    stack: Stack, receiver: OtlpReceiver, journey: dict[str, Any]
+) -> None:
+    applicant = journey["applicant"]
+    wait_for(lambda: receiver.trace(_root(receiver).trace_id), timeout_s=20)
+    secrets = {
+        applicant["national_id"],
+        applicant["mobile"],
+        applicant["mobile"][1:],  # 9121234567, as it would follow +98
+        applicant["email"],
+    }
+    logs = "\n".join(stack.processes[name].log_path.read_text(errors="replace") for name in SERVICES)
+    assert journey["code"] in logs, "the services' logs were read"  # the tracking code is not personal data
+    exported = b"".join(receiver.bodies)
+    assert exported, "the services exported spans"
+    for secret in secrets:
+        assert secret not in logs, f"{secret[:3]}… in the services' logs"
+        assert secret.encode() not in exported, f"{secret[:3]}… in the exported spans"
