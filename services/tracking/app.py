@@ -70,6 +70,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         catalog_terms(load_catalog(settings.catalog_dir)),
         calendar,
         tracer=provider.get_tracer(SERVICE_NAME),
+        consumer_group=settings.group_id,
     )
     consumer = ProjectionConsumer(
         kafka=settings.kafka,

@@ -126,6 +126,8 @@ class Projector:
     # With a tracer, each event's fold is a CONSUMER span in its request's own trace (the live fold); the
     # rebuild replays history without one.
     tracer: Tracer | None = None
+    # The consumer group the live fold reads as, named on its spans (messaging.consumer.group.name).
+    consumer_group: str | None = None
     # Told which requests a committed batch changed (cache invalidation, live streams); live fold only.
     on_committed: Callable[[set[str]], Awaitable[None]] | None = None
     # Keep the folded requests in memory across batches (a rebuild: nobody else writes its tables).
@@ -243,6 +245,8 @@ class Projector:
             "messaging.destination.partition.id": str(item.position.partition),
             "messaging.kafka.message.offset": item.position.offset,
         }
+        if self.consumer_group is not None:
+            attributes["messaging.consumer.group.name"] = self.consumer_group
         if item.event is not None:
             # The key is the tracking code: an identifier, not personal data.
             attributes["messaging.kafka.message.key"] = item.event.tracking_code
