@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -212,24 +213,43 @@ COMMON_PROBLEM_RESPONSES = problem_responses(400, 422)
 Check = Callable[[], Awaitable[bool]]
 
 
-def operations_router(*, service: str, readiness_checks: Mapping[str, Check]) -> APIRouter:
-    """/healthz (the event loop answers), /readyz (every dependency answers), /metrics (Prometheus)."""
+DEPENDENCY_UP = Gauge(
+    "khedmat_dependency_up", "Whether a dependency answered the last readiness probe (1) or not (0)", ["dependency"]
+)
+# A readiness probe that hangs is a failed one: Kubernetes would time it out anyway, without saying which.
+CHECK_TIMEOUT_S = 2.0
+
+
+def operations_router(
+    *, service: str, readiness_checks: Mapping[str, Check], degraded_checks: Mapping[str, Check] | None = None
+) -> APIRouter:
+    """/healthz (live: the event loop answers), /readyz (ready: every dependency answers), /metrics (Prometheus).
+
+    `degraded_checks` are reported on /readyz and in `khedmat_dependency_up` but do not make the service unready:
+    Redis, which every service works without (limits fall back or fail open, caches miss). Gating on it would
+    turn a Redis outage into the whole desk leaving the load balancer.
+    """
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
+    async def probe(name: str, check: Check) -> bool:
+        try:
+            up = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_S))
+        except Exception:
+            up = False
+        DEPENDENCY_UP.labels(name).set(1 if up else 0)
+        return up
+
     @router.get("/readyz")
     async def readyz() -> Response:
-        results: dict[str, bool] = {}
-        for name, check in readiness_checks.items():
-            try:
-                results[name] = await check()
-            except Exception:
-                results[name] = False
+        results = {name: await probe(name, check) for name, check in readiness_checks.items()}
+        degraded = [name for name, check in (degraded_checks or {}).items() if not await probe(name, check)]
         ready = all(results.values())
-        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": results, "degraded": degraded}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -25,7 +25,9 @@ from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.trace import TracerProvider
+from prometheus_client import REGISTRY, Counter, Gauge
 from pydantic import ValidationError
 
 from shared.envelope import cloudevent_headers, decode_headers, event_key, event_value
@@ -46,6 +48,27 @@ class PermanentError(Exception):
 NON_RETRYABLE: tuple[type[BaseException], ...] = (PermanentError, ValidationError, ValueError, KeyError, TypeError)
 
 _LONG_DIGITS = re.compile(r"\d{8,}")
+
+DEAD_LETTERED = Counter(
+    "khedmat_dead_lettered_total", "Records sent to a dead-letter topic, by source topic", ["topic"]
+)
+CONSUMER_LAG = Gauge(
+    "khedmat_consumer_lag",
+    "Records in a partition the group has not consumed yet (high watermark - position)",
+    ["group", "topic", "partition"],
+)
+# How often the consume loops refresh CONSUMER_LAG (a position read per assigned partition).
+LAG_EVERY_S = 5.0
+
+
+async def record_lag(consumer: AIOKafkaConsumer, group: str) -> None:
+    """Set CONSUMER_LAG for each partition assigned to `consumer` from its last fetch's high watermark."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue  # nothing fetched from it yet
+        position = await consumer.position(tp)
+        CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
 def scrub(text: str, limit: int = 500) -> str:
@@ -124,6 +147,7 @@ class DeadLetterPolicy:
             }
         )
         await self.broker.publish(record.value, dead_letter_topic(record.topic), key=record.key, headers=headers)
+        DEAD_LETTERED.labels(record.topic).inc()
         log.error(
             "dead-lettered %s[%d]@%d after %d attempt(s): %s",
             record.topic,
@@ -180,6 +204,10 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, client_id: str,
     )
 
 
+# One for the process: its collectors register once in the default registry, which /metrics serves.
+_PROMETHEUS_MIDDLEWARE = KafkaPrometheusMiddleware(registry=REGISTRY, app_name="khedmat")
+
+
 def make_broker(
     *,
     kafka: KafkaSettings,
@@ -201,7 +229,12 @@ def make_broker(
         log_level=logging.DEBUG,
         ack_policy=SUBSCRIBER_ACK_POLICY,
         # Order matters: telemetry first (outermost) so a dead-lettered message still has its consume span.
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider), policy],
+        # faststream's Prometheus middleware times each subscriber's handler (faststream_* series).
+        middlewares=[
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            _PROMETHEUS_MIDDLEWARE,
+            policy,
+        ],
     )
     policy.broker = broker
     return broker

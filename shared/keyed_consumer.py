@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import Gauge, Histogram
 
 from shared.envelope import decode_headers
-from shared.kafka import DeadLetterPolicy, make_consumer, scrub
+from shared.kafka import LAG_EVERY_S, DeadLetterPolicy, make_consumer, record_lag, scrub
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class KeyOrderedConsumer:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_commit = 0.0
         self._last_poll = time.monotonic()
+        self._last_lag = 0.0
         self._in_flight_gauge = IN_FLIGHT.labels(group_id, topic)
         self._handler_seconds = HANDLER_SECONDS.labels(group_id, topic)
 
@@ -178,6 +179,9 @@ class KeyOrderedConsumer:
             return
         batches = await consumer.getmany(timeout_ms=100, max_records=free)
         self._last_poll = time.monotonic()
+        if self._last_poll - self._last_lag >= LAG_EVERY_S:
+            self._last_lag = self._last_poll
+            await record_lag(consumer, self.group_id)
         for records in batches.values():
             for record in records:
                 self._dispatch(record)

@@ -111,7 +111,11 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(
-        operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
+        operations_router(
+            service=SERVICE_NAME,
+            readiness_checks={"kafka": bus.ready, "database": database_ready},
+            degraded_checks={"redis": redis.ping},
+        )
     )
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
     return app

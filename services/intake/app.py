@@ -92,6 +92,12 @@ def create_app(settings: IntakeSettings | None = None, *, tracer_provider: Trace
     app.include_router(commands_router)
     app.state.blob_store = blob_store_from_settings(settings)
     app.include_router(documents_router)
-    app.include_router(operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready}))
+    app.include_router(
+        operations_router(
+            service=SERVICE_NAME,
+            readiness_checks={"kafka": bus.ready},
+            degraded_checks={"redis": redis.ping},
+        )
+    )
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
     return app

@@ -171,7 +171,11 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     app.include_router(router)
     app.include_router(history_router)
     app.include_router(
-        operations_router(service=SERVICE_NAME, readiness_checks={"kafka": bus.ready, "database": database_ready})
+        operations_router(
+            service=SERVICE_NAME,
+            readiness_checks={"kafka": bus.ready, "database": database_ready},
+            degraded_checks={"redis": redis.ping},
+        )
     )
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
     return app

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -24,7 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from shared.envelope import decode_headers
 from shared.events import AcceptedEvent, is_known_request_event, parse_request_event
-from shared.kafka import DeadLetterPolicy, make_consumer, scrub
+from shared.kafka import LAG_EVERY_S, DeadLetterPolicy, make_consumer, record_lag, scrub
 from shared.settings import KafkaSettings
 
 from .service import Delivered, Position, Projector, stored_offsets
@@ -146,8 +147,12 @@ class ProjectionConsumer:
 
     async def _run(self) -> None:
         assert self._consumer is not None
+        last_lag = 0.0
         while True:
             fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+            if time.monotonic() - last_lag >= LAG_EVERY_S:
+                last_lag = time.monotonic()
+                await record_lag(self._consumer, self.group_id)
             records = [record for batch in fetched.values() for record in batch]
             if records:
                 await self.fold(records)

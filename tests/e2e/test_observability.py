@@ -154,3 +154,55 @@ def test_no_national_id_mobile_or_email_leaves_a_service_unmasked(
     for secret in secrets:
         assert secret not in logs, f"{secret[:3]}… in the services' logs"
         assert secret.encode() not in exported, f"{secret[:3]}… in the exported spans"
+
+
+# What each service's /metrics must carry (the families, by their exposed names), after the request above.
+COMMON_SERIES = {"khedmat_http_requests", "khedmat_http_request_seconds", "khedmat_dependency_up"}
+CONSUMER_SERIES = {"khedmat_consumer_lag", "khedmat_dead_lettered"}
+SERIES = {
+    "intake": COMMON_SERIES | {"khedmat_rate_limit_fail_open"},
+    "inquiry": COMMON_SERIES
+    | CONSUMER_SERIES
+    | {"khedmat_consumer_handler_seconds", "khedmat_inquiry_outcomes", "khedmat_inquiry_breaker_state"},
+    "tracking": COMMON_SERIES
+    | CONSUMER_SERIES
+    | {
+        "khedmat_tracking_fold_batch_seconds",
+        "khedmat_tracking_requests",
+        "khedmat_tracking_sla_breaches",
+        "faststream_received_processed_messages_duration_seconds",
+    },
+    "notify": COMMON_SERIES
+    | CONSUMER_SERIES
+    | {"khedmat_consumer_handler_seconds", "khedmat_notify_notifications", "khedmat_notify_sms_gateway_sent"},
+}
+
+
+def test_each_service_exposes_the_metrics_that_matter(stack: Stack, journey: dict[str, Any]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for name in SERVICES:
+        assert httpx.get(stack.url(name) + "/healthz").json()["status"] == "ok"
+        ready = httpx.get(stack.url(name) + "/readyz").json()
+        assert ready["ready"] and ready["degraded"] == [], (name, ready)
+
+    def exposed(name: str) -> dict[str, Any]:
+        text = httpx.get(stack.url(name) + "/metrics").text
+        return {family.name: family for family in text_string_to_metric_families(text)}  # parses, or raises
+
+    def samples(family: Any) -> list[Any]:
+        return list(family.samples) if family is not None else []
+
+    # The lag gauge is refreshed every few seconds by each consume loop: wait for it once.
+    wait_for(lambda: all(samples(exposed(n).get("khedmat_consumer_lag")) for n in SERVICES[1:]), timeout_s=20)
+    for name, wanted in SERIES.items():
+        families = exposed(name)
+        missing = wanted - set(families)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+    notify = exposed("notify")
+    by_outcome = {(s.labels["channel"], s.labels["outcome"]) for s in samples(notify["khedmat_notify_notifications"])}
+    assert {("sms", "sent"), ("sms", "delivered"), ("email", "sent")} <= by_outcome
+    lag = samples(exposed("notify")["khedmat_consumer_lag"])
+    assert {s.labels["topic"] for s in lag} >= {"desk.status"} and all("partition" in s.labels for s in lag)
+    states = {s.labels["state"]: s.value for s in samples(exposed("tracking")["khedmat_tracking_requests"])}
+    assert "APPROVED" in states

@@ -222,3 +222,15 @@ def test_the_folds_plain_rows_have_exactly_the_tables_columns() -> None:
 
     assert set(REQUEST_FIELDS) == {column.name for column in RequestRecord.__table__.columns}  # type: ignore[attr-defined]
     assert set(TIMELINE_FIELDS) == {column.name for column in TimelineEntry.__table__.columns}  # type: ignore[attr-defined]
+
+
+async def test_requests_are_counted_by_state_for_the_gauge(sessions: Sessions) -> None:
+    from prometheus_client import REGISTRY
+
+    waiting, decided = submitted(), submitted()
+    await project(sessions, [waiting, decided, verified(decided, NextStep.REJECT, T0 + timedelta(minutes=1))])
+    watcher = SlaWatcher(sessions=sessions, publish=Published())
+    counts = await watcher.count_by_state()
+    assert counts["SUBMITTED"] == 1 and counts["REJECTED"] == 1 and counts["APPROVED"] == 0
+    assert REGISTRY.get_sample_value("khedmat_tracking_requests", {"state": "REJECTED"}) == 1
+    assert REGISTRY.get_sample_value("khedmat_tracking_requests", {"state": "DELIVERED"}) == 0
