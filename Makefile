@@ -33,10 +33,13 @@ infra-up: setup ## Start Kafka (KRaft), Redis and PostgreSQL on 127.0.0.1 (insta
 infra-down: ## Stop exactly the Kafka, Redis and PostgreSQL that infra-up started
 	deploy/local/down.sh
 
-run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, sandbox, four services); Ctrl-C stops it all
+# Jaeger is built once (Go module proxy) and cached in .cache/bin; the services export to it over OTLP/HTTP.
+run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, Jaeger, sandbox, four services); Ctrl-C stops it all
 	@mkdir -p var
-	@trap 'deploy/local/down.sh' EXIT; \
+	@trap 'deploy/local/jaeger.sh stop; deploy/local/down.sh' EXIT; \
+	  deploy/local/jaeger.sh start; \
 	  $(VENV)/bin/python -m shared.urls; \
+	  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
 	  $(VENV)/bin/honcho start -f Procfile
 
 lint: setup ## ruff (lint and format check)
@@ -64,6 +67,7 @@ bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratio
 # The tests' and benchmarks' servers are stopped by their state folders too, so that clean stops them even when
 # .venv is missing (stopping needs only the pid files and PostgreSQL's data folder, never the ports).
 clean: ## Remove the venv, caches and local server data (stops every local server first, the tests' and benchmarks' too)
+	-deploy/local/jaeger.sh stop
 	-deploy/local/down.sh
 	-$(PY) -m tests.infra
 	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/test-servers deploy/local/down.sh

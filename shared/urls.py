@@ -8,6 +8,7 @@ LOCAL_URLS = {
     "sandbox agencies": "http://127.0.0.1:8090/control/faults",
     "sandbox SMS gateway": "http://127.0.0.1:8091/messages",
     "sandbox SMTP sink": "http://127.0.0.1:8092/messages (SMTP on 127.0.0.1:2525)",
+    "Jaeger (traces)": "http://127.0.0.1:16686",
     "Kafka": "127.0.0.1:9092",
     "Redis": "redis://127.0.0.1:6380/0",
 }
