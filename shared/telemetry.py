@@ -39,15 +39,10 @@ def otlp_configured() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
-def make_tracer_provider(
-    service_name: str,
-    *,
-    deployment: DeploymentSettings | None = None,
-    extra_processors: list[SpanProcessor] | None = None,
-) -> TracerProvider:
-    """A tracer provider naming the service, version and deployment; OTLP export only when configured."""
+def service_resource(service_name: str, deployment: DeploymentSettings | None = None) -> Resource:
+    """The resource every span and metric of a service carries: its name, version and deployment."""
     deployment = deployment or DeploymentSettings()
-    resource = Resource.create(
+    return Resource.create(
         {
             "service.name": service_name,
             "service.namespace": "khedmat",
@@ -55,7 +50,16 @@ def make_tracer_provider(
             "deployment.environment.name": deployment.deployment_environment,
         }
     )
-    provider = TracerProvider(resource=resource)
+
+
+def make_tracer_provider(
+    service_name: str,
+    *,
+    deployment: DeploymentSettings | None = None,
+    extra_processors: list[SpanProcessor] | None = None,
+) -> TracerProvider:
+    """A tracer provider naming the service, version and deployment; OTLP export only when configured."""
+    provider = TracerProvider(resource=service_resource(service_name, deployment))
     if otlp_configured():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

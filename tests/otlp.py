@@ -1,8 +1,8 @@
-"""A real OTLP/HTTP trace receiver for tests: the services export to it over the wire, as to a collector.
+"""A real OTLP/HTTP receiver for tests: the services export to it over the wire, as to a collector.
 
-It decodes each `POST /v1/traces` (protobuf, gzip or not) with the OpenTelemetry protocol's own generated
-classes and keeps every span, flattened, for assertions; it also keeps the raw request bodies so a test can
-search everything the services exported for personal data.
+It decodes each `POST /v1/traces` and `/v1/metrics` (protobuf, gzip or not) with the OpenTelemetry protocol's
+own generated classes and keeps every span, flattened, and which service pushed which metric, for assertions;
+it also keeps the raw request bodies so a test can search everything the services exported for personal data.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -51,6 +55,8 @@ class OtlpReceiver:
 
     spans: list[ReceivedSpan] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    # Metric name -> the service names that pushed it (OTLP metrics export).
+    metrics: dict[str, set[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -83,6 +89,17 @@ class OtlpReceiver:
             self.bodies.append(body)
             self.spans.extend(received)
 
+    def _receive_metrics(self, body: bytes) -> None:
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        with self._lock:
+            self.bodies.append(body)
+            for resource_metrics in request.resource_metrics:
+                resource = {item.key: _value(item.value) for item in resource_metrics.resource.attributes}
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        self.metrics.setdefault(metric.name, set()).add(str(resource.get("service.name", "")))
+
     def __enter__(self) -> OtlpReceiver:
         receiver = self
 
@@ -94,8 +111,11 @@ class OtlpReceiver:
                 if self.path == "/v1/traces":
                     receiver._receive(body)
                     answer = ExportTraceServiceResponse().SerializeToString()
+                elif self.path == "/v1/metrics":
+                    receiver._receive_metrics(body)
+                    answer = ExportMetricsServiceResponse().SerializeToString()
                 else:
-                    answer = b""  # metrics or logs: accepted and dropped
+                    answer = b""  # logs: accepted and dropped
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(answer)))

@@ -40,6 +40,7 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory, receiver: 
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         },
     )
     try:
@@ -206,3 +207,17 @@ def test_each_service_exposes_the_metrics_that_matter(stack: Stack, journey: dic
     assert {s.labels["topic"] for s in lag} >= {"desk.status"} and all("partition" in s.labels for s in lag)
     states = {s.labels["state"]: s.value for s in samples(exposed("tracking")["khedmat_tracking_requests"])}
     assert "APPROVED" in states
+
+
+def test_the_same_metrics_are_pushed_over_otlp_when_configured(receiver: OtlpReceiver, journey: dict[str, Any]) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT is set for this stack: each service pushes its series, under their names."""
+
+    def pushed() -> dict[str, set[str]]:
+        found = dict(receiver.metrics)
+        wanted = {"khedmat_http_requests_total", "khedmat_consumer_lag", "khedmat_notify_notifications_total"}
+        return found if wanted <= set(found) and set(SERVICES) <= set().union(*found.values()) else {}
+
+    metrics = wait_for(pushed, timeout_s=20)
+    assert {"intake", "inquiry", "tracking", "notify"} <= metrics["khedmat_http_requests_total"]
+    assert "notify" in metrics["khedmat_notify_notifications_total"]
+    assert "tracking" in metrics["khedmat_tracking_requests"]
