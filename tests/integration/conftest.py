@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 
+from sandbox.runner import SandboxEndpoints
 from shared.redis_client import make_redis
 from tests.infra import Servers
 
@@ -34,3 +37,15 @@ async def second_replica_redis(servers: Servers) -> AsyncIterator[aioredis.Redis
     client = make_redis(servers.redis_url)
     yield client
     await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[SandboxEndpoints]:
+    """The sandbox's servers (agencies, SMS gateway, SMTP sink) in this process, on free ports."""
+    from tests.integration.test_sandbox_serve import ephemeral_settings, start
+
+    stop = asyncio.Event()
+    task, endpoints = await start(ephemeral_settings(), stop)
+    yield endpoints
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)

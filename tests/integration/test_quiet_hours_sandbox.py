@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from sandbox.runner import SandboxEndpoints
 from sandbox.sms_gateway import DEFAULT_API_KEY
@@ -22,20 +20,10 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import format_for_display
-from tests.integration.test_sandbox_serve import ephemeral_settings, start
 from tests.unit.test_notify import new_code, status_changed, submitted
 from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, QUIET
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[SandboxEndpoints]:
-    stop = asyncio.Event()
-    task, endpoints = await start(ephemeral_settings(), stop)
-    yield endpoints
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
 
 
 async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: SandboxEndpoints, tmp_path: Path) -> None:

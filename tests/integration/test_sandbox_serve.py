@@ -10,14 +10,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
 import httpx
 import pytest
-import pytest_asyncio
 
 from sandbox.runner import SandboxEndpoints, serve_sandbox
 from sandbox.settings import SandboxSettings
@@ -50,15 +48,6 @@ async def start(settings: SandboxSettings, stop: asyncio.Event) -> tuple[asyncio
                 task.result()
             await asyncio.sleep(0.01)
     return task, ready.result()
-
-
-@pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[SandboxEndpoints]:
-    stop = asyncio.Event()
-    task, endpoints = await start(ephemeral_settings(), stop)
-    yield endpoints
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
 
 
 async def test_every_server_answers_on_its_own_port(sandbox: SandboxEndpoints) -> None:
