@@ -62,12 +62,18 @@ LAG_EVERY_S = 5.0
 
 
 async def record_lag(consumer: AIOKafkaConsumer, group: str) -> None:
-    """Set CONSUMER_LAG for each partition assigned to `consumer` from its last fetch's high watermark."""
+    """Set CONSUMER_LAG for each partition assigned to `consumer` from its last fetch's high watermark.
+
+    Never raises: a partition revoked mid-way (a rebalance) is skipped, and a metric must not stop a consume loop.
+    """
     for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            continue  # nothing fetched from it yet
-        position = await consumer.position(tp)
+        try:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched from it yet
+            position = await asyncio.wait_for(consumer.position(tp), 1.0)
+        except Exception:
+            continue
         CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
