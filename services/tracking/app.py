@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from shared.domain.working_days import load_calendar, tehran_day
 from shared.events import SlaBreached
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
+from shared.keyed_consumer import KeyOrderedConsumer, Record
 from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
@@ -29,7 +31,7 @@ from .api import router
 from .cache import ChangeFeed, StatusCache
 from .consumer import ProjectionConsumer
 from .folding import catalog_terms
-from .handlers import Tracking, documentation_router, notifications_router
+from .handlers import Tracking, documentation_router, notifications_router, store_outcome
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .history_api import router as history_router
 from .outbox import OutboxRelay
@@ -94,7 +96,20 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
     changes = ChangeFeed(redis, cache, poll_s=settings.stream_poll_s)
     projector.on_committed = cache.changed
-    broker.include_router(notifications_router(sessions=sessions, group_id=settings.group_id, on_stored=cache.changed))
+
+    async def store_notification_outcome(record: Record) -> None:
+        await store_outcome(sessions=sessions, body=json.loads(record.value or b"null"), on_stored=cache.changed)
+
+    outcomes = KeyOrderedConsumer(
+        kafka=settings.kafka,
+        topic=Topic.NOTIFICATIONS,
+        group_id=f"{settings.group_id}-notifications",
+        handler=store_notification_outcome,
+        dead_letters=dead_letters,
+        concurrency=settings.notifications_concurrency,
+        client_id=SERVICE_NAME,
+        tracer_provider=provider,
+    )
     deps = Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
@@ -118,7 +133,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
 
     watcher = SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer])
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
     # Never started: it only carries the declarations the AsyncAPI document is generated from.
     asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
     asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))

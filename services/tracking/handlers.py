@@ -66,11 +66,14 @@ def documentation_router(*, group_id: str) -> KafkaRouter:
 def notifications_router(
     *, sessions: Sessions, group_id: str, on_stored: Callable[[Iterable[str]], Awaitable[None]] | None = None
 ) -> KafkaRouter:
-    """The subscriber of desk.notifications: each outcome kept as its notification's latest state.
+    """The subscription to desk.notifications: each outcome kept as its notification's latest state.
 
     `on_stored` is told which request changed (the lookup cache and live streams), like the fold's
-    `on_committed`. A consumer group of its own, committed after each stored outcome: the projection's consumer
-    keeps its offsets in its tables instead, and the two topics are read independently.
+    `on_committed`. A consumer group of its own: the projection's consumer keeps its offsets in its tables
+    instead, and the two topics are read independently. The running service consumes it with a
+    KeyOrderedConsumer (`store_outcome` per record, commits batched; a faststream subscriber commits each
+    record and tops out at a few dozen a second); this router declares it for AsyncAPI and drives the same
+    `store_outcome` in unit tests.
     """
     # make_router: an included router's subscribers would otherwise auto-commit (see shared.kafka).
     router = make_router()
@@ -86,15 +89,22 @@ def notifications_router(
         ),
     )
     async def on_notification_outcome(body: dict[str, Any]) -> None:
-        # A newer producer's event type: skipped unparsed, so the partition is never blocked by it.
-        if body.get("event_type") != "NotificationOutcome":
-            return
-        outcome = NotificationOutcome.model_validate(body)
-        if not await record_notification(sessions=sessions, outcome=outcome) or on_stored is None:
-            return
-        try:
-            await on_stored({outcome.tracking_code})
-        except Exception as error:  # the outcome is stored; a cache's TTL covers a missed notice
-            log.warning("after-store notice failed: %s", type(error).__name__)
+        await store_outcome(sessions=sessions, body=body, on_stored=on_stored)
 
     return router
+
+
+async def store_outcome(
+    *, sessions: Sessions, body: Any, on_stored: Callable[[Iterable[str]], Awaitable[None]] | None = None
+) -> None:
+    """Keep one desk.notifications record's outcome as its notification's latest state, then tell `on_stored`."""
+    # A newer producer's event type: skipped unparsed, so the partition is never blocked by it.
+    if not isinstance(body, dict) or body.get("event_type") != "NotificationOutcome":
+        return
+    outcome = NotificationOutcome.model_validate(body)
+    if not await record_notification(sessions=sessions, outcome=outcome) or on_stored is None:
+        return
+    try:
+        await on_stored({outcome.tracking_code})
+    except Exception as error:  # the outcome is stored; a cache's TTL covers a missed notice
+        log.warning("after-store notice failed: %s", type(error).__name__)

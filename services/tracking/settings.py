@@ -35,6 +35,8 @@ class TrackingSettings(BaseSettings):
     new_projection_start: Literal["beginning", "group"] = "beginning"
     # Records folded per transaction at most (one fetch of the consumer).
     fold_batch: int = Field(default=500, ge=1, le=10_000)
+    # Notification outcomes (desk.notifications) stored at once, each request's in order.
+    notifications_concurrency: int = Field(default=16, ge=1, le=1024)
     # The catalog gives each service's SLA (working days) and the inquiries a request waits for.
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     # How often the SLA watcher looks for requests past their due date.

@@ -192,7 +192,38 @@ async def publish(br: KafkaBroker, event: NotificationOutcome) -> None:
     )
 
 
-def test_the_subscriber_has_its_own_group_and_commits_after_success(broker: KafkaBroker) -> None:
+def test_the_service_stores_outcomes_with_a_keyed_consumer_of_its_own_group() -> None:
+    """Not a faststream subscriber committing each record: a KeyOrderedConsumer, concurrent, commits batched."""
+    from services.tracking.app import create_app
+    from shared.keyed_consumer import KeyOrderedConsumer
+
+    app = create_app()
+    keyed = {(c.topic, c.group_id) for c in app.state.bus.consumers if isinstance(c, KeyOrderedConsumer)}
+    assert ("desk.notifications", "tracking-notifications") in keyed
+    assert not any(
+        topic.name == "desk.notifications"
+        for subscriber in app.state.bus.broker.subscribers
+        for topic in subscriber.topics
+    )
+
+
+async def test_a_record_that_is_not_an_outcome_is_skipped(sessions: Sessions) -> None:
+    from services.tracking.handlers import store_outcome
+
+    told: list[set[str]] = []
+
+    async def notice(codes: Iterable[str]) -> None:
+        told.append(set(codes))
+
+    bodies: list[object] = [None, [], {"event_type": "SomethingNewer"}]
+    for body in bodies:
+        await store_outcome(sessions=sessions, body=body, on_stored=notice)
+    assert told == []
+    async with sessions() as session:
+        assert (await session.exec(select(NotificationRecord))).all() == []
+
+
+def test_the_declared_subscription_has_its_own_group_and_commits_after_success(broker: KafkaBroker) -> None:
     [subscriber] = broker.subscribers
     assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
     assert subscriber.group_id == "tracking-notifications"  # type: ignore[attr-defined]
