@@ -65,6 +65,9 @@ class PacedRate:
         self._shared = shared_moving_window(redis, key_prefix=key_prefix)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._degraded_since: float | None = None
+        # While Redis is failing it is retried at most this often, so a hung Redis costs one timeout per
+        # interval rather than one per send.
+        self.retry_shared_every_s = 5.0
 
     async def _try(self, limiter: MovingWindowRateLimiter) -> float:
         """Take a slot (0.0), or say how long until one frees."""
@@ -76,14 +79,19 @@ class PacedRate:
     async def acquire(self) -> None:
         """Wait for, and take, one slot of the window."""
         while True:
-            try:
-                wait = await self._try(self._shared)
-                self._degraded_since = None
-            except REDIS_FAILURES as error:
-                if self._degraded_since is None:
-                    self._degraded_since = time.monotonic()
-                    log.warning("pacing %s per process: Redis failed (%s)", self.name, type(error).__name__)
+            if self._degraded_since is not None and time.monotonic() - self._degraded_since < self.retry_shared_every_s:
                 wait = await self._try(self._local)
+            else:
+                try:
+                    wait = await self._try(self._shared)
+                    if self._degraded_since is not None:
+                        log.warning("pacing %s through Redis again", self.name)
+                    self._degraded_since = None
+                except REDIS_FAILURES as error:
+                    if self._degraded_since is None:
+                        log.warning("pacing %s per process: Redis failed (%s)", self.name, type(error).__name__)
+                    self._degraded_since = time.monotonic()
+                    wait = await self._try(self._local)
             if wait == 0.0:
                 return
             await asyncio.sleep(wait)

@@ -36,3 +36,26 @@ def test_one_rate_per_provider() -> None:
         PacedRate(client, limit="3/second;100/minute", name="x")
     with pytest.raises(ValueError):
         PacedRate(client, limit="fast", name="x")
+
+
+async def test_a_failing_redis_is_retried_now_and_then_not_on_every_send() -> None:
+    client = make_redis("redis://127.0.0.1:1/0")
+    try:
+        pacer = PacedRate(client, limit="1000/second", name="smtp")
+        calls = 0
+
+        async def failing_hit(*args: object, **kwargs: object) -> bool:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("redis is away")
+
+        pacer._shared.hit = failing_hit  # type: ignore[method-assign]
+        for _ in range(5):
+            await pacer.acquire()
+        assert calls == 1  # the other four went straight to the per-process window
+        assert pacer._degraded_since is not None
+        pacer._degraded_since -= pacer.retry_shared_every_s
+        await pacer.acquire()
+        assert calls == 2  # tried again once the interval passed
+    finally:
+        await client.aclose()
