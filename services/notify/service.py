@@ -130,16 +130,16 @@ async def notify_status_change(
         hold_until = None
         if channel is Channel.SMS and quiet is not None and event.status.value not in URGENT_STATUSES:
             hold_until = quiet.release_at(now())
-        notification = await _claim(
-            sessions, event, channel, content=_render(channel, contact, event, renderer), not_before=hold_until
-        )
+        content = _render(channel, contact, event, renderer)
+        notification = await _claim(sessions, event, channel, content=content, not_before=hold_until)
         if not can_send(notification.state):
             if _failed_to_send(notification):
                 undeliverable.append(f"{channel.value}: {notification.error or 'failed'}")
             continue
         if notification.not_before is not None:
             continue  # held for the quiet hours: the sweeper sends it
-        state = await _deliver(sessions, notification, _sender(notification, contact, sms, email), policy, now=now)
+        send = _sender(notification, contact, sms, email, fallback=content)
+        state = await _deliver(sessions, notification, send, policy, now=now)
         if state in WENT_OUT:
             sent.append(channel.value)
         elif state is NotificationState.CREATED:
@@ -188,9 +188,19 @@ def _render(channel: Channel, contact: Contact, event: StatusChanged, renderer: 
     return Rendered(body=content.body, subject=content.subject)
 
 
-def _sender(notification: Notification, contact: Contact, sms: SmsGateway, email: EmailSender) -> Send:
-    """The send of one recorded notification, from its row's text and the contact's current details."""
-    body = notification.body or ""
+def _sender(
+    notification: Notification,
+    contact: Contact,
+    sms: SmsGateway,
+    email: EmailSender,
+    *,
+    fallback: Rendered | None = None,
+) -> Send:
+    """The send of one recorded notification, from its row's text and the contact's current details.
+
+    A row recorded by an earlier build kept no text: `fallback` (rendered from the event in hand) stands in.
+    """
+    body = notification.body or (fallback.body if fallback else "")
     if notification.channel == Channel.SMS:
         mobile = contact.mobile
 
@@ -198,7 +208,8 @@ def _sender(notification: Notification, contact: Contact, sms: SmsGateway, email
             return await sms.send(receptor=mobile, message=body, local_id=str(notification_id))
 
         return send_sms
-    address, subject = contact.email or "", notification.subject or ""
+    address = contact.email or ""
+    subject = notification.subject or (fallback.subject if fallback else None) or ""
     # Stable per notification: a resend after a lost reply carries the same Message-ID.
     message_key = f"{notification.status_event_id}.{notification.channel}"
 

@@ -911,3 +911,30 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == "application/problem+json"
     assert invalid.status_code == 422
+
+
+async def test_a_row_an_earlier_build_recorded_without_text_is_sent_with_the_text_rendered_now(
+    sessions: Sessions, renderer: Renderer
+) -> None:
+    code = new_code()
+    await record_contact(sessions=sessions, event=submitted(code))
+    change = status_changed(code)
+    async with sessions() as session:
+        for channel in ("sms", "email"):
+            session.add(
+                Notification(
+                    status_event_id=change.event_id,
+                    channel=channel,
+                    tracking_code=code,
+                    status=change.status.value,
+                    state="created",
+                )
+            )
+        await session.commit()
+    sms, email = FakeSms(), FakeEmail()
+    told = await notify_status_change(
+        sessions=sessions, event=change, sms=sms, email=email, renderer=renderer, policy=QUICK
+    )
+    assert sorted(told) == ["email", "sms"]
+    assert format_for_display(code) in sms.sent[0]["message"]
+    assert format_for_display(code) in email.sent[0]["subject"] and email.sent[0]["body"].strip()
