@@ -10,7 +10,9 @@ Prometheus labels as attributes. One set of instruments, two ways out; nothing i
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -31,26 +33,41 @@ def otlp_metrics_configured() -> bool:
     )
 
 
-def _sample_reader(
-    registry: CollectorRegistry, family_name: str, sample_name: str
-) -> Callable[[CallbackOptions], Iterable[Observation]]:
+class _Snapshot:
+    """The registry's samples by name, collected once per export round and shared by every instrument's
+    callback (collecting the whole registry in each of some eighty callbacks would repeat the work each time)."""
+
+    def __init__(self, registry: CollectorRegistry, max_age_s: float = 1.0) -> None:
+        self.registry, self.max_age_s = registry, max_age_s
+        self._taken = -math.inf
+        self._samples: dict[str, list[Observation]] = {}
+
+    def observations(self, sample_name: str) -> list[Observation]:
+        if time.monotonic() - self._taken > self.max_age_s:
+            samples: dict[str, list[Observation]] = {}
+            for family in self.registry.collect():
+                for sample in family.samples:
+                    samples.setdefault(sample.name, []).append(Observation(sample.value, dict(sample.labels)))
+            self._samples, self._taken = samples, time.monotonic()
+        return self._samples.get(sample_name, [])
+
+
+def _sample_reader(snapshot: _Snapshot, sample_name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def observe(_options: CallbackOptions) -> Iterable[Observation]:
-        for family in registry.collect():
-            if family.name != family_name:
-                continue
-            for sample in family.samples:
-                if sample.name == sample_name:
-                    yield Observation(sample.value, dict(sample.labels))
+        return snapshot.observations(sample_name)
 
     return observe
 
 
-def bridge_registry(provider: MeterProvider, registry: CollectorRegistry = REGISTRY) -> list[str]:
+def bridge_registry(
+    provider: MeterProvider, registry: CollectorRegistry = REGISTRY, *, snapshot_max_age_s: float = 1.0
+) -> list[str]:
     """Register one asynchronous instrument per sample name of `registry`; returns the names registered.
 
     Families are enumerated once, after the service's modules have registered their collectors (at start).
     """
     meter = provider.get_meter("khedmat.prometheus")
+    snapshot = _Snapshot(registry, max_age_s=snapshot_max_age_s)
     names: list[str] = []
     for family in registry.collect():
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(family.type, ("",))
@@ -59,7 +76,7 @@ def bridge_registry(provider: MeterProvider, registry: CollectorRegistry = REGIS
             sample_name = family.name + suffix
             create(
                 sample_name,
-                callbacks=[_sample_reader(registry, family.name, sample_name)],
+                callbacks=[_sample_reader(snapshot, sample_name)],
                 description=family.documentation,
             )
             names.append(sample_name)

@@ -50,9 +50,8 @@ class Notification(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    # The last state published on desk.notifications (the outcome relay publishes each final state once).
-    outcome_published: str | None = Field(default=None, max_length=16)
-    # Set with each new outcome, cleared once it is published: the relay's indexed work list.
+    # Set with each new outcome (sent, delivered, failed), cleared once it is on desk.notifications: the outcome
+    # relay's indexed work list.
     outcome_due: bool = Field(default=False, index=True)
     # When the gateway's receipt said the phone got it.
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

@@ -535,7 +535,7 @@ async def publish_outcomes(
             await session.exec(
                 update(Notification)
                 .where(col(Notification.id) == row.id, col(Notification.state) == row.state)
-                .values(outcome_published=row.state, outcome_due=False)
+                .values(outcome_due=False)
             )
             await session.commit()
     return len(rows)

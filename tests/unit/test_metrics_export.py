@@ -30,7 +30,7 @@ def test_counters_gauges_and_histograms_keep_their_names_labels_and_values() -> 
     seconds = Histogram("khedmat_test_seconds", "time", buckets=(0.1, 1.0), registry=registry)
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    names = bridge_registry(provider, registry)
+    names = bridge_registry(provider, registry, snapshot_max_age_s=0)  # every read sees the registry as it is now
     assert set(names) == {
         "khedmat_test_sent_total",
         "khedmat_test_lag",
@@ -63,3 +63,25 @@ def test_nothing_is_exported_without_an_otlp_endpoint(monkeypatch: pytest.Monkey
     assert otlp_metrics_configured()
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     assert not otlp_metrics_configured()
+
+
+def test_one_export_round_collects_the_registry_once() -> None:
+    registry = CollectorRegistry()
+    for index in range(5):
+        Counter(f"khedmat_test_{index}_total", "n", registry=registry).inc()
+    collects = 0
+    original = registry.collect
+
+    def counting_collect() -> Any:
+        nonlocal collects
+        collects += 1
+        return original()
+
+    registry.collect = counting_collect  # type: ignore[method-assign]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    bridge_registry(provider, registry)
+    collects = 0
+    assert len(exported(reader)) == 5
+    assert collects == 1
+    provider.shutdown()
