@@ -38,6 +38,8 @@ class ReceivedSpan:
     service: str
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    # (name, attributes) of each span event (exceptions recorded on the span, among others).
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 def _value(value: AnyValue) -> Any:
@@ -83,6 +85,10 @@ class OtlpReceiver:
                             service=str(resource.get("service.name", "")),
                             attributes={item.key: _value(item.value) for item in span.attributes},
                             resource=resource,
+                            events=tuple(
+                                (event.name, {item.key: _value(item.value) for item in event.attributes})
+                                for event in span.events
+                            ),
                         )
                     )
         with self._lock:

@@ -1,20 +1,29 @@
 """What an SRE sees of one request, through the running desk exporting over OTLP to a real receiver.
 
 One submitted request is one trace holding spans from all four services, inquiry's agency call and notify's
-SMTP send, every span's parent in the same trace, and the Kafka hops with the messaging attributes. Then the
-whole log output of the services and every byte they exported is searched for the applicant's national ID,
-mobile and email address: none may appear unmasked.
+SMTP send, every span's parent in the same trace, and the Kafka hops with the messaging attributes, the key
+as the same plain tracking code on every hop. The request is for the postal address certificate, so the postal
+code travels to the postal service, whose API takes it in the URL path. Then the whole log output of the
+services and every byte they exported is searched for the applicant's national ID, mobile and email address,
+and every decoded span attribute (span, event and resource) for those and the birth date and postal code, in
+every digit script and written form: none may appear.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from sandbox.agencies import postal_address
+from shared.domain.digits import to_persian_digits
+from shared.domain.identity import normalize_postal_code
+from shared.domain.jalali import to_jalali_text
 from shared.domain.tracking_code import format_for_display
 from tests.data import submission
 from tests.e2e.test_request_flow import lookup, wait_for
@@ -51,10 +60,65 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory, receiver: 
         running.stop_all()
 
 
+# A service whose automatic decision needs the postal service's address for the applicant's postal code.
+POSTAL_SERVICE_ID = "postal-address-certificate"
+
+
+def known_postal_code() -> str:
+    """A valid postal code the sandbox postal service has an address for."""
+    rng = random.Random()
+    while True:
+        code = "".join(rng.choice("13456789") for _ in range(5)) + f"{rng.randrange(10**5):05d}"
+        if normalize_postal_code(code) == code and postal_address(code) is not None:
+            return code
+
+
+def _in_every_script(text: str) -> set[str]:
+    arabic_indic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    return {text, to_persian_digits(text), text.translate(arabic_indic)}
+
+
+def personal_data_forms(applicant: dict[str, str], postal_code: str) -> set[str]:
+    """Every way the applicant's personal data could be written: Latin, Persian and Arabic-Indic digits; a mobile
+    as 09…, 9…, 98… and +98…; the birth date in ISO and Jalali, with - or /."""
+    mobile = applicant["mobile"]
+    born = date.fromisoformat(applicant["birth_date"])
+    jalali = to_jalali_text(born)
+    written = {
+        applicant["national_id"],
+        mobile,
+        mobile[1:],
+        "98" + mobile[1:],
+        "+98" + mobile[1:],
+        born.isoformat(),
+        born.isoformat().replace("-", "/"),
+        jalali,
+        jalali.replace("/", "-"),
+        postal_code,
+    }
+    return {applicant["email"]} | {form for text in written for form in _in_every_script(text)}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, bytes):
+        yield value.decode(errors="replace")
+    elif value is not None:
+        yield str(value)
+
+
 @pytest.fixture(scope="module")
 def journey(stack: Stack) -> dict[str, Any]:
-    """One request submitted and followed until approved, emailed and texted three times."""
+    """One postal-address request submitted and followed until approved, emailed and texted three times."""
     body = submission()
+    postal_code = known_postal_code()
+    # Typed in Persian digits, as a citizen on a Persian keyboard would; intake normalises it.
+    body.update(service_id=POSTAL_SERVICE_ID, fields={"postal_code": to_persian_digits(postal_code)})
     applicant = body["applicant"]
     response = httpx.post(stack.url("intake") + "/api/v1/requests", json=body, timeout=15)
     assert response.status_code == 202, response.text
@@ -72,7 +136,7 @@ def journey(stack: Stack) -> dict[str, Any]:
         return len(texts) >= 3 and len(mails) >= 3
 
     wait_for(told, timeout_s=40)
-    return {"code": code, "applicant": applicant}
+    return {"code": code, "applicant": applicant, "postal_code": postal_code}
 
 
 def _root(receiver: OtlpReceiver) -> ReceivedSpan:
@@ -147,6 +211,7 @@ def test_no_national_id_mobile_or_email_leaves_a_service_unmasked(
         applicant["mobile"],
         applicant["mobile"][1:],  # 9121234567, as it would follow +98
         applicant["email"],
+        journey["postal_code"],
     }
     logs = "\n".join(stack.processes[name].log_path.read_text(errors="replace") for name in SERVICES)
     assert journey["code"] in logs, "the services' logs were read"  # the tracking code is not personal data
@@ -155,6 +220,46 @@ def test_no_national_id_mobile_or_email_leaves_a_service_unmasked(
     for secret in secrets:
         assert secret not in logs, f"{secret[:3]}… in the services' logs"
         assert secret.encode() not in exported, f"{secret[:3]}… in the exported spans"
+
+
+def test_no_span_attribute_holds_personal_data_in_any_form(
+    stack: Stack, receiver: OtlpReceiver, journey: dict[str, Any]
+) -> None:
+    wait_for(lambda: [s for s in receiver.all_spans() if s.name == "smtp send"], timeout_s=20)
+    trace_spans = wait_for(lambda: receiver.trace(_root(receiver).trace_id), timeout_s=20)
+    # The postal code did travel: inquiry called the postal service, whose path names it (redacted here).
+    postal_calls = [
+        s for s in trace_spans if s.service == "inquiry" and s.kind == "CLIENT" and "/postal/v1/" in str(s.attributes)
+    ]
+    assert postal_calls, "no call to the postal service in the trace"
+    forms = personal_data_forms(journey["applicant"], journey["postal_code"])
+    spans = receiver.all_spans()
+    assert len(spans) > len(trace_spans) > 10
+    for span in spans:
+        where = f"{span.service} span {span.name!r}"
+        texts = [("name", span.name)]
+        texts += [(name, text) for name, value in span.attributes.items() for text in _strings(value)]
+        texts += [(f"resource {name}", text) for name, value in span.resource.items() for text in _strings(value)]
+        texts += [
+            (f"event {event} {name}", text)
+            for event, attributes in span.events
+            for name, value in attributes.items()
+            for text in _strings(value)
+        ]
+        for attribute, text in texts:
+            leaked = [form for form in forms if form in text]
+            assert not leaked, f"{where}: {attribute} holds personal data: {text.replace(leaked[0], '<HERE>')}"
+
+
+def test_the_kafka_key_is_the_same_plain_tracking_code_on_every_hop(
+    stack: Stack, receiver: OtlpReceiver, journey: dict[str, Any]
+) -> None:
+    wait_for(lambda: [s for s in receiver.all_spans() if s.name == "smtp send"], timeout_s=20)
+    spans = receiver.trace(_root(receiver).trace_id)
+    keyed = [s for s in spans if s.kind in ("PRODUCER", "CONSUMER") and "messaging.kafka.message.key" in s.attributes]
+    assert {s.kind for s in keyed} == {"PRODUCER", "CONSUMER"}
+    assert {s.service for s in keyed} >= set(SERVICES)
+    assert {s.attributes["messaging.kafka.message.key"] for s in keyed} == {journey["code"]}
 
 
 # What each service's /metrics must carry (the families, by their exposed names), after the request above.
