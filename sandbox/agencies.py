@@ -197,6 +197,12 @@ class NationalIdRequest(_Request):
     national_id: str
 
 
+class PostalCodeRequest(_Request):
+    """Body of the postal service's address inquiry (in the body, not the path: URLs end up in logs and spans)."""
+
+    postal_code: str
+
+
 class PropertyOwnershipRequest(_Request):
     """Body of the property registry ownership inquiry."""
 
@@ -248,11 +254,11 @@ def _mobile_registry() -> APIRouter:
 def _postal() -> APIRouter:
     router = APIRouter(prefix="/postal/v1", tags=["postal"])
 
-    @router.get("/addresses/{postal_code}", response_model=None)
-    async def address(postal_code: str) -> dict[str, object] | JSONResponse:
-        if not is_valid_postal_code(postal_code):
+    @router.post("/address", response_model=None)
+    async def address(body: PostalCodeRequest) -> dict[str, object] | JSONResponse:
+        if not is_valid_postal_code(body.postal_code):
             return _error(422, "invalid_postal_code")
-        found = postal_address(postal_code)
+        found = postal_address(body.postal_code)
         if found is None:
             return _error(404, "postal_code_not_found")
         return asdict(found)

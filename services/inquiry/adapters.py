@@ -11,7 +11,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol, TypedDict
-from urllib.parse import quote
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -295,13 +294,14 @@ class HttpMobileRegistry(HttpAgency):
 
 
 class HttpPostalRegistry(HttpAgency):
-    """The postal service over HTTP (`GET /postal/v1/addresses/{postal_code}`)."""
+    """The postal service over HTTP (`POST /postal/v1/address`: the code in the body, out of URLs and spans)."""
 
     agency = "postal"
 
     async def address(self, postal_code: str) -> PostalAddress | None:
         """The address of a postal code, or None when the postal service has no such code."""
-        response = await self._call(self.client.build_request("GET", f"/postal/v1/addresses/{quote(postal_code)}"))
+        request = self.client.build_request("POST", "/postal/v1/address", json={"postal_code": postal_code})
+        response = await self._call(request)
         if response.status_code == 404:
             # Only the postal service's own "no such code" is an answer; a bare 404 (wrong route or gateway)
             # must not tell a citizen their postal code does not exist.

@@ -130,9 +130,9 @@ KINDS = [
         lambda c: c.address(POSTAL_CODE),
         dict(ADDRESS),
         ADDRESS,
-        "GET",
-        f"/postal/v1/addresses/{POSTAL_CODE}",
-        None,
+        "POST",
+        "/postal/v1/address",
+        {"postal_code": POSTAL_CODE},
         {"plaque": ["12", True, 1.5], "city": [1, None], "postal_code": ["0987654321"]},
     ),
     Kind(

@@ -184,8 +184,8 @@ async def test_mobile_ownership_rejects_malformed_mobile(agencies: httpx.AsyncCl
 async def test_postal_address_is_a_deterministic_persian_address(agencies: httpx.AsyncClient) -> None:
     code = next(c for c in (f"{n:010d}" for n in range(1_000_000_000, 1_000_000_100)) if postal_address(c))
 
-    first = await agencies.get(f"/postal/v1/addresses/{code}")
-    second = await agencies.get(f"/postal/v1/addresses/{code}")
+    first = await agencies.post("/postal/v1/address", json={"postal_code": code})
+    second = await agencies.post("/postal/v1/address", json={"postal_code": code})
 
     assert first.status_code == 200
     assert first.json() == second.json()
@@ -200,14 +200,14 @@ async def test_postal_unknown_code_answers_404(agencies: httpx.AsyncClient) -> N
         if int(hashlib.sha256(c.encode()).hexdigest(), 16) % 13 == 0
     )
 
-    response = await agencies.get(f"/postal/v1/addresses/{code}")
+    response = await agencies.post("/postal/v1/address", json={"postal_code": code})
 
     assert response.status_code == 404
     assert response.json() == {"error": "postal_code_not_found"}
 
 
 async def test_postal_malformed_code_answers_422(agencies: httpx.AsyncClient) -> None:
-    response = await agencies.get("/postal/v1/addresses/12345")
+    response = await agencies.post("/postal/v1/address", json={"postal_code": "12345"})
 
     assert response.status_code == 422
     assert response.json() == {"error": "invalid_postal_code"}
