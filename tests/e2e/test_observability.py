@@ -3,10 +3,10 @@
 One submitted request is one trace holding spans from all four services, inquiry's agency call and notify's
 SMTP send, every span's parent in the same trace, and the Kafka hops with the messaging attributes, the key
 as the same plain tracking code on every hop. The request is for the postal address certificate, so the postal
-code travels to the postal service, whose API takes it in the URL path. Then the whole log output of the
-services and every byte they exported is searched for the applicant's national ID, mobile and email address,
-and every decoded span attribute (span, event and resource) for those and the birth date and postal code, in
-every digit script and written form: none may appear.
+code travels to the postal service (in the body; a GET-by-path agency's URL would be scrubbed). Then the
+whole log output of the services and every byte they exported is searched for the applicant's national ID,
+mobile, email address and postal code, and every decoded span name and span, event and resource attribute
+for those and the birth date, in every digit script and written form: none may appear.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def test_no_span_attribute_holds_personal_data_in_any_form(
 ) -> None:
     wait_for(lambda: [s for s in receiver.all_spans() if s.name == "smtp send"], timeout_s=20)
     trace_spans = wait_for(lambda: receiver.trace(_root(receiver).trace_id), timeout_s=20)
-    # The postal code did travel: inquiry called the postal service, whose path names it (redacted here).
+    # The postal code did travel: inquiry called the postal service with it.
     postal_calls = [
         s for s in trace_spans if s.service == "inquiry" and s.kind == "CLIENT" and "/postal/v1/" in str(s.attributes)
     ]
