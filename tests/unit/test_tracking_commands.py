@@ -129,12 +129,12 @@ def complaint(code: str) -> ComplaintFiled:
     return ComplaintFiled(**command_fields(code, 3), complaint_id="c-1", text="The rejection ignores my deed")
 
 
-def resolved(code: str, *, agency: str = AGENCY) -> ComplaintResolved:
+def resolved(code: str, *, agency: str = AGENCY, complaint_id: str = "c-1") -> ComplaintResolved:
     return ComplaintResolved(
         **command_fields(code, 4),
         agency=agency,
         service_id=SERVICE_ID,
-        complaint_id="c-1",
+        complaint_id=complaint_id,
         resolution_fa="پرونده دوباره بررسی شد",
         resolution_en="The file was reviewed again",
     )
@@ -380,6 +380,24 @@ async def test_resolution_from_another_agency_leaves_the_complaint_open(feed: Fe
     assert await feed.fold(resolved(code, agency="judiciary")) is None
     assert (await feed.record(code)).complaint_open is True
     assert not (await feed.timeline(code))[-1].applied
+
+
+async def test_resolution_of_another_complaint_id_is_refused_and_leaves_the_open_one_open(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    await feed.fold(complaint(code))
+    assert await feed.fold(resolved(code, complaint_id="00000000-0000-0000-0000-000000000000")) is None
+    record = await feed.record(code)
+    assert (record.complaint_open, record.open_complaint_id) == (True, "c-1")
+    refused = (await feed.timeline(code))[-1]
+    assert not refused.applied
+    assert refused.detail_en == (
+        "Event refused: complaint 00000000-0000-0000-0000-000000000000 is not the request's open complaint"
+    )
+    assert refused.detail_fa and "شکایت باز" in refused.detail_fa
+    # The real id still resolves it.
+    await feed.fold(resolved(code))
+    assert (await feed.record(code)).complaint_open is False
+    assert (await feed.timeline(code))[-1].applied
 
 
 async def test_resolution_without_an_open_complaint_is_refused(feed: Feed) -> None:
