@@ -7,16 +7,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from services.tracking.folding import catalog_terms
+from services.tracking.internal_api import internal_router
 from services.tracking.models import TABLES, OutboxMessage, RequestRecord, TimelineEntry
 from services.tracking.service import Position, Sessions, fold_event
+from services.tracking.settings import TrackingSettings
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
@@ -46,7 +51,9 @@ from shared.events import (
     parse_request_event,
     parse_status_event,
 )
+from shared.http import install_problem_handlers
 from shared.topics import Topic
+from tests.problems import assert_problem
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -482,3 +489,64 @@ def test_result_is_exactly_one_of_a_document_and_a_link(both: bool) -> None:
             summary_fa="خلاصه",
             summary_en="summary",
         )
+
+
+# --- the internal route intake checks commands against ----------------------------------------------
+
+INTERNAL_KEY = "internal-key-for-tests"
+
+
+@pytest.fixture
+async def internal(sessions: Sessions) -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(internal_router)
+    app.state.tracking = SimpleNamespace(sessions=sessions)
+    app.state.internal_key = INTERNAL_KEY.encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracking") as client:
+        yield client
+
+
+async def test_internal_route_gives_a_requests_facts_without_personal_data(
+    feed: Feed, internal: httpx.AsyncClient
+) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    await feed.fold(complaint(code))
+    response = await internal.get(f"/internal/v1/requests/{code}", headers={"X-Internal-Key": INTERNAL_KEY})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "tracking_code": code,
+        "service_id": SERVICE_ID,
+        "catalog_version": 1,
+        "agency": AGENCY,
+        "status": "REJECTED",
+        "sla_breached": False,
+        "complaint_open": True,
+        "open_complaint_id": "c-1",
+    }
+    assert NATIONAL_ID not in response.text
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key"])
+async def test_internal_route_without_the_service_key_is_a_401(
+    feed: Feed, internal: httpx.AsyncClient, key: str | None
+) -> None:
+    code = await in_state(feed, NextStep.APPROVE)
+    headers = {"X-Internal-Key": key} if key is not None else {}
+    assert_problem(await internal.get(f"/internal/v1/requests/{code}", headers=headers), 401)
+
+
+@pytest.mark.parametrize("code", [CODES.next_code(), "12345"])
+async def test_internal_route_for_an_unknown_or_malformed_code_is_a_404(internal: httpx.AsyncClient, code: str) -> None:
+    response = await internal.get(f"/internal/v1/requests/{code}", headers={"X-Internal-Key": INTERNAL_KEY})
+    assert_problem(response, 404, slug="request-unknown")
+
+
+def test_the_dev_internal_key_is_refused_outside_local_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KHEDMAT_DEPLOYMENT_ENVIRONMENT", "production")
+    monkeypatch.setenv("TRACKING_LOOKUP_KEY", "a-real-lookup-key")
+    monkeypatch.setenv("TRACKING_NOTIFY_KEY", "a-real-notify-key")
+    with pytest.raises(ValidationError, match="TRACKING_INTERNAL_KEY"):
+        TrackingSettings()
+    monkeypatch.setenv("TRACKING_INTERNAL_KEY", "a-real-internal-key")
+    assert TrackingSettings().internal_key.get_secret_value() == "a-real-internal-key"
