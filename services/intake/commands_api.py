@@ -569,9 +569,20 @@ _PUBLISHED: tuple[tuple[type[CommandEvent], str], ...] = (
     (CorrectionSubmitted, "The citizen's correction of a request waiting for one; acks=all before intake answers."),
     (RequestCancelled, "The citizen's cancellation of an undecided request; acks=all before intake answers 202."),
     (ComplaintFiled, "The citizen's complaint about a decision or a breached SLA; acks=all before intake answers."),
-    (RequestDecided, "An agency's decision (approve, reject with legal basis, needs correction); acks=all."),
-    (ResultDelivered, "An agency's delivery of the result (a stored document or a link); acks=all."),
-    (ComplaintResolved, "An agency's answer to the open complaint; acks=all before intake answers 202."),
+    (
+        RequestDecided,
+        "An agency's decision (approve, reject with legal basis, needs correction), checked against the request "
+        "in tracking's projection first; acks=all.",
+    ),
+    (
+        ResultDelivered,
+        "An agency's delivery of the result (a stored document or a link) on an approved request it is "
+        "responsible for; acks=all.",
+    ),
+    (
+        ComplaintResolved,
+        "An agency's answer to the request's open complaint (its id checked first); acks=all before intake answers.",
+    ),
 )
 
 
