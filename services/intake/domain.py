@@ -252,7 +252,7 @@ def explain_refusal(trigger: Trigger, state: RequestState | None, flags: Flags) 
             "The request has already been decided and can no longer be cancelled.",
         )
     if state is RequestState.CANCELLED and trigger is not Trigger.FILE_COMPLAINT:
-        return ("این درخواست از سوی متقاضی لغو شده است.", "The applicant has cancelled this request.")
+        return ("این درخواست لغو شده است.", "The request has been cancelled.")
     if trigger is Trigger.SUBMIT_CORRECTION:
         return ("این درخواست اکنون نیازی به اصلاح ندارد.", "The request does not need a correction now.")
     if trigger is Trigger.FILE_COMPLAINT and flags.complaint_open:

@@ -787,7 +787,7 @@ async def test_decision_naming_another_service_of_the_agency_is_a_409(
     [
         (RequestState.APPROVED, "The request has already been decided.", "تأییدشده"),
         (RequestState.REJECTED, "The request has already been decided.", "ردشده"),
-        (RequestState.CANCELLED, "The applicant has cancelled this request.", "لغوشده"),
+        (RequestState.CANCELLED, "The request has been cancelled.", "لغوشده"),
         (RequestState.DELIVERED, "The request has already been decided.", "تحویل‌شده"),
     ],
 )
@@ -838,7 +838,7 @@ async def test_a_second_decision_is_refused_once_the_first_is_applied(
     [
         (RequestState.DELIVERED, "The result of this request has already been delivered."),
         (RequestState.REJECTED, "The request was rejected; it has no result to deliver."),
-        (RequestState.CANCELLED, "The applicant has cancelled this request."),
+        (RequestState.CANCELLED, "The request has been cancelled."),
         (RequestState.IN_REVIEW, "The request has not been approved yet."),
     ],
 )
