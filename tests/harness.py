@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -100,6 +101,10 @@ class Stack:
         }
         ports = {name: free_port() for name in SERVICES}
         specific["intake"]["INTAKE_TRACKING_URL"] = f"http://127.0.0.1:{ports['tracking']}"
+        # intake checks agency commands on tracking's internal route: one key of the stack's own, not the dev default.
+        internal_key = secrets.token_urlsafe(24)
+        specific["intake"]["INTAKE_TRACKING_KEY"] = internal_key
+        specific["tracking"]["TRACKING_INTERNAL_KEY"] = internal_key
         specific["tracking"]["TRACKING_NOTIFY_URL"] = f"http://127.0.0.1:{ports['notify']}"
         # The sandbox gateway reports each SMS delivered to notify, as a real provider's webhook would.
         specific["sandbox"]["SANDBOX_SMS_RECEIPT_URL"] = (

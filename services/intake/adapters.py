@@ -1,8 +1,10 @@
-"""Outbound edges of intake: tracking's status lookup, used to prove that a citizen owns a request."""
+"""Outbound edges of intake: tracking's status lookup, used to prove that a citizen owns a request, and tracking's
+internal route, which gives the facts an agency command is checked against."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +13,15 @@ import httpx
 
 from shared.domain.state_machine import Flags, RequestState
 
+from .domain import RequestFacts
+
 LOOKUP_PATH = "/api/v1/tracking/lookup"
+FACTS_PATH = "/internal/v1/requests/"
+INTERNAL_KEY_HEADER = "X-Internal-Key"
 MAX_ANSWER_BYTES = 1024 * 1024
+
+
+log = logging.getLogger(__name__)
 
 
 class TrackingUnavailable(Exception):
@@ -44,10 +53,14 @@ class RequestView:
 
 
 class TrackingClient:
-    """tracking's `POST /api/v1/tracking/lookup` over HTTP, with a bounded wait."""
+    """tracking's `POST /api/v1/tracking/lookup` and `GET /internal/v1/requests/{code}` over HTTP, each bounded."""
 
-    def __init__(self, base_url: str, *, timeout_s: float, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float, internal_key: str = "", client: httpx.AsyncClient | None = None
+    ) -> None:
         self.lookup_url = base_url.rstrip("/") + LOOKUP_PATH
+        self.facts_url = base_url.rstrip("/") + FACTS_PATH
+        self.internal_key = internal_key
         self.timeout_s = timeout_s
         # Tests inject a client over httpx.MockTransport; an injected client is closed by its owner.
         self.http = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
@@ -76,6 +89,29 @@ class TrackingClient:
         except (ValueError, KeyError, TypeError) as error:
             raise TrackingUnavailable("malformed answer") from error
 
+    async def request_facts(self, tracking_code: str) -> RequestFacts | None:
+        """What tracking's projection holds of the request (no personal data); None when it holds no such code."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.http.get(
+                    self.facts_url + tracking_code,
+                    headers={INTERNAL_KEY_HEADER: self.internal_key},
+                    timeout=self.timeout_s,
+                )
+        except (httpx.HTTPError, TimeoutError) as error:
+            raise TrackingUnavailable(type(error).__name__) from error
+        if response.status_code == 404:
+            return None
+        if response.status_code == 401:
+            # A deployment error, not the agency's: INTAKE_TRACKING_KEY is not tracking's TRACKING_INTERNAL_KEY.
+            log.error("tracking refused intake's internal key: check INTAKE_TRACKING_KEY")
+        if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
+            raise TrackingUnavailable(f"HTTP {response.status_code}")
+        try:
+            return _facts(response.json())
+        except (ValueError, KeyError, TypeError) as error:
+            raise TrackingUnavailable("malformed answer") from error
+
     async def aclose(self) -> None:
         """Close the connection pool, unless the client was injected."""
         if self._owns_client:
@@ -101,4 +137,24 @@ def _view(answer: Any) -> RequestView:
         catalog_version=int(answer["catalog_version"]),
         status=RequestState(answer["status"]),
         flags=Flags(sla_breached=flags[0], complaint_open=flags[1]),
+    )
+
+
+def _facts(answer: Any) -> RequestFacts:
+    if not isinstance(answer, dict):
+        raise TypeError("facts answer is not an object")
+    flags = (answer["sla_breached"], answer["complaint_open"])
+    if not all(isinstance(flag, bool) for flag in flags):
+        raise TypeError("flags are not booleans")
+    open_complaint = answer["open_complaint_id"]
+    if open_complaint is not None and not isinstance(open_complaint, str):
+        raise TypeError("open_complaint_id is not a string")
+    return RequestFacts(
+        tracking_code=str(answer["tracking_code"]),
+        service_id=str(answer["service_id"]),
+        catalog_version=int(answer["catalog_version"]),
+        agency=str(answer["agency"]),
+        status=RequestState(answer["status"]),
+        flags=Flags(sla_breached=flags[0], complaint_open=flags[1]),
+        open_complaint_id=open_complaint,
     )

@@ -1,23 +1,35 @@
 """The citizen's and the agency's commands on a request: checked here, recorded as events on `desk.requests`.
 
 Plain async functions, no FastAPI: the routes are in `commands_api.py`. A command is accepted only once Kafka
-acknowledged its event (acks=all) by the event's `accept_by`, exactly like a submission.
+acknowledged its event (acks=all) by the event's `accept_by`, exactly like a submission; a command refused
+here publishes nothing.
 
-Who may give a command:
+Every command is checked against tracking's projection before it is published, and the caller is told the
+truth at once:
 - the citizen proves ownership with the national ID, which intake checks through tracking's lookup (the same
   uniform "not found" for an unknown code and a wrong ID), and the pure state machine says whether the
-  command is allowed in the request's current state, so most refusals are answered at once (409);
-- an agency proves who it is with its API key. intake cannot read the request without the applicant's
-  national ID, so it does not look the request up: the agency names the request's `service_id`, intake
-  checks that service is in the key's scope (403 otherwise), and the event carries the key's agency. tracking
-  then refuses, on the request's timeline, an agency command whose agency or service is not the request's.
+  command is allowed in the request's current state (409 naming the state when it is not);
+- an agency proves who it is with its API key (the key's scope must include the service it names: 403). intake
+  then reads the request's facts (service, agency, state, flags, open complaint; no personal data) from
+  tracking's internal route: 404 for a code tracking does not hold, 403 for another agency's request, 409 for
+  a state that does not allow the command (a second decision, a decision on a cancelled request...) or a
+  complaint id that is not the open complaint's.
 
-tracking still applies the state machine when it folds each event, so a command that raced another one
-(a cancellation crossing a decision) is recorded there as refused, never applied.
+tracking's projection can be a moment behind the bus (an agency reacting at once to a change may find the
+request still VERIFYING, or a code just submitted unknown). So an agency refusal that events not yet folded
+could still undo ("unknown", an earlier state, no complaint open yet) is read again every
+`settle_poll_s` for up to `settle_s` before it is answered; a refusal that stands (another agency, a final or
+already decided state, another complaint id) is answered at once. If tracking cannot answer (down, slow,
+5xx, malformed) nothing is published and the caller gets a 503.
+
+tracking still applies the state machine and its guards when it folds each event, so a command that raced
+another one (a cancellation crossing a decision) is recorded there as refused, never applied.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +39,7 @@ from typing import Protocol
 from aiokafka.structs import RecordMetadata
 
 from shared.catalog import Catalog
-from shared.domain.state_machine import DECIDED_STATES, Flags, Refused, RequestState, Trigger, apply
+from shared.domain.state_machine import Refused, Trigger, apply
 from shared.events import (
     AgencyCommand,
     CitizenCommand,
@@ -44,10 +56,22 @@ from shared.events import (
 
 from .adapters import RequestView
 from .agency_keys import AgencyGrant, AgencyKeys
-from .domain import FieldError
+from .domain import (
+    AgencyRefusal,
+    FieldError,
+    RequestFacts,
+    check_agency_command,
+    explain_refusal,
+)
 from .service import record_in_time
 
 Command = CitizenCommand | AgencyCommand
+
+DECISION_TRIGGERS = {
+    Decision.APPROVE: Trigger.DECIDE_APPROVE,
+    Decision.REJECT: Trigger.DECIDE_REJECT,
+    Decision.NEEDS_CORRECTION: Trigger.DECIDE_NEEDS_CORRECTION,
+}
 PublishCommand = Callable[[Command], Awaitable[RecordMetadata]]
 
 
@@ -55,6 +79,8 @@ class TrackingLookup(Protocol):
     """tracking's lookup (adapters.TrackingClient); raises adapters.TrackingUnavailable when it cannot answer."""
 
     async def lookup(self, *, tracking_code: str, national_id: str) -> RequestView | None: ...
+
+    async def request_facts(self, tracking_code: str) -> RequestFacts | None: ...
 
     async def aclose(self) -> None: ...
 
@@ -85,6 +111,14 @@ class OutOfScope(PermissionError):
     """The agency key may not act on this service."""
 
 
+class AgencyCommandRefused(Exception):
+    """An agency command checked against the request and refused (unknown, not theirs, or not allowed now)."""
+
+    def __init__(self, refusal: AgencyRefusal) -> None:
+        super().__init__(refusal.reason_en)
+        self.refusal = refusal
+
+
 @dataclass
 class Commands:
     """What the commands depend on; built once by the composition root, kept on `app.state.commands`."""
@@ -96,32 +130,13 @@ class Commands:
     is_connected: Callable[[], bool]
     accept_window_s: float
     grace_s: float
+    # How long an agency refusal that tracking's projection may yet catch up with is read again, and how often.
+    settle_s: float = 1.5
+    settle_poll_s: float = 0.25
 
     async def aclose(self) -> None:
         """Release outbound connections."""
         await self.tracking.aclose()
-
-
-# --- why a command is refused, in words a citizen can act on --------------------------------------
-
-
-def explain_refusal(trigger: Trigger, state: RequestState | None, flags: Flags) -> tuple[str, str]:
-    """The Persian and English reason a command is not allowed now."""
-    if trigger is Trigger.CANCEL and state in DECIDED_STATES:
-        return (
-            "دربارهٔ این درخواست پیش‌تر تصمیم گرفته شده و دیگر نمی‌توان آن را لغو کرد.",
-            "The request has already been decided and can no longer be cancelled.",
-        )
-    if trigger is Trigger.SUBMIT_CORRECTION:
-        return ("این درخواست اکنون نیازی به اصلاح ندارد.", "The request does not need a correction now.")
-    if trigger is Trigger.FILE_COMPLAINT and flags.complaint_open:
-        return ("شکایتی دربارهٔ این درخواست هم‌اکنون در جریان است.", "A complaint about this request is already open.")
-    if trigger is Trigger.FILE_COMPLAINT:
-        return (
-            "شکایت پس از اعلام تصمیم یا پس از گذشتن مهلت رسیدگی ممکن است.",
-            "A complaint can be filed once the request is decided or its deadline has passed.",
-        )
-    return ("این کار در وضعیت کنونی درخواست ممکن نیست.", "This is not possible in the request's current state.")
 
 
 # --- shared steps ---------------------------------------------------------------------------------
@@ -255,6 +270,40 @@ def check_scope(grant: AgencyGrant, service_id: str) -> None:
         raise OutOfScope(service_id)
 
 
+async def _agency_request(
+    commands: Commands,
+    *,
+    grant: AgencyGrant,
+    tracking_code: str,
+    service_id: str,
+    trigger: Trigger,
+    complaint_id: str | None = None,
+) -> RequestFacts:
+    """The request's facts when this agency may give the command now; else AgencyCommandRefused.
+
+    A refusal tracking's projection may yet catch up with is read again, boundedly (see the module docstring).
+    """
+    check_scope(grant, service_id)
+    deadline = time.monotonic() + commands.settle_s
+    while True:
+        facts = await commands.tracking.request_facts(tracking_code)
+        refusal = check_agency_command(
+            facts,
+            agency=grant.agency,
+            scope=grant.services,
+            service_id=service_id,
+            trigger=trigger,
+            complaint_id=complaint_id,
+        )
+        if refusal is None:
+            assert facts is not None  # check_agency_command refuses an unknown request
+            return facts
+        remaining = deadline - time.monotonic()
+        if not refusal.may_be_behind or remaining <= 0:
+            raise AgencyCommandRefused(refusal)
+        await asyncio.sleep(min(commands.settle_poll_s, remaining))
+
+
 async def decide(
     commands: Commands,
     *,
@@ -267,7 +316,9 @@ async def decide(
     legal_basis: str | None,
 ) -> RequestDecided:
     """Record an agency's decision on a request it reviews."""
-    check_scope(grant, service_id)
+    await _agency_request(
+        commands, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=DECISION_TRIGGERS[decision]
+    )
     event = RequestDecided(
         tracking_code=tracking_code,
         agency=grant.agency,
@@ -294,7 +345,9 @@ async def deliver_result(
     summary_en: str,
 ) -> ResultDelivered:
     """Record that an agency delivered the result of an approved request."""
-    check_scope(grant, service_id)
+    await _agency_request(
+        commands, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=Trigger.DELIVER_RESULT
+    )
     event = ResultDelivered(
         tracking_code=tracking_code,
         agency=grant.agency,
@@ -320,7 +373,14 @@ async def resolve_complaint(
     resolution_en: str,
 ) -> ComplaintResolved:
     """Record an agency's answer to the open complaint about one of its requests."""
-    check_scope(grant, service_id)
+    await _agency_request(
+        commands,
+        grant=grant,
+        tracking_code=tracking_code,
+        service_id=service_id,
+        trigger=Trigger.RESOLVE_COMPLAINT,
+        complaint_id=complaint_id,
+    )
     event = ComplaintResolved(
         tracking_code=tracking_code,
         agency=grant.agency,

@@ -23,7 +23,6 @@ from pydantic import (
 
 from shared.catalog import Catalog
 from shared.domain.identity import InvalidNationalId, normalize_national_id
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.events import (
     CommandEvent,
@@ -43,6 +42,7 @@ from shared.topics import Topic
 from .adapters import CITIZEN_ADDRESS, LookupThrottled, TrackingClient, TrackingUnavailable
 from .agency_keys import AgencyGrant, AgencyKeys
 from .commands import (
+    AgencyCommandRefused,
     Command,
     CommandRefused,
     Commands,
@@ -57,6 +57,7 @@ from .commands import (
     resolve_complaint,
     submit_correction,
 )
+from .domain import STATE_FA, AgencyRefusal
 from .service import BusUnavailable
 from .settings import IntakeSettings
 from .wiring import SOURCE
@@ -67,7 +68,7 @@ AGENCY_KEY_HEADER = "X-Agency-Key"
 
 
 CITIZEN_RESPONSES = problem_responses(404, 409, 422, 429, 503)
-AGENCY_RESPONSES = problem_responses(401, 403, 404, 422, 503)
+AGENCY_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503)
 
 
 # --- bodies and answers ---------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class ComplaintIn(CitizenCommandIn):
 
 
 class AgencyCommandIn(BaseModel):
-    """The service the request is for: it must be in the key's scope, and tracking checks it is the request's."""
+    """The service the request is for: it must be in the key's scope and be the request's own service."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -181,7 +182,8 @@ class ResolutionIn(AgencyCommandIn):
 
 
 class CommandAccepted(BaseModel):
-    """The command was recorded on the bus; the request's timeline shows when it is applied (or refused)."""
+    """The command was checked against the request and recorded on the bus; the request's timeline shows it
+    applied (or, if another command overtook it in the meantime, refused)."""
 
     tracking_code: str
     tracking_code_display: str
@@ -201,18 +203,6 @@ def _accepted(event: Command, complaint_id: str | None = None) -> CommandAccepte
 
 
 # --- problems -------------------------------------------------------------------------------------
-
-_STATE_FA = {
-    RequestState.SUBMITTED: "ثبت‌شده",
-    RequestState.AWAITING_PAYMENT: "در انتظار پرداخت",
-    RequestState.VERIFYING: "در حال بررسی",
-    RequestState.NEEDS_CORRECTION: "نیازمند اصلاح",
-    RequestState.IN_REVIEW: "در حال بررسی کارشناس",
-    RequestState.APPROVED: "تأییدشده",
-    RequestState.DELIVERED: "تحویل‌شده",
-    RequestState.REJECTED: "ردشده",
-    RequestState.CANCELLED: "لغوشده",
-}
 
 
 def _not_found() -> ProblemError:
@@ -239,7 +229,36 @@ def _refused(error: CommandRefused) -> ProblemError:
         title_en=error.reason_en,
         title_fa=error.reason_fa,
         detail_en=f"The request is {state.value if state else 'unknown'}.",
-        detail_fa=f"وضعیت کنونی درخواست: {_STATE_FA[state] if state else 'نامشخص'}",
+        detail_fa=f"وضعیت کنونی درخواست: {STATE_FA[state] if state else 'نامشخص'}",
+    )
+
+
+_AGENCY_REFUSALS = {
+    "unknown": (404, "request-not-found"),
+    "not_responsible": (403, "not-your-request"),
+    "wrong_service": (409, "service-mismatch"),
+    "state": (409, "command-not-allowed"),
+    "complaint": (409, "complaint-not-open"),
+}
+
+
+def _agency_refused(refusal: AgencyRefusal) -> ProblemError:
+    status, slug = _AGENCY_REFUSALS[refusal.kind]
+    state = refusal.state
+    if status == 409 and state is not None:
+        detail_en: str | None = f"The request is {state.value}."
+        detail_fa: str | None = f"وضعیت کنونی درخواست: {STATE_FA[state]}"
+    elif status == 404:
+        detail_en, detail_fa = "Nothing was recorded. Check the code.", "چیزی ثبت نشد. کد را بررسی کنید."
+    else:
+        detail_en, detail_fa = "Nothing was recorded.", "چیزی ثبت نشد."
+    return ProblemError(
+        status=status,
+        slug=slug,
+        title_en=refusal.reason_en,
+        title_fa=refusal.reason_fa,
+        detail_en=detail_en,
+        detail_fa=detail_fa,
     )
 
 
@@ -303,6 +322,8 @@ def _problem_for(error: Exception) -> ProblemError:
         return _not_found()
     if isinstance(error, CommandRefused):
         return _refused(error)
+    if isinstance(error, AgencyCommandRefused):
+        return _agency_refused(error.refusal)
     if isinstance(error, InvalidCorrection):
         return _invalid_correction(error)
     if isinstance(error, TrackingUnavailable):
@@ -317,6 +338,7 @@ def _problem_for(error: Exception) -> ProblemError:
 _FAILURES = (
     RequestNotFound,
     CommandRefused,
+    AgencyCommandRefused,
     InvalidCorrection,
     TrackingUnavailable,
     LookupThrottled,
@@ -547,9 +569,20 @@ _PUBLISHED: tuple[tuple[type[CommandEvent], str], ...] = (
     (CorrectionSubmitted, "The citizen's correction of a request waiting for one; acks=all before intake answers."),
     (RequestCancelled, "The citizen's cancellation of an undecided request; acks=all before intake answers 202."),
     (ComplaintFiled, "The citizen's complaint about a decision or a breached SLA; acks=all before intake answers."),
-    (RequestDecided, "An agency's decision (approve, reject with legal basis, needs correction); acks=all."),
-    (ResultDelivered, "An agency's delivery of the result (a stored document or a link); acks=all."),
-    (ComplaintResolved, "An agency's answer to the open complaint; acks=all before intake answers 202."),
+    (
+        RequestDecided,
+        "An agency's decision (approve, reject with legal basis, needs correction), checked against the request "
+        "in tracking's projection first; acks=all.",
+    ),
+    (
+        ResultDelivered,
+        "An agency's delivery of the result (a stored document or a link) on an approved request it is "
+        "responsible for; acks=all.",
+    ),
+    (
+        ComplaintResolved,
+        "An agency's answer to the request's open complaint (its id checked first); acks=all before intake answers.",
+    ),
 )
 
 
@@ -567,7 +600,11 @@ def build_commands(
         broker.publisher(
             Topic.REQUESTS, title=f"desk.requests:{schema.__name__}", description=description, schema=schema
         )
-    tracking = TrackingClient(settings.tracking_url, timeout_s=settings.tracking_timeout_s)
+    tracking = TrackingClient(
+        settings.tracking_url,
+        timeout_s=settings.tracking_timeout_s,
+        internal_key=settings.tracking_key.get_secret_value(),
+    )
     HTTPXClientInstrumentor.instrument_client(tracking.http, tracer_provider=tracer_provider)
 
     async def publish(event: Command) -> RecordMetadata:
@@ -581,4 +618,6 @@ def build_commands(
         is_connected=lambda: bus.connected.is_set(),
         accept_window_s=settings.accept_window_s,
         grace_s=settings.accept_grace_s,
+        settle_s=settings.command_settle_s,
+        settle_poll_s=settings.command_settle_poll_s,
     )

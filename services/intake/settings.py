@@ -15,6 +15,8 @@ from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 
 DEV_TRACKING_CODE_KEY = "dev-only-tracking-code-key-change-me"
 DEV_RATE_LIMIT_KEY = "dev-only-rate-limit-key-change-me"
+# tracking's development default (TRACKING_INTERNAL_KEY), so a local desk works out of the box.
+DEV_TRACKING_KEY = "dev-only-tracking-internal-key-change-me"
 # The development agency keys (their plaintext is in the file's first comment): refused outside local and test.
 DEV_AGENCY_KEYS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "agency-keys.yaml"
 
@@ -56,6 +58,13 @@ class IntakeSettings(BaseSettings):
     tracking_url: str = "http://127.0.0.1:8082"
     # A citizen waits on this call; past it intake answers 503 rather than hang.
     tracking_timeout_s: float = Field(default=3.0, gt=0)
+    # What intake presents on tracking's internal route (TRACKING_INTERNAL_KEY), to check an agency command.
+    tracking_key: SecretStr = SecretStr(DEV_TRACKING_KEY)
+    # tracking's projection can be a moment behind the bus: an agency command on a code it does not know yet, or
+    # on a state it has not reached yet, is read again every `command_settle_poll_s` for up to this long before
+    # it is answered 404 or 409 (0: answer on the first reading).
+    command_settle_s: float = Field(default=1.5, ge=0, le=10)
+    command_settle_poll_s: float = Field(default=0.25, gt=0)
     # sha256 of each agency's API key → the agency and the services it may act on (see agency_keys.py).
     agency_keys_file: Path = DEV_AGENCY_KEYS_FILE
     # Where uploaded documents are kept, content-addressed: files under blob_dir, or an S3-compatible bucket.
@@ -88,6 +97,8 @@ class IntakeSettings(BaseSettings):
                 raise ValueError("INTAKE_TRACKING_CODE_KEY must be set to a secret outside local and test runs")
             if self.rate_limit_key.get_secret_value() == DEV_RATE_LIMIT_KEY:
                 raise ValueError("INTAKE_RATE_LIMIT_KEY must be set to a secret outside local and test runs")
+            if self.tracking_key.get_secret_value() == DEV_TRACKING_KEY:
+                raise ValueError("INTAKE_TRACKING_KEY must be set to a secret outside local and test runs")
             if self.agency_keys_file.resolve() == DEV_AGENCY_KEYS_FILE:
                 raise ValueError("INTAKE_AGENCY_KEYS_FILE must name the real agency keys outside local and test runs")
         return self

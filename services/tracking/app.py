@@ -34,6 +34,7 @@ from .folding import catalog_terms
 from .handlers import Tracking, documentation_router, notifications_router, store_outcome
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .history_api import router as history_router
+from .internal_api import internal_router
 from .outbox import OutboxRelay
 from .schema import migrate
 from .service import Projector
@@ -178,6 +179,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         responses=COMMON_PROBLEM_RESPONSES,
     )
     app.state.tracking = deps
+    app.state.internal_key = settings.internal_key.get_secret_value().encode()
     app.state.bus = bus
     app.state.consumer = consumer
     app.state.asyncapi_broker = asyncapi_broker
@@ -185,6 +187,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)
     app.include_router(history_router)
+    app.include_router(internal_router)
     app.include_router(
         operations_router(
             service=SERVICE_NAME,

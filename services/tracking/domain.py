@@ -119,6 +119,22 @@ def check_authority(event: RequestEvent, *, agency: str, service_id: str) -> Not
     return None
 
 
+def check_complaint(event: RequestEvent, *, open_complaint_id: str | None) -> NotAuthorised | None:
+    """Whether a resolution answers the request's open complaint (another id, or none open, is refused).
+
+    intake checks this before it accepts the command; this is the guard for a race it could not see.
+    """
+    if not isinstance(event, ComplaintResolved) or open_complaint_id is None:
+        # With no complaint open the state machine refuses the resolution itself ("no complaint is open").
+        return None
+    if event.complaint_id != open_complaint_id:
+        return NotAuthorised(
+            f"شکایت «{event.complaint_id}» شکایت بازِ این درخواست نیست.",
+            f"complaint {event.complaint_id} is not the request's open complaint",
+        )
+    return None
+
+
 def status_reason(event: RequestEvent) -> tuple[str | None, str | None]:
     """The reason a StatusChanged carries: the system's or the agency's words, never a citizen's free text."""
     if isinstance(event, VerificationCompleted | InquiryCompleted | RequestDecided):

@@ -32,7 +32,7 @@ from shared.events import (
     derived_event_id,
 )
 
-from .domain import Description, check_authority, describe, status_reason, trigger_for
+from .domain import Description, check_authority, check_complaint, describe, status_reason, trigger_for
 
 
 @dataclass(frozen=True)
@@ -242,6 +242,9 @@ def fold(
     """
     # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
     foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
+    if foreign is None and record is not None:
+        # Only the open complaint can be resolved: clearing it on any id would close the real one unanswered.
+        foreign = check_complaint(event, open_complaint_id=record.open_complaint_id)
     if foreign is not None:
         return Folded(record, refused_entry(event, seq, foreign.reason_fa, foreign.reason_en), None)
     previous = RequestState(record.status) if record else None

@@ -14,6 +14,8 @@ from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
 # notify's development default (NOTIFY_INTERNAL_KEY).
 DEV_NOTIFY_KEY = "dev-only-internal-key-change-me"
+# What intake presents on tracking's internal route; intake's development default (INTAKE_TRACKING_KEY) is the same.
+DEV_INTERNAL_KEY = "dev-only-tracking-internal-key-change-me"
 
 
 class TrackingSettings(BaseSettings):
@@ -48,6 +50,8 @@ class TrackingSettings(BaseSettings):
     # History login: notify texts the one-time code (it holds the mobiles); its internal route's key.
     notify_url: str = "http://127.0.0.1:8084"
     notify_key: SecretStr = SecretStr(DEV_NOTIFY_KEY)
+    # What the other services (intake, checking a command) present on tracking's internal route.
+    internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     one_time_code_ttl_s: int = Field(default=300, ge=60, le=900)
     one_time_code_limit_per_client: str = "10/hour"
     one_time_code_limit_per_national_id: str = "3/10minutes;10/day"
@@ -70,4 +74,8 @@ class TrackingSettings(BaseSettings):
             self.notify_key.get_secret_value() == DEV_NOTIFY_KEY
         ):
             raise ValueError("TRACKING_NOTIFY_KEY must be set to a secret outside local and test runs")
+        if self.deployment.deployment_environment not in {"local", "test"} and (
+            self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
+        ):
+            raise ValueError("TRACKING_INTERNAL_KEY must be set to a secret outside local and test runs")
         return self

@@ -147,3 +147,37 @@ def apply(state: RequestState | None, trigger: Trigger, flags: Flags = Flags()) 
 def is_final(state: RequestState) -> bool:
     """A final state is never left."""
     return state in FINAL_STATES
+
+
+def _successors() -> dict[RequestState, frozenset[RequestState]]:
+    moves: dict[RequestState, set[RequestState]] = {state: set() for state in RequestState}
+    for (source, _trigger), target in TRANSITIONS.items():
+        if source is not None and target != source:
+            moves[source].add(target)
+    return {state: frozenset(targets) for state, targets in moves.items()}
+
+
+_SUCCESSORS = _successors()
+
+
+def later_states(state: RequestState) -> frozenset[RequestState]:
+    """Every state a request in `state` can still move on to, through any events."""
+    seen: set[RequestState] = set()
+    frontier = [state]
+    while frontier:
+        for target in _SUCCESSORS[frontier.pop()]:
+            if target not in seen:
+                seen.add(target)
+                frontier.append(target)
+    return frozenset(seen - {state})
+
+
+def may_yet_allow(state: RequestState | None, trigger: Trigger) -> bool:
+    """Whether events not yet seen could bring a request seen in `state` to a state that allows `trigger`.
+
+    What tells a view that is merely behind (a decision seen while the request still looks VERIFYING) from a
+    refusal that stands (a second decision on an APPROVED request). None: the submission itself may be unseen.
+    """
+    if state is None:
+        return True
+    return any((later, trigger) in TRANSITIONS for later in later_states(state))

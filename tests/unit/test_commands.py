@@ -22,7 +22,7 @@ from services.intake.adapters import TrackingClient
 from services.intake.agency_keys import AgencyKeys, hash_key
 from services.intake.app import create_app
 from services.intake.commands import Commands
-from services.intake.settings import DEV_AGENCY_KEYS_FILE, IntakeSettings
+from services.intake.settings import DEV_AGENCY_KEYS_FILE, DEV_TRACKING_KEY, IntakeSettings
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
@@ -63,13 +63,19 @@ class Stored:
     sla_breached: bool = False
     complaint_open: bool = False
     service_id: str = SERVICE_ID
+    agency: str = AGENCY
+    open_complaint_id: str | None = None
 
 
 @dataclass
 class FakeTracking:
-    """tracking's lookup over httpx.MockTransport: 404 for an unknown code or a wrong national ID."""
+    """tracking over httpx.MockTransport: its lookup (404 for an unknown code or a wrong national ID) and its
+    internal facts route (404 for an unknown code; `behind` holds earlier views of a code, read first)."""
 
     requests: dict[str, Stored] = field(default_factory=dict)
+    behind: dict[str, list[Stored | None]] = field(default_factory=dict)
+    fact_calls: list[str] = field(default_factory=list)
+    malformed: bool = False
     down: bool = False
     answer_status: int | None = None
     delay_s: float = 0.0
@@ -82,7 +88,40 @@ class FakeTracking:
         self.requests[code] = Stored(NATIONAL_ID, status, **flags)
         return code
 
+    async def facts(self, request: httpx.Request) -> httpx.Response:
+        code = request.url.path.removeprefix("/internal/v1/requests/")
+        self.fact_calls.append(code)
+        if request.headers.get("x-internal-key") != DEV_TRACKING_KEY:
+            return httpx.Response(401, json={"status": 401})
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.answer_status is not None:
+            return httpx.Response(self.answer_status, json={"status": self.answer_status})
+        if self.malformed:
+            return httpx.Response(200, json={"tracking_code": code, "status": "SOMEWHERE"})
+        earlier = self.behind.get(code)
+        stored = earlier.pop(0) if earlier else self.requests.get(code)
+        if stored is None:
+            return httpx.Response(404, json={"status": 404})
+        return httpx.Response(
+            200,
+            json={
+                "tracking_code": code,
+                "service_id": stored.service_id,
+                "catalog_version": 1,
+                "agency": stored.agency,
+                "status": stored.status.value,
+                "sla_breached": stored.sla_breached,
+                "complaint_open": stored.complaint_open,
+                "open_complaint_id": stored.open_complaint_id,
+            },
+        )
+
     async def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.startswith("/internal/v1/requests/"):
+            return await self.facts(request)
         assert request.method == "POST"
         assert request.url.path == "/api/v1/tracking/lookup"
         query = json.loads(request.content)
@@ -140,6 +179,8 @@ class FakePublish:
 
 
 def build_app(tracking: FakeTracking, publish: FakePublish, *, connected: bool = True, **settings: Any) -> FastAPI:
+    # Short waits for a projection that is behind: the unit tests read it every 20 ms for 200 ms at most.
+    settings = {"command_settle_s": 0.2, "command_settle_poll_s": 0.02, **settings}
     app = create_app(IntakeSettings(**settings), tracer_provider=TracerProvider())
     if connected:
         app.state.bus.connected.set()
@@ -148,6 +189,7 @@ def build_app(tracking: FakeTracking, publish: FakePublish, *, connected: bool =
     commands.tracking = TrackingClient(
         TRACKING_URL,
         timeout_s=settings.get("tracking_timeout_s", 2.0),
+        internal_key=DEV_TRACKING_KEY,
         client=httpx.AsyncClient(transport=httpx.MockTransport(tracking.handler)),
     )
     return app
@@ -318,6 +360,18 @@ async def test_cancellation_after_approval_is_a_409_with_the_reason_in_persian(
     assert publish.published == []
 
 
+async def test_cancelling_a_cancelled_request_says_it_is_already_cancelled(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.CANCELLED)
+    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    problem = assert_problem(response, 409, slug="command-not-allowed")
+    assert problem["title"] == "The request has already been cancelled."
+    assert problem["title_fa"] == "این درخواست پیش‌تر لغو شده است."
+    assert problem["detail_fa"] == "وضعیت کنونی درخواست: لغوشده"
+    assert publish.published == []
+
+
 async def test_complaint_before_a_decision_is_a_409(
     client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
 ) -> None:
@@ -473,7 +527,7 @@ async def test_disconnected_bus_is_a_503_without_asking_tracking(tracking: FakeT
         )
     assert_problem(response, 503)
     assert_problem(agency_response, 503)
-    assert tracking.calls == [] and publish.published == []
+    assert tracking.calls == [] and tracking.fact_calls == [] and publish.published == []
 
 
 # --- the agency's commands ------------------------------------------------------------------------
@@ -547,7 +601,7 @@ async def test_needs_correction_without_reasons_is_a_422(client: httpx.AsyncClie
 async def test_decision_is_accepted_and_carries_the_keys_agency(
     client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
 ) -> None:
-    code = CODES.next_code()
+    code = tracking.add(RequestState.IN_REVIEW)
     response = await client.post(agency(format_for_display(code), "decision"), headers=KEY, json=reject())
     assert response.status_code == 202, response.text
     [event] = publish.published
@@ -556,12 +610,16 @@ async def test_decision_is_accepted_and_carries_the_keys_agency(
     assert event.decision is Decision.REJECT
     assert event.legal_basis == "Civil Registration Act, art. 20"
     assert response.json()["event_id"] == event.event_id
-    assert tracking.calls == []  # an agency is never shown the applicant's data, nor asks for it
+    # Checked against the request's facts only: an agency never sees, nor asks with, the applicant's data.
+    assert tracking.calls == [] and tracking.fact_calls == [code]
 
 
-async def test_approval_needs_no_reason(client: httpx.AsyncClient, publish: FakePublish) -> None:
+async def test_approval_needs_no_reason(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
     response = await client.post(
-        agency(CODES.next_code(), "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
+        agency(code, "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
     )
     assert response.status_code == 202, response.text
     assert publish.published[0].decision is Decision.APPROVE
@@ -572,8 +630,10 @@ async def test_agency_command_on_a_malformed_code_is_a_404(client: httpx.AsyncCl
     assert publish.published == []
 
 
-async def test_result_as_a_link_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
-    code = CODES.next_code()
+async def test_result_as_a_link_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.APPROVED)
     payload = {
         "service_id": SERVICE_ID,
         "result": {"url": "https://civil-registry.example.ir/results/abc"},
@@ -591,14 +651,17 @@ async def test_result_as_a_link_is_accepted(client: httpx.AsyncClient, publish: 
     )
 
 
-async def test_result_as_a_document_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
+async def test_result_as_a_document_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.APPROVED)
     payload = {
         "service_id": SERVICE_ID,
         "result": {"document_id": SHA, "media_type": "application/pdf", "size_bytes": 2048},
         "summary_fa": "شناسنامه صادر شد",
         "summary_en": "The certificate was issued",
     }
-    response = await client.post(agency(CODES.next_code(), "result"), headers=KEY, json=payload)
+    response = await client.post(agency(code, "result"), headers=KEY, json=payload)
     assert response.status_code == 202, response.text
     [event] = publish.published
     assert event.result is not None and event.result_url is None
@@ -616,12 +679,16 @@ async def test_malformed_result_is_a_422(client: httpx.AsyncClient, publish: Fak
     assert publish.published == []
 
 
-async def test_complaint_resolution_is_accepted(client: httpx.AsyncClient, publish: FakePublish) -> None:
-    complaint_id = "5b3f0c8e-8a57-4d8e-9a3c-3f1e9d1c2b4a"
-    payload = {"service_id": SERVICE_ID, "resolution_fa": "بررسی و اصلاح شد", "resolution_en": "Reviewed and fixed"}
-    response = await client.post(
-        agency(CODES.next_code(), f"complaints/{complaint_id}/resolution"), headers=KEY, json=payload
-    )
+COMPLAINT_ID = "5b3f0c8e-8a57-4d8e-9a3c-3f1e9d1c2b4a"
+RESOLUTION = {"service_id": SERVICE_ID, "resolution_fa": "بررسی و اصلاح شد", "resolution_en": "Reviewed and fixed"}
+
+
+async def test_complaint_resolution_is_accepted(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    complaint_id = COMPLAINT_ID
+    code = tracking.add(RequestState.REJECTED, complaint_open=True, open_complaint_id=complaint_id)
+    response = await client.post(agency(code, f"complaints/{complaint_id}/resolution"), headers=KEY, json=RESOLUTION)
     assert response.status_code == 202, response.text
     [event] = publish.published
     assert isinstance(event, ComplaintResolved)
@@ -631,12 +698,222 @@ async def test_complaint_resolution_is_accepted(client: httpx.AsyncClient, publi
 
 async def test_agency_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
     publish = FakePublish(error=TimeoutError())
+    code = tracking.add(RequestState.IN_REVIEW)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
     ) as client:
-        response = await client.post(agency(CODES.next_code(), "decision"), headers=KEY, json=reject())
+        response = await client.post(agency(code, "decision"), headers=KEY, json=reject())
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
+
+
+# --- the agency's commands: checked against the request before they are accepted --------------------
+
+APPROVE = {"service_id": SERVICE_ID, "decision": "approve"}
+LINK_RESULT = {
+    "service_id": SERVICE_ID,
+    "result": {"url": "https://civil-registry.example.ir/results/abc"},
+    "summary_fa": "شناسنامه صادر شد",
+    "summary_en": "The certificate was issued",
+}
+
+
+def refused_with(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """A problem+json refusal with its reason in Persian (Persian letters, no Latin words) and English."""
+    problem = assert_problem(response, status, slug=slug)
+    assert any("\u0600" <= char <= "\u06ff" for char in problem["title_fa"])
+    assert not any("a" <= char.lower() <= "z" for char in problem["title_fa"] + (problem["detail_fa"] or ""))
+    return problem
+
+
+async def test_decision_on_an_unknown_request_is_a_404_after_a_bounded_wait(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = CODES.next_code()
+    started = asyncio.get_running_loop().time()
+    problem = refused_with(
+        await client.post(agency(code, "decision"), headers=KEY, json=APPROVE), 404, "request-not-found"
+    )
+    waited = asyncio.get_running_loop().time() - started
+    assert problem["title"] == "No request has this tracking code."
+    assert len(tracking.fact_calls) > 2 and 0.2 <= waited < 2  # read again for 200 ms (the tests' setting), no more
+    assert publish.published == []
+
+
+async def test_a_request_the_projection_has_not_folded_yet_is_found_on_a_later_reading(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    verifying = Stored(NATIONAL_ID, RequestState.VERIFYING)
+    tracking.behind[code] = [None, verifying, verifying]
+    response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
+    assert response.status_code == 202, response.text
+    assert tracking.fact_calls == [code] * 4
+    assert [type(event) for event in publish.published] == [RequestDecided]
+
+
+async def test_decision_on_another_agencys_request_is_a_403_at_once(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW, agency="judiciary", service_id="no-criminal-record-certificate")
+    response = await client.post(agency(code, "decision"), headers=KEY, json=reject())
+    problem = refused_with(response, 403, "not-your-request")
+    assert problem["title"] == "This request is not your agency's to act on."
+    assert tracking.fact_calls == [code]  # a refusal that stands is not read again
+    assert publish.published == []
+
+
+async def test_decision_naming_another_service_of_the_agency_is_a_409(
+    tmp_path: Path, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    grant = {"agency": AGENCY, "services": [SERVICE_ID, "birth-certificate-first"]}
+    keys_file.write_text(yaml.safe_dump({hash_key("two-services"): grant}))
+    code = tracking.add(RequestState.IN_REVIEW)
+    app = build_app(tracking, publish, agency_keys_file=keys_file)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post(
+            agency(code, "decision"),
+            headers={"X-Agency-Key": "two-services"},
+            json={**APPROVE, "service_id": "birth-certificate-first"},
+        )
+    problem = refused_with(response, 409, "service-mismatch")
+    assert SERVICE_ID in problem["title"]
+    assert publish.published == []
+
+
+@pytest.mark.parametrize(
+    ("state", "title_en", "state_fa"),
+    [
+        (RequestState.APPROVED, "The request has already been decided.", "تأییدشده"),
+        (RequestState.REJECTED, "The request has already been decided.", "ردشده"),
+        (RequestState.CANCELLED, "The request has been cancelled.", "لغوشده"),
+        (RequestState.DELIVERED, "The request has already been decided.", "تحویل‌شده"),
+    ],
+)
+async def test_decision_on_a_decided_or_cancelled_request_is_a_409_naming_its_state_at_once(
+    client: httpx.AsyncClient,
+    tracking: FakeTracking,
+    publish: FakePublish,
+    state: RequestState,
+    title_en: str,
+    state_fa: str,
+) -> None:
+    code = tracking.add(state)
+    problem = refused_with(
+        await client.post(agency(code, "decision"), headers=KEY, json=reject()), 409, "command-not-allowed"
+    )
+    assert problem["title"] == title_en
+    assert problem["detail"] == f"The request is {state.value}."
+    assert problem["detail_fa"] == f"وضعیت کنونی درخواست: {state_fa}"
+    assert tracking.fact_calls == [code]
+    assert publish.published == []
+
+
+async def test_decision_on_a_request_still_verifying_is_a_409_once_the_wait_is_over(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.VERIFYING)
+    problem = refused_with(
+        await client.post(agency(code, "decision"), headers=KEY, json=APPROVE), 409, "command-not-allowed"
+    )
+    assert problem["title"] == "The request is not waiting for the agency's review."
+    assert len(tracking.fact_calls) > 2
+    assert publish.published == []
+
+
+async def test_a_second_decision_is_refused_once_the_first_is_applied(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    assert (await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)).status_code == 202
+    tracking.requests[code].status = RequestState.APPROVED  # tracking folded the first decision
+    replay = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
+    assert refused_with(replay, 409, "command-not-allowed")["detail"] == "The request is APPROVED."
+    assert len(publish.published) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "title_en"),
+    [
+        (RequestState.DELIVERED, "The result of this request has already been delivered."),
+        (RequestState.REJECTED, "The request was rejected; it has no result to deliver."),
+        (RequestState.CANCELLED, "The request has been cancelled."),
+        (RequestState.IN_REVIEW, "The request has not been approved yet."),
+    ],
+)
+async def test_result_when_the_request_is_not_approved_is_a_409(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish, state: RequestState, title_en: str
+) -> None:
+    code = tracking.add(state)
+    response = await client.post(agency(code, "result"), headers=KEY, json=LINK_RESULT)
+    assert refused_with(response, 409, "command-not-allowed")["title"] == title_en
+    assert publish.published == []
+
+
+async def test_resolution_of_another_complaint_id_is_a_409_and_publishes_nothing(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.REJECTED, complaint_open=True, open_complaint_id=COMPLAINT_ID)
+    wrong = "00000000-0000-0000-0000-000000000000"
+    response = await client.post(agency(code, f"complaints/{wrong}/resolution"), headers=KEY, json=RESOLUTION)
+    problem = refused_with(response, 409, "complaint-not-open")
+    assert problem["title"] == "The complaint id is not the id of the request's open complaint."
+    assert tracking.fact_calls == [code]
+    assert publish.published == []
+
+
+async def test_resolution_when_no_complaint_is_open_is_a_409(
+    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.REJECTED)
+    response = await client.post(agency(code, f"complaints/{COMPLAINT_ID}/resolution"), headers=KEY, json=RESOLUTION)
+    assert refused_with(response, 409, "command-not-allowed")["title"] == "No complaint about this request is open."
+    assert publish.published == []
+
+
+@pytest.mark.parametrize("failure", ["down", "5xx", "malformed", "wrong-key"])
+async def test_tracking_unable_to_answer_an_agency_command_is_a_503_and_publishes_nothing(
+    tracking: FakeTracking, publish: FakePublish, failure: str
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    tracking.down = failure == "down"
+    tracking.answer_status = 502 if failure == "5xx" else None
+    tracking.malformed = failure == "malformed"
+    app = build_app(tracking, publish)
+    if failure == "wrong-key":
+        app.state.commands.tracking.internal_key = "not-trackings-key"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
+    problem = assert_problem(response, 503, slug="tracking-unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert problem["title_fa"]
+    assert publish.published == []
+
+
+async def test_slow_tracking_is_a_503_for_an_agency_command_in_bounded_time(
+    tracking: FakeTracking, publish: FakePublish
+) -> None:
+    code = tracking.add(RequestState.IN_REVIEW)
+    tracking.delay_s = 30
+    app = build_app(tracking, publish, tracking_timeout_s=0.05)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        async with asyncio.timeout(5):
+            response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
+    assert_problem(response, 503)
+    assert publish.published == []
+
+
+def test_the_dev_tracking_key_is_refused_outside_local_and_test(tmp_path: Path) -> None:
+    production = {
+        "deployment": {"deployment_environment": "production"},
+        "tracking_code_key": "p" * 32,
+        "rate_limit_key": "q" * 32,
+        "agency_keys_file": tmp_path / "keys.yaml",
+    }
+    with pytest.raises(ValueError, match="INTAKE_TRACKING_KEY"):
+        IntakeSettings.model_validate(production)
+    IntakeSettings.model_validate({**production, "tracking_key": "r" * 32})
 
 
 # --- the agency keys ------------------------------------------------------------------------------
@@ -682,7 +959,7 @@ def test_keys_file_with_a_malformed_hash_fails_the_start(tmp_path: Path) -> None
 
 
 def test_dev_keys_file_is_refused_outside_local_and_test(tmp_path: Path) -> None:
-    secrets = {"tracking_code_key": "p" * 32, "rate_limit_key": "q" * 32}
+    secrets = {"tracking_code_key": "p" * 32, "rate_limit_key": "q" * 32, "tracking_key": "r" * 32}
     production = {"deployment": {"deployment_environment": "production"}, **secrets}
     with pytest.raises(ValueError, match="INTAKE_AGENCY_KEYS_FILE"):
         IntakeSettings.model_validate(production)
@@ -692,7 +969,7 @@ def test_dev_keys_file_is_refused_outside_local_and_test(tmp_path: Path) -> None
 def test_openapi_documents_the_agency_key_and_the_problem_answers(app: FastAPI) -> None:
     document = app.openapi()
     decision = document["paths"]["/api/v1/agency/requests/{tracking_code}/decision"]["post"]
-    assert {"202", "401", "403", "404", "422", "503"} <= set(decision["responses"])
+    assert {"202", "401", "403", "404", "409", "422", "503"} <= set(decision["responses"])
     assert decision["security"]
     schemes = document["components"]["securitySchemes"]
     assert any(scheme.get("name") == "X-Agency-Key" for scheme in schemes.values())

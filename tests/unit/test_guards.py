@@ -156,6 +156,7 @@ def test_the_dev_rate_limit_key_is_refused_outside_local_and_test(tmp_path: Path
     others: dict[str, Any] = {
         "deployment": DeploymentSettings(deployment_environment="production"),
         "tracking_code_key": SecretStr("a-real-secret"),
+        "tracking_key": SecretStr("a-real-internal-key"),
         "agency_keys_file": tmp_path / "agency-keys.yaml",
     }
     with pytest.raises(ValidationError, match="INTAKE_RATE_LIMIT_KEY"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +18,8 @@ from shared.domain.state_machine import (
     Trigger,
     apply,
     is_final,
+    later_states,
+    may_yet_allow,
 )
 
 S = RequestState
@@ -125,3 +128,31 @@ def test_any_sequence_of_triggers_keeps_the_machine_consistent(triggers: list[Tr
             reached_final = state
     if state is None:
         assert flags == Flags()
+
+
+def test_later_states_follow_the_table() -> None:
+    assert later_states(RequestState.APPROVED) == {RequestState.DELIVERED}
+    assert later_states(RequestState.CANCELLED) == frozenset()
+    assert RequestState.IN_REVIEW in later_states(RequestState.VERIFYING)
+    assert RequestState.VERIFYING in later_states(RequestState.NEEDS_CORRECTION)
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger", "expected"),
+    [
+        (None, Trigger.DECIDE_APPROVE, True),
+        (RequestState.VERIFYING, Trigger.DECIDE_APPROVE, True),
+        (RequestState.SUBMITTED, Trigger.DECIDE_REJECT, True),
+        (RequestState.APPROVED, Trigger.DECIDE_APPROVE, False),
+        (RequestState.CANCELLED, Trigger.DECIDE_APPROVE, False),
+        (RequestState.REJECTED, Trigger.DECIDE_NEEDS_CORRECTION, False),
+        (RequestState.IN_REVIEW, Trigger.DELIVER_RESULT, True),
+        (RequestState.DELIVERED, Trigger.DELIVER_RESULT, False),
+        (RequestState.REJECTED, Trigger.DELIVER_RESULT, False),
+        (RequestState.CANCELLED, Trigger.CANCEL, False),
+    ],
+)
+def test_may_yet_allow_tells_a_view_behind_from_a_refusal_that_stands(
+    state: RequestState | None, trigger: Trigger, expected: bool
+) -> None:
+    assert may_yet_allow(state, trigger) is expected

@@ -7,16 +7,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from services.tracking.folding import catalog_terms
+from services.tracking.internal_api import internal_router
 from services.tracking.models import TABLES, OutboxMessage, RequestRecord, TimelineEntry
 from services.tracking.service import Position, Sessions, fold_event
+from services.tracking.settings import TrackingSettings
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
@@ -46,7 +51,9 @@ from shared.events import (
     parse_request_event,
     parse_status_event,
 )
+from shared.http import install_problem_handlers
 from shared.topics import Topic
+from tests.problems import assert_problem
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -129,12 +136,12 @@ def complaint(code: str) -> ComplaintFiled:
     return ComplaintFiled(**command_fields(code, 3), complaint_id="c-1", text="The rejection ignores my deed")
 
 
-def resolved(code: str, *, agency: str = AGENCY) -> ComplaintResolved:
+def resolved(code: str, *, agency: str = AGENCY, complaint_id: str = "c-1") -> ComplaintResolved:
     return ComplaintResolved(
         **command_fields(code, 4),
         agency=agency,
         service_id=SERVICE_ID,
-        complaint_id="c-1",
+        complaint_id=complaint_id,
         resolution_fa="پرونده دوباره بررسی شد",
         resolution_en="The file was reviewed again",
     )
@@ -382,6 +389,24 @@ async def test_resolution_from_another_agency_leaves_the_complaint_open(feed: Fe
     assert not (await feed.timeline(code))[-1].applied
 
 
+async def test_resolution_of_another_complaint_id_is_refused_and_leaves_the_open_one_open(feed: Feed) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    await feed.fold(complaint(code))
+    assert await feed.fold(resolved(code, complaint_id="00000000-0000-0000-0000-000000000000")) is None
+    record = await feed.record(code)
+    assert (record.complaint_open, record.open_complaint_id) == (True, "c-1")
+    refused = (await feed.timeline(code))[-1]
+    assert not refused.applied
+    assert refused.detail_en == (
+        "Event refused: complaint 00000000-0000-0000-0000-000000000000 is not the request's open complaint"
+    )
+    assert refused.detail_fa and "شکایت باز" in refused.detail_fa
+    # The real id still resolves it.
+    await feed.fold(resolved(code))
+    assert (await feed.record(code)).complaint_open is False
+    assert (await feed.timeline(code))[-1].applied
+
+
 async def test_resolution_without_an_open_complaint_is_refused(feed: Feed) -> None:
     code = await in_state(feed, NextStep.REJECT)
     assert await feed.fold(resolved(code)) is None
@@ -464,3 +489,64 @@ def test_result_is_exactly_one_of_a_document_and_a_link(both: bool) -> None:
             summary_fa="خلاصه",
             summary_en="summary",
         )
+
+
+# --- the internal route intake checks commands against ----------------------------------------------
+
+INTERNAL_KEY = "internal-key-for-tests"
+
+
+@pytest.fixture
+async def internal(sessions: Sessions) -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(internal_router)
+    app.state.tracking = SimpleNamespace(sessions=sessions)
+    app.state.internal_key = INTERNAL_KEY.encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracking") as client:
+        yield client
+
+
+async def test_internal_route_gives_a_requests_facts_without_personal_data(
+    feed: Feed, internal: httpx.AsyncClient
+) -> None:
+    code = await in_state(feed, NextStep.REJECT)
+    await feed.fold(complaint(code))
+    response = await internal.get(f"/internal/v1/requests/{code}", headers={"X-Internal-Key": INTERNAL_KEY})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "tracking_code": code,
+        "service_id": SERVICE_ID,
+        "catalog_version": 1,
+        "agency": AGENCY,
+        "status": "REJECTED",
+        "sla_breached": False,
+        "complaint_open": True,
+        "open_complaint_id": "c-1",
+    }
+    assert NATIONAL_ID not in response.text
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key"])
+async def test_internal_route_without_the_service_key_is_a_401(
+    feed: Feed, internal: httpx.AsyncClient, key: str | None
+) -> None:
+    code = await in_state(feed, NextStep.APPROVE)
+    headers = {"X-Internal-Key": key} if key is not None else {}
+    assert_problem(await internal.get(f"/internal/v1/requests/{code}", headers=headers), 401)
+
+
+@pytest.mark.parametrize("code", [CODES.next_code(), "12345"])
+async def test_internal_route_for_an_unknown_or_malformed_code_is_a_404(internal: httpx.AsyncClient, code: str) -> None:
+    response = await internal.get(f"/internal/v1/requests/{code}", headers={"X-Internal-Key": INTERNAL_KEY})
+    assert_problem(response, 404, slug="request-unknown")
+
+
+def test_the_dev_internal_key_is_refused_outside_local_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KHEDMAT_DEPLOYMENT_ENVIRONMENT", "production")
+    monkeypatch.setenv("TRACKING_LOOKUP_KEY", "a-real-lookup-key")
+    monkeypatch.setenv("TRACKING_NOTIFY_KEY", "a-real-notify-key")
+    with pytest.raises(ValidationError, match="TRACKING_INTERNAL_KEY"):
+        TrackingSettings()
+    monkeypatch.setenv("TRACKING_INTERNAL_KEY", "a-real-internal-key")
+    assert TrackingSettings().internal_key.get_secret_value() == "a-real-internal-key"

@@ -1,0 +1,90 @@
+"""tracking's internal route for the other services: a request's facts by its code alone, with no personal data.
+
+intake checks each agency command against these facts before it accepts the command. The route is protected
+by a service key (`TRACKING_INTERNAL_KEY`, presented as `X-Internal-Key`), not by the applicant's national ID,
+and is not counted against the per-citizen lookup budgets: it answers only what an agency may know of a request
+it is responsible for (service, agency, state, flags, open complaint id), never the applicant.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel
+
+from shared.domain.state_machine import RequestState
+from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
+from shared.http import ProblemError, problem_responses
+
+from .handlers import Tracking
+from .models import RequestRecord
+
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+
+internal_router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+
+class RequestFactsOut(BaseModel):
+    """Where a request stands, without its applicant: what a command on it is checked against."""
+
+    tracking_code: str
+    service_id: str
+    catalog_version: int
+    agency: str
+    status: RequestState
+    sla_breached: bool
+    complaint_open: bool
+    open_complaint_id: str | None
+
+
+def _unauthenticated() -> ProblemError:
+    return ProblemError(
+        status=401,
+        slug="internal-unauthenticated",
+        title_en="A valid internal key is required",
+        title_fa="کلید داخلی معتبر لازم است",
+    )
+
+
+def _unknown() -> ProblemError:
+    return ProblemError(
+        status=404,
+        slug="request-unknown",
+        title_en="The projection holds no request with this tracking code",
+        title_fa="درخواستی با این کد رهگیری در پیگیری ثبت نشده است",
+    )
+
+
+@internal_router.get(
+    "/requests/{tracking_code}",
+    response_model=RequestFactsOut,
+    responses=problem_responses(401, 404),
+    summary="A request's service, agency, state, flags and open complaint (service key; no personal data)",
+)
+async def get_request_facts(
+    tracking_code: Annotated[str, Path(min_length=1, max_length=40)], request: Request
+) -> RequestFactsOut:
+    expected = request.app.state.internal_key
+    if not expected or not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, "").encode(), expected):
+        raise _unauthenticated()
+    try:
+        code = parse_tracking_code(tracking_code)
+    except InvalidTrackingCode as error:
+        raise _unknown() from error
+    deps: Tracking = request.app.state.tracking
+    async with deps.sessions() as session:
+        record = await session.get(RequestRecord, code)
+    if record is None:
+        raise _unknown()
+    return RequestFactsOut(
+        tracking_code=record.tracking_code,
+        service_id=record.service_id,
+        catalog_version=record.catalog_version,
+        agency=record.agency,
+        status=RequestState(record.status),
+        sla_breached=record.sla_breached,
+        complaint_open=record.complaint_open,
+        open_complaint_id=record.open_complaint_id,
+    )
