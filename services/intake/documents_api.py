@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.types import Message
 
 from shared.catalog import Catalog, RequiredDocument
+from shared.domain.text import SingleLineText
 from shared.http import FieldProblem, ProblemError, problem_responses
 
 from .catalog_api import unknown_service
@@ -111,6 +112,7 @@ class BoundedBodyRoute(APIRoute):
 
 
 router = APIRouter(prefix="/api/v1", route_class=BoundedBodyRoute)
+UPLOAD_PATH: Final = "/api/v1/documents"
 
 
 async def _read_at_most(upload: UploadFile, limit: int) -> bytes:
@@ -192,8 +194,8 @@ def _store_unavailable() -> ProblemError:
 )
 async def upload_document(
     request: Request,
-    service_id: Annotated[str, Form(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])],
-    kind: Annotated[str, Form(min_length=1, max_length=100, examples=["identity_card"])],
+    service_id: Annotated[SingleLineText, Form(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])],
+    kind: Annotated[SingleLineText, Form(min_length=1, max_length=100, examples=["identity_card"])],
     file: Annotated[UploadFile, File(description="PDF, JPEG or PNG, as the service's document allows.")],
 ) -> DocumentUploaded:
     catalog: Catalog = request.app.state.intake.catalog

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
 from shared.domain.tracking_code import MAX_REPLICA_ID
-from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_TRACKING_CODE_KEY = "dev-only-tracking-code-key-change-me"
 DEV_RATE_LIMIT_KEY = "dev-only-rate-limit-key-change-me"
@@ -71,6 +71,7 @@ class IntakeSettings(BaseSettings):
     s3_prefix: str = "documents/"
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _blob_store_complete(self) -> IntakeSettings:
