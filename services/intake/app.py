@@ -62,6 +62,7 @@ def create_app(settings: IntakeSettings | None = None, *, tracer_provider: Trace
             redis,
             per_client=settings.rate_limit_per_client,
             per_national_id=settings.rate_limit_per_national_id,
+            uploads_per_client=settings.rate_limit_uploads_per_client,
             national_id_key=settings.rate_limit_key.get_secret_value().encode(),
         ),
     )

@@ -12,11 +12,12 @@ from starlette.types import Message
 
 from shared.catalog import Catalog, RequiredDocument
 from shared.domain.text import SingleLineText
-from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.http import FieldProblem, ProblemError, problem_responses, rate_limited
 
 from .catalog_api import unknown_service
 from .documents import BlobStore, BlobStoreUnavailable, DocumentErrorCode, check_upload, max_size_bytes
 from .domain import FieldError
+from .wiring import Intake
 
 # Room for the multipart boundaries, part headers and the two small form fields around the file.
 MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
@@ -28,7 +29,11 @@ _STATUS_BY_CODE: Final = {
     DocumentErrorCode.EMPTY: 422,
 }
 
-UPLOAD_PROBLEM_RESPONSES = problem_responses(404, 413, 415, 422, 503)
+UPLOAD_PROBLEM_RESPONSES = problem_responses(404, 413, 415, 422, 429, 503)
+for _status in (429, 503):
+    UPLOAD_PROBLEM_RESPONSES[_status]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+    }
 
 
 class DocumentUploaded(BaseModel):
@@ -198,7 +203,11 @@ async def upload_document(
     kind: Annotated[SingleLineText, Form(min_length=1, max_length=100, examples=["identity_card"])],
     file: Annotated[UploadFile, File(description="PDF, JPEG or PNG, as the service's document allows.")],
 ) -> DocumentUploaded:
-    catalog: Catalog = request.app.state.intake.catalog
+    intake: Intake = request.app.state.intake
+    decision = await intake.rate_limits.hit_upload(client=request.client.host if request.client else "unknown")
+    if not decision.allowed:
+        raise rate_limited(decision.retry_after_s)
+    catalog = intake.catalog
     service = catalog.get(service_id)
     if service is None:
         raise _unknown_service(service_id)

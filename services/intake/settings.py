@@ -50,6 +50,8 @@ class IntakeSettings(BaseSettings):
     # Submissions allowed per client address and per national ID, counted in Redis across every replica.
     rate_limit_per_client: RateLimitString = "60/minute"
     rate_limit_per_national_id: RateLimitString = "10/hour"
+    # Anonymous document uploads allowed per client address (each may be megabytes), counted the same way.
+    rate_limit_uploads_per_client: RateLimitString = "30/minute"
     # Keys the HMAC that stands for a national ID in rate-limit keys (Redis holds no personal data); secret.
     rate_limit_key: SecretStr = SecretStr(DEV_RATE_LIMIT_KEY)
     # tracking's HTTP API: citizen commands prove ownership through its lookup (tracking code + national ID).
