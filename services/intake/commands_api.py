@@ -313,7 +313,7 @@ def _unauthenticated() -> ProblemError:
         title_en="A valid agency key is required",
         title_fa="کلید معتبر دستگاه لازم است",
         detail_en=f"Send your agency's API key in the {AGENCY_KEY_HEADER} header.",
-        detail_fa=f"کلید API دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
+        detail_fa=f"کلید دسترسی دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
         headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'},
     )
 

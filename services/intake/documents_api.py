@@ -10,9 +10,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message
 
-from shared.catalog import Catalog, RequiredDocument
+from shared.catalog import Catalog, RequiredDocument, ServiceDefinition
 from shared.domain.text import SingleLineText
-from shared.http import FieldProblem, ProblemError, problem_responses, rate_limited
+from shared.http import FieldProblem, ProblemError, fa_number, problem_responses, rate_limited
 
 from .catalog_api import unknown_service
 from .documents import BlobStore, BlobStoreUnavailable, DocumentErrorCode, check_upload, max_size_bytes
@@ -74,7 +74,7 @@ def _too_large(limit_bytes: int, detail_en: str, detail_fa: str) -> ProblemError
                 field="file",
                 code=DocumentErrorCode.TOO_LARGE,
                 message_en=f"An upload may be at most {limit_bytes // 1024} KB in all.",
-                message_fa=f"حجم کل هر بارگذاری حداکثر {limit_bytes // 1024} کیلوبایت است.",
+                message_fa=f"حجم کل هر بارگذاری حداکثر {fa_number(limit_bytes // 1024)} کیلوبایت است.",
             )
         ],
     )
@@ -137,14 +137,14 @@ def _unknown_service(service_id: str) -> ProblemError:
     return unknown_service(service_id)
 
 
-def _unknown_kind(service_id: str, kind: str) -> ProblemError:
+def _unknown_kind(service: ServiceDefinition, kind: str) -> ProblemError:
     return ProblemError(
         status=422,
         slug="unknown-document-kind",
         title_en="This service asks for no such document",
         title_fa="این خدمت چنین مدرکی نمی‌خواهد",
-        detail_en=f"Service '{service_id}' asks for no document of kind '{kind}'.",
-        detail_fa=f"خدمت «{service_id}» مدرکی از نوع «{kind}» نمی‌خواهد.",
+        detail_en=f"Service '{service.id}' asks for no document of kind '{kind}'.",
+        detail_fa=f"خدمت «{service.title.fa}» مدرکی از نوع «{kind}» نمی‌خواهد.",
         errors=[
             FieldProblem(
                 field="kind",
@@ -213,7 +213,7 @@ async def upload_document(
         raise _unknown_service(service_id)
     requirement = next((d for d in service.required_documents if d.kind == kind), None)
     if requirement is None:
-        raise _unknown_kind(service_id, kind)
+        raise _unknown_kind(service, kind)
     data = await _read_at_most(file, max_size_bytes(requirement) + 1)
     checked = check_upload(data, requirement)
     if isinstance(checked, list):

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from shared.domain.digits import to_persian_digits
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import FieldProblem, ProblemError, problem_responses
@@ -155,7 +156,7 @@ async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeC
             title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
         )
     message = (
-        f"میز خدمت: کد یکبارمصرف شما {body.code} است. آن را به کسی ندهید.\n"
+        f"میز خدمت: کد یکبارمصرف شما {to_persian_digits(body.code)} است. آن را به کسی ندهید.\n"
         f"Khedmat one-time code: {body.code}. Do not share it."
     )
     try:

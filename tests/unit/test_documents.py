@@ -272,7 +272,7 @@ def test_upload_errors_speak_both_languages() -> None:
     assert isinstance(outcome, list)
     [error] = outcome
     assert "PDF or JPEG" in error.message_en
-    assert "PDF یا JPEG" in error.message_fa
+    assert "پی‌دی‌اف یا جی‌پگ" in error.message_fa
     assert "تصویر کارت ملی" in error.message_fa
 
 
