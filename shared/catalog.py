@@ -67,7 +67,7 @@ class FieldKind(StrEnum):
 # What intake enforces for each kind (services/intake/domain.py), told to the citizen before they type.
 _KIND_RULES: dict[FieldKind, tuple[str, str]] = {
     FieldKind.TEXT: ("متن، حداکثر {n} نویسه", "text, at most {n} characters"),
-    FieldKind.DATE: ("تاریخ میلادی به شکل YYYY-MM-DD", "a Gregorian date written YYYY-MM-DD"),
+    FieldKind.DATE: ("تاریخ میلادی به شکل سال-ماه-روز", "a Gregorian date written YYYY-MM-DD"),
     FieldKind.POSTAL_CODE: ("کد پستی ۱۰ رقمی", "a 10-digit postal code"),
     FieldKind.NATIONAL_ID: ("کد ملی ۱۰ رقمی با رقم کنترل درست", "a 10-digit national ID with a valid check digit"),
     FieldKind.NUMBER: ("فقط رقم، حداکثر {n} رقم", "digits only, at most {n}"),
@@ -148,6 +148,9 @@ class Inquiry(BaseModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     agency: str
     check: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    # What the citizen reads on the timeline ("استعلام هویت از سازمان ثبت احوال کشور"); every published
+    # service names its inquiries (tests/unit/test_catalog.py), a bare definition may leave it out.
+    title: Text | None = None
 
 
 class DecisionMode(StrEnum):

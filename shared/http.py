@@ -12,8 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.domain.digits import to_persian_digits
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://khedmat.ir/problems/"
@@ -105,7 +108,7 @@ def rate_limited(retry_after_s: int) -> ProblemError:
         title_en="Too many requests",
         title_fa="تعداد درخواست‌ها بیش از حد مجاز است",
         detail_en=f"Please try again in {retry_after_s} seconds.",
-        detail_fa=f"لطفاً {retry_after_s} ثانیهٔ دیگر دوباره تلاش کنید.",
+        detail_fa=f"لطفاً {fa_number(retry_after_s)} ثانیهٔ دیگر دوباره تلاش کنید.",
         headers={"Retry-After": str(retry_after_s)},
     )
 
@@ -138,25 +141,97 @@ def _field_path(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-_VALIDATION_FA = {
+def fa_number(value: object) -> str:
+    """A number for a Persian text, in Persian digits (2.0 is written ۲)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return to_persian_digits(str(value))
+
+
+# Persian for each rule pydantic applies, naming the same rule as its English message; {name} is from ctx.
+_VALIDATION_FA: dict[str, str] = {
     "missing": "این مورد الزامی است.",
+    "extra_forbidden": "این مورد شناخته‌شده نیست و پذیرفته نمی‌شود.",
+    "string_type": "این مقدار باید متن باشد.",
+    "string_too_short": "این مقدار دست‌کم {min_length} نویسه است.",
+    "string_too_long": "این مقدار حداکثر {max_length} نویسه است.",
     "string_pattern_mismatch": "قالب این مقدار درست نیست.",
-    "json_invalid": "بدنهٔ درخواست JSON معتبر نیست.",
-    "value_error": "این مقدار پذیرفته نیست.",
+    "string_unicode": "این مقدار باید متن یونی‌کد معتبر باشد.",
+    "too_short": "این فهرست دست‌کم {min_length} مورد دارد.",
+    "too_long": "این فهرست حداکثر {max_length} مورد دارد.",
+    "int_type": "این مقدار باید عدد صحیح باشد.",
+    "int_parsing": "این مقدار باید عدد صحیح باشد.",
+    "int_from_float": "این مقدار باید عدد صحیح و بدون بخش اعشاری باشد.",
+    "float_type": "این مقدار باید عدد باشد.",
+    "float_parsing": "این مقدار باید عدد باشد.",
+    "bool_type": "این مقدار باید درست یا نادرست باشد.",
+    "bool_parsing": "این مقدار باید درست یا نادرست باشد.",
+    "greater_than": "این مقدار باید بیشتر از {gt} باشد.",
+    "greater_than_equal": "این مقدار باید دست‌کم {ge} باشد.",
+    "less_than": "این مقدار باید کمتر از {lt} باشد.",
+    "less_than_equal": "این مقدار باید حداکثر {le} باشد.",
+    "literal_error": "این مقدار باید یکی از مقدارهای مجاز باشد.",
+    "enum": "این مقدار باید یکی از مقدارهای مجاز باشد.",
+    "dict_type": "این مقدار باید یک شیء با نام و مقدار باشد.",
+    "model_type": "این مقدار باید یک شیء با نام و مقدار باشد.",
+    "model_attributes_type": "این مقدار باید یک شیء با نام و مقدار باشد.",
+    "list_type": "این مقدار باید فهرست باشد.",
+    "url_parsing": "این مقدار نشانی اینترنتی معتبر نیست.",
+    "url_type": "این مقدار نشانی اینترنتی معتبر نیست.",
+    "url_scheme": "نشانی اینترنتی باید با طرح مجاز آغاز شود.",
+    "url_too_long": "نشانی اینترنتی حداکثر {max_length} نویسه است.",
+    "uuid_parsing": "این مقدار شناسهٔ یکتای معتبر نیست.",
+    "uuid_type": "این مقدار شناسهٔ یکتای معتبر نیست.",
+    "date_parsing": "این مقدار تاریخ معتبر نیست.",
+    "date_from_datetime_parsing": "این مقدار تاریخ معتبر نیست.",
+    "datetime_parsing": "این مقدار زمان معتبر نیست.",
+    "datetime_from_date_parsing": "این مقدار زمان معتبر نیست.",
 }
+_VALIDATION_FA_FALLBACK = "این مقدار پذیرفته نیست."
+
+
+def validation_message_fa(error_type: str, ctx: Mapping[str, Any] | None) -> str:
+    """The Persian message for one pydantic error: our own rules carry it in ctx, pydantic's are translated."""
+    ctx = ctx or {}
+    given = ctx.get("message_fa")
+    if isinstance(given, str):
+        return given
+    template = _VALIDATION_FA.get(error_type, _VALIDATION_FA_FALLBACK)
+    try:
+        return template.format(**{name: fa_number(value) for name, value in ctx.items()})
+    except (KeyError, IndexError):
+        return _VALIDATION_FA_FALLBACK
+
+
+def bilingual_value_error(code: str, message_en: str, message_fa: str) -> PydanticCustomError:
+    """A validator's refusal with its Persian words, so the 422 says the same rule in both languages."""
+    return PydanticCustomError(code, message_en, {"message_fa": message_fa})
+
+
+def _field_problem(error: Mapping[str, Any]) -> FieldProblem:
+    error_type = str(error.get("type", "invalid"))
+    location = tuple(error.get("loc", ()))
+    if error_type == "json_invalid":
+        # pydantic's loc is ("body", <character offset>): the offset is where the JSON breaks, not a field.
+        position = location[-1] if location and isinstance(location[-1], int) else None
+        where_en = f" (it breaks at character {position})" if position is not None else ""
+        where_fa = f" (خطا در نویسهٔ شمارهٔ {fa_number(position)} است)" if position is not None else ""
+        return FieldProblem(
+            field="body",
+            code=error_type,
+            message_en=f"The request body is not valid JSON{where_en}.",
+            message_fa=f"بدنهٔ درخواست در قالب جی‌سان معتبر نیست{where_fa}.",
+        )
+    return FieldProblem(
+        field=_field_path(location),
+        code=error_type,
+        message_en=str(error.get("msg", "invalid value")),
+        message_fa=validation_message_fa(error_type, error.get("ctx")),
+    )
 
 
 def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
     """A 422 problem listing every field pydantic refused, without echoing the submitted values."""
-    errors = [
-        FieldProblem(
-            field=_field_path(tuple(error.get("loc", ()))),
-            code=str(error.get("type", "invalid")),
-            message_en=str(error.get("msg", "invalid value")),
-            message_fa=_VALIDATION_FA.get(str(error.get("type")), "این مقدار پذیرفته نیست."),
-        )
-        for error in exc.errors()
-    ]
     return ProblemError(
         status=422,
         slug="validation",
@@ -164,7 +239,7 @@ def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
         title_fa="درخواست معتبر نیست",
         detail_en="One or more fields are missing or malformed.",
         detail_fa="یک یا چند مورد وارد نشده یا نادرست است.",
-        errors=errors,
+        errors=[_field_problem(error) for error in exc.errors()],
     ).to_problem(instance)
 
 
@@ -181,6 +256,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # An exception that knows its own problem (shared/edges.py BodyTooLarge) answers with it.
+        own_problem = getattr(exc, "problem", None)
+        if callable(own_problem):
+            known: ProblemError = own_problem()
+            return problem_response(known.to_problem(request.url.path), known.headers)
         titles = {
             400: ("The request body could not be read", "بدنهٔ درخواست خوانا نیست"),
             404: ("Not found", "پیدا نشد"),
@@ -207,7 +287,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-COMMON_PROBLEM_RESPONSES = problem_responses(400, 422)
+COMMON_PROBLEM_RESPONSES = problem_responses(400, 413, 422)
 
 
 Check = Callable[[], Awaitable[bool]]

@@ -40,3 +40,15 @@ class DeploymentSettings(BaseSettings):
 
     deployment_environment: str = "local"
     service_version: str = "0.1.0"
+
+
+class HttpEdgeSettings(BaseSettings):
+    """What every service's HTTP edge allows: other sites' pages (CORS) and how large a request body may be."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_HTTP_", extra="ignore")
+
+    # Origins whose pages may call the API from a browser (e.g. a future portal), as a JSON list:
+    # KHEDMAT_HTTP_CORS_ALLOWED_ORIGINS='["https://portal.example.ir"]'. Empty: no cross-origin calls at all.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    # Largest request body a route accepts unless it has its own limit (uploads do); larger ones get 413.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)

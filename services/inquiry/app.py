@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
+from shared.edges import service_app
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker
 from shared.keyed_consumer import KeyOrderedConsumer, Record
@@ -104,7 +105,9 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
         await redis.aclose()
         await engine.dispose()
 
-    app = FastAPI(title="Khedmat inquiry", version=settings.deployment.service_version, lifespan=lifespan)
+    app = service_app(
+        http=settings.http, title="Khedmat inquiry", version=settings.deployment.service_version, lifespan=lifespan
+    )
     app.state.bus = bus
     app.state.consumer = consumer
     app.state.asyncapi_broker = asyncapi_broker

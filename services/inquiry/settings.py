@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_CACHE_KEY = "dev-only-inquiry-cache-key-change-me"
 
@@ -50,6 +50,7 @@ class InquirySettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _breaker_threshold_fits_its_window(self) -> InquirySettings:

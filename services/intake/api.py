@@ -73,9 +73,9 @@ def _idempotency_problem(outcome: Mismatch | InFlight | None) -> ProblemError:
         status=422,
         slug="idempotency-key-invalid",
         title_en="The Idempotency-Key header is not valid",
-        title_fa="سرآیند Idempotency-Key معتبر نیست",
+        title_fa="سرآیند کلید یکتایی (Idempotency-Key) معتبر نیست",
         detail_en="Use 1 to 128 printable ASCII characters, for example a UUID.",
-        detail_fa="از ۱ تا ۱۲۸ نویسهٔ اسکی چاپ‌پذیر استفاده کنید، مثلاً یک UUID.",
+        detail_fa="از ۱ تا ۱۲۸ نویسهٔ اسکی چاپ‌پذیر استفاده کنید، مثلاً یک شناسهٔ یکتای جهانی.",
         errors=[
             FieldProblem(
                 field="Idempotency-Key",

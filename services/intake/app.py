@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from shared.catalog import load_catalog
 from shared.domain.tracking_code import TrackingCodeGenerator
+from shared.edges import service_app
 from shared.events import RequestSubmitted
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, make_broker
@@ -23,6 +24,7 @@ from .catalog_api import catalog_router
 from .commands_api import build_commands
 from .commands_api import router as commands_router
 from .documents import blob_store_from_settings
+from .documents_api import UPLOAD_PATH
 from .documents_api import router as documents_router
 from .guards import IdempotencyStore, RateLimits
 from .settings import IntakeSettings
@@ -60,6 +62,7 @@ def create_app(settings: IntakeSettings | None = None, *, tracer_provider: Trace
             redis,
             per_client=settings.rate_limit_per_client,
             per_national_id=settings.rate_limit_per_national_id,
+            uploads_per_client=settings.rate_limit_uploads_per_client,
             national_id_key=settings.rate_limit_key.get_secret_value().encode(),
         ),
     )
@@ -74,7 +77,10 @@ def create_app(settings: IntakeSettings | None = None, *, tracer_provider: Trace
         await commands.aclose()
         await redis.aclose()
 
-    app = FastAPI(
+    app = service_app(
+        http=settings.http,
+        # The upload route bounds its own body: its limit is the catalog's largest document (documents_api.py).
+        body_limits={UPLOAD_PATH: None},
         title="Khedmat intake",
         version=settings.deployment.service_version,
         description="The service catalog and the command side of the service desk (میز خدمت).",

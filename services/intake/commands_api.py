@@ -23,6 +23,7 @@ from pydantic import (
 
 from shared.catalog import Catalog
 from shared.domain.identity import InvalidNationalId, normalize_national_id
+from shared.domain.text import MULTI_LINE, MultiLineText, SingleLineText, TypedNumberText
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.events import (
     CommandEvent,
@@ -35,7 +36,15 @@ from shared.events import (
     RequestDecided,
     ResultDelivered,
 )
-from shared.http import FieldProblem, ProblemError, bus_unavailable, problem_responses, rate_limited, request_not_found
+from shared.http import (
+    FieldProblem,
+    ProblemError,
+    bilingual_value_error,
+    bus_unavailable,
+    problem_responses,
+    rate_limited,
+    request_not_found,
+)
 from shared.kafka import BusConnection, publish_event
 from shared.topics import Topic
 
@@ -74,9 +83,10 @@ AGENCY_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503)
 # --- bodies and answers ---------------------------------------------------------------------------
 
 
-Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Text1000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Text2000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Free text of several lines, without control characters or bidi overrides (shared/domain/text.py).
+Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), MULTI_LINE]
+Text1000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), MULTI_LINE]
+Text2000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), MULTI_LINE]
 
 
 class CitizenCommandIn(BaseModel):
@@ -84,13 +94,15 @@ class CitizenCommandIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    national_id: str = Field(min_length=1, max_length=20, examples=["0012345679"])
+    national_id: TypedNumberText = Field(min_length=1, max_length=20, examples=["0012345679"])
 
 
 class CorrectionIn(CitizenCommandIn):
     """The corrected values (field name → value) and any re-uploaded documents."""
 
-    fields: dict[str, Annotated[str, Field(max_length=5000)]] = Field(default_factory=dict, max_length=50)
+    fields: dict[SingleLineText, Annotated[MultiLineText, Field(max_length=5000)]] = Field(
+        default_factory=dict, max_length=50
+    )
     # As returned by the upload; until the document store exists intake records the reference as declared.
     documents: list[DocumentRef] = Field(default_factory=list, max_length=20)
     note: Text2000 | None = None
@@ -98,7 +110,11 @@ class CorrectionIn(CitizenCommandIn):
     @model_validator(mode="after")
     def _changes_something(self) -> CorrectionIn:
         if not self.fields and not self.documents:
-            raise ValueError("a correction changes at least one field or document")
+            raise bilingual_value_error(
+                "correction_empty",
+                "a correction changes at least one field or document",
+                "اصلاحیه دست‌کم یک مورد یا یک مدرک را تغییر می‌دهد.",
+            )
         return self
 
 
@@ -135,14 +151,22 @@ class DecisionIn(AgencyCommandIn):
     def _reason_unless_approved(cls, value: str | None, info: ValidationInfo) -> str | None:
         decision = info.data.get("decision")
         if value is None and decision is not None and decision is not Decision.APPROVE:
-            raise ValueError(f"a {decision.value} decision needs its reason in Persian and English")
+            raise bilingual_value_error(
+                "decision_reason_missing",
+                f"a {decision.value} decision needs its reason in Persian and English",
+                "برای تصمیمی جز تأیید، علت آن به فارسی و انگلیسی لازم است.",
+            )
         return value
 
     @field_validator("legal_basis")
     @classmethod
     def _legal_basis_for_rejection(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None and info.data.get("decision") is Decision.REJECT:
-            raise ValueError("a rejection must name the law or regulation it rests on")
+            raise bilingual_value_error(
+                "legal_basis_missing",
+                "a rejection must name the law or regulation it rests on",
+                "رد درخواست باید قانون یا مقرره‌ای را که بر آن استوار است نام ببرد.",
+            )
         return value
 
 
@@ -153,16 +177,24 @@ class ResultRefIn(BaseModel):
 
     document_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # Until the document store can say them itself, the agency states the document's type and size.
-    media_type: str | None = Field(default=None, min_length=1, max_length=100)
+    media_type: SingleLineText | None = Field(default=None, min_length=1, max_length=100)
     size_bytes: int | None = Field(default=None, ge=0)
     url: HttpUrl | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> ResultRefIn:
         if (self.document_id is None) == (self.url is None):
-            raise ValueError("give either document_id or url, exactly one")
+            raise bilingual_value_error(
+                "result_reference",
+                "give either document_id or url, exactly one",
+                "دقیقاً یکی از این دو را بدهید: شناسهٔ سند یا نشانی اینترنتی.",
+            )
         if self.document_id is not None and (self.media_type is None or self.size_bytes is None):
-            raise ValueError("a document_id needs its media_type and size_bytes")
+            raise bilingual_value_error(
+                "result_document_details",
+                "a document_id needs its media_type and size_bytes",
+                "برای شناسهٔ سند، نوع و حجم آن هم لازم است.",
+            )
         return self
 
 
@@ -300,7 +332,7 @@ def _unauthenticated() -> ProblemError:
         title_en="A valid agency key is required",
         title_fa="کلید معتبر دستگاه لازم است",
         detail_en=f"Send your agency's API key in the {AGENCY_KEY_HEADER} header.",
-        detail_fa=f"کلید API دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
+        detail_fa=f"کلید دسترسی دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
         headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'},
     )
 

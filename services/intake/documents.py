@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from typing_extensions import TypeIs
 
 from shared.catalog import DocumentFormat, RequiredDocument, ServiceDefinition
+from shared.domain.digits import to_persian_digits
 from shared.events import DocumentRef
 
 from .domain import FieldError
@@ -329,11 +330,16 @@ def blob_store_from_settings(settings: IntakeSettings) -> BlobStore:
 # --- checks -------------------------------------------------------------------------------------------
 
 
+# How Persian writes the format names (a Persian text carries no Latin letters).
+_FORMAT_FA: dict[str, str] = {"pdf": "پی‌دی‌اف", "jpeg": "جی‌پگ", "png": "پی‌ان‌جی"}
+
+
 def _formats_text(formats: list[DocumentFormat]) -> tuple[str, str]:
     names = [fmt.value.upper() for fmt in formats]
+    names_fa = [_FORMAT_FA.get(fmt.value, fmt.value) for fmt in formats]
     if len(names) == 1:
-        return names[0], names[0]
-    return ", ".join(names[:-1]) + " or " + names[-1], "، ".join(names[:-1]) + " یا " + names[-1]
+        return names[0], names_fa[0]
+    return ", ".join(names[:-1]) + " or " + names[-1], "، ".join(names_fa[:-1]) + " یا " + names_fa[-1]
 
 
 def _format_error(field: str, requirement: RequiredDocument) -> FieldError:
@@ -351,7 +357,7 @@ def _too_large_error(field: str, requirement: RequiredDocument) -> FieldError:
         field,
         DocumentErrorCode.TOO_LARGE,
         f"'{requirement.title.en}' may be at most {requirement.max_size_kb} KB.",
-        f"حجم «{requirement.title.fa}» حداکثر {requirement.max_size_kb} کیلوبایت است.",
+        f"حجم «{requirement.title.fa}» حداکثر {to_persian_digits(str(requirement.max_size_kb))} کیلوبایت است.",
     )
 
 

@@ -10,12 +10,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message
 
-from shared.catalog import Catalog, RequiredDocument
-from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.catalog import Catalog, RequiredDocument, ServiceDefinition
+from shared.domain.text import SingleLineText
+from shared.http import FieldProblem, ProblemError, fa_number, problem_responses, rate_limited
 
 from .catalog_api import unknown_service
 from .documents import BlobStore, BlobStoreUnavailable, DocumentErrorCode, check_upload, max_size_bytes
 from .domain import FieldError
+from .wiring import Intake
 
 # Room for the multipart boundaries, part headers and the two small form fields around the file.
 MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
@@ -27,7 +29,11 @@ _STATUS_BY_CODE: Final = {
     DocumentErrorCode.EMPTY: 422,
 }
 
-UPLOAD_PROBLEM_RESPONSES = problem_responses(404, 413, 415, 422, 503)
+UPLOAD_PROBLEM_RESPONSES = problem_responses(404, 413, 415, 422, 429, 503)
+for _status in (429, 503):
+    UPLOAD_PROBLEM_RESPONSES[_status]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+    }
 
 
 class DocumentUploaded(BaseModel):
@@ -68,7 +74,7 @@ def _too_large(limit_bytes: int, detail_en: str, detail_fa: str) -> ProblemError
                 field="file",
                 code=DocumentErrorCode.TOO_LARGE,
                 message_en=f"An upload may be at most {limit_bytes // 1024} KB in all.",
-                message_fa=f"حجم کل هر بارگذاری حداکثر {limit_bytes // 1024} کیلوبایت است.",
+                message_fa=f"حجم کل هر بارگذاری حداکثر {fa_number(limit_bytes // 1024)} کیلوبایت است.",
             )
         ],
     )
@@ -111,6 +117,7 @@ class BoundedBodyRoute(APIRoute):
 
 
 router = APIRouter(prefix="/api/v1", route_class=BoundedBodyRoute)
+UPLOAD_PATH: Final = "/api/v1/documents"
 
 
 async def _read_at_most(upload: UploadFile, limit: int) -> bytes:
@@ -130,14 +137,14 @@ def _unknown_service(service_id: str) -> ProblemError:
     return unknown_service(service_id)
 
 
-def _unknown_kind(service_id: str, kind: str) -> ProblemError:
+def _unknown_kind(service: ServiceDefinition, kind: str) -> ProblemError:
     return ProblemError(
         status=422,
         slug="unknown-document-kind",
         title_en="This service asks for no such document",
         title_fa="این خدمت چنین مدرکی نمی‌خواهد",
-        detail_en=f"Service '{service_id}' asks for no document of kind '{kind}'.",
-        detail_fa=f"خدمت «{service_id}» مدرکی از نوع «{kind}» نمی‌خواهد.",
+        detail_en=f"Service '{service.id}' asks for no document of kind '{kind}'.",
+        detail_fa=f"خدمت «{service.title.fa}» مدرکی از نوع «{kind}» نمی‌خواهد.",
         errors=[
             FieldProblem(
                 field="kind",
@@ -192,17 +199,21 @@ def _store_unavailable() -> ProblemError:
 )
 async def upload_document(
     request: Request,
-    service_id: Annotated[str, Form(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])],
-    kind: Annotated[str, Form(min_length=1, max_length=100, examples=["identity_card"])],
+    service_id: Annotated[SingleLineText, Form(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])],
+    kind: Annotated[SingleLineText, Form(min_length=1, max_length=100, examples=["identity_card"])],
     file: Annotated[UploadFile, File(description="PDF, JPEG or PNG, as the service's document allows.")],
 ) -> DocumentUploaded:
-    catalog: Catalog = request.app.state.intake.catalog
+    intake: Intake = request.app.state.intake
+    decision = await intake.rate_limits.hit_upload(client=request.client.host if request.client else "unknown")
+    if not decision.allowed:
+        raise rate_limited(decision.retry_after_s)
+    catalog = intake.catalog
     service = catalog.get(service_id)
     if service is None:
         raise _unknown_service(service_id)
     requirement = next((d for d in service.required_documents if d.kind == kind), None)
     if requirement is None:
-        raise _unknown_kind(service_id, kind)
+        raise _unknown_kind(service, kind)
     data = await _read_at_most(file, max_size_bytes(requirement) + 1)
     checked = check_upload(data, requirement)
     if isinstance(checked, list):

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from shared.catalog import FieldKind, ServiceDefinition
-from shared.domain.digits import normalize_digits
+from shared.domain.digits import normalize_digits, to_persian_digits
 from shared.domain.identity import (
     InvalidMobile,
     InvalidNationalId,
@@ -118,7 +118,7 @@ def validate_submission(
                 "applicant.mobile",
                 "mobile_format",
                 "A mobile number looks like 09121234567 or +989121234567.",
-                "شمارهٔ همراه باید مانند ۰۹۱۲۱۲۳۴۵۶۷ یا ‎+989121234567 باشد.",
+                "شمارهٔ همراه باید مانند ۰۹۱۲۱۲۳۴۵۶۷ یا ‎+۹۸۹۱۲۱۲۳۴۵۶۷ باشد.",
             )
         )
     born = parse_iso_date(birth_date)
@@ -128,7 +128,7 @@ def validate_submission(
                 "applicant.birth_date",
                 "birth_date_invalid",
                 "The birth date must be a real past date, as YYYY-MM-DD.",
-                "تاریخ تولد باید تاریخی واقعی در گذشته و به شکل YYYY-MM-DD باشد.",
+                "تاریخ تولد باید تاریخی واقعی در گذشته و به شکل سال-ماه-روز باشد.",
             )
         )
     if email is not None and not is_valid_email(email):
@@ -179,7 +179,7 @@ def validate_submission(
                     path,
                     "too_long",
                     f"'{form_field.label.en}' may be at most {form_field.max_length} characters.",
-                    f"«{form_field.label.fa}» حداکثر {form_field.max_length} نویسه است.",
+                    f"«{form_field.label.fa}» حداکثر {to_persian_digits(str(form_field.max_length))} نویسه است.",
                 )
             )
             continue
@@ -200,7 +200,7 @@ def validate_submission(
             if parsed is None:
                 errors.append(
                     FieldError(
-                        path, "date_format", "Dates are written YYYY-MM-DD.", "تاریخ باید به شکل YYYY-MM-DD باشد."
+                        path, "date_format", "Dates are written YYYY-MM-DD.", "تاریخ باید به شکل سال-ماه-روز باشد."
                     )
                 )
         elif form_field.kind is FieldKind.NUMBER:

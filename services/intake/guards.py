@@ -178,7 +178,7 @@ class IdempotencyStore:
         return bool(deleted)
 
 
-RateScope = Literal["client", "national_id"]
+RateScope = Literal["client", "national_id", "upload_client"]
 
 
 @dataclass(frozen=True)
@@ -203,13 +203,23 @@ def national_id_digest(national_id: str, key: bytes) -> str:
 
 
 class RateLimits:
-    """Submission rate limits per client address and per national ID, shared by every replica through Redis."""
+    """Rate limits shared by every replica through Redis: submissions per client address and per national ID,
+    and anonymous document uploads per client address."""
 
-    def __init__(self, redis: aioredis.Redis, *, per_client: str, per_national_id: str, national_id_key: bytes) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        per_client: str,
+        per_national_id: str,
+        national_id_key: bytes,
+        uploads_per_client: str = "30/minute",
+    ) -> None:
         if not national_id_key:
             raise ValueError("national_id_key must not be empty")
         self.per_client = parse_limits(per_client)
         self.per_national_id = parse_limits(per_national_id)
+        self.uploads_per_client = parse_limits(uploads_per_client)
         self._national_id_key = national_id_key
         self._limiter = shared_moving_window(redis, key_prefix=RATE_LIMIT_PREFIX)
 
@@ -231,8 +241,20 @@ class RateLimits:
                     self.per_national_id, "national_id", national_id_digest(national_id, self._national_id_key)
                 )
         except REDIS_FAILURES as error:
-            # Losing Redis must not stop citizens from submitting: let the request through and make it visible.
-            RATE_LIMIT_FAIL_OPEN.inc()
-            log.warning("rate limit unavailable, allowing the request: %s", type(error).__name__)
-            return RateDecision(allowed=True, degraded=True)
+            return _fail_open(error)
         return denied or RateDecision(allowed=True)
+
+    async def hit_upload(self, *, client: str) -> RateDecision:
+        """Count one document upload against the client's upload limit (fails open without Redis)."""
+        try:
+            denied = await self._check(self.uploads_per_client, "upload_client", client)
+        except REDIS_FAILURES as error:
+            return _fail_open(error)
+        return denied or RateDecision(allowed=True)
+
+
+def _fail_open(error: BaseException) -> RateDecision:
+    # Losing Redis must not stop citizens from submitting: let the request through and make it visible.
+    RATE_LIMIT_FAIL_OPEN.inc()
+    log.warning("rate limit unavailable, allowing the request: %s", type(error).__name__)
+    return RateDecision(allowed=True, degraded=True)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.catalog import ServiceDefinition
+from shared.domain.text import MultiLineText, SingleLineText, TypedNumberText
 
 
 class ApplicantIn(BaseModel):
@@ -14,10 +15,10 @@ class ApplicantIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    national_id: str = Field(min_length=1, max_length=20, examples=["0012345679"])
-    mobile: str = Field(min_length=1, max_length=20, examples=["09121234567"])
-    email: str | None = Field(default=None, max_length=254, examples=["citizen@example.ir"])
-    birth_date: str = Field(min_length=1, max_length=20, examples=["1990-01-31"])
+    national_id: TypedNumberText = Field(min_length=1, max_length=20, examples=["0012345679"])
+    mobile: TypedNumberText = Field(min_length=1, max_length=20, examples=["09121234567"])
+    email: SingleLineText | None = Field(default=None, max_length=254, examples=["citizen@example.ir"])
+    birth_date: TypedNumberText = Field(min_length=1, max_length=20, examples=["1990-01-31"])
     language: str = Field(default="fa", pattern="^(fa|en)$")
     # How to be told of each change; omitted: by SMS, and by email too when an address is given.
     notification_channels: list[Literal["sms", "email"]] | None = Field(
@@ -30,11 +31,11 @@ class SubmissionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    service_id: str = Field(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])
+    service_id: SingleLineText = Field(min_length=1, max_length=100, examples=["birth-certificate-duplicate"])
     applicant: ApplicantIn
-    fields: dict[str, str] = Field(default_factory=dict)
+    fields: dict[SingleLineText, MultiLineText] = Field(default_factory=dict)
     # Document kind → the id (sha256) that `POST /api/v1/documents` returned for the uploaded file.
-    documents: dict[str, str] = Field(default_factory=dict)
+    documents: dict[SingleLineText, SingleLineText] = Field(default_factory=dict)
 
 
 class SubmissionAccepted(BaseModel):

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
 from shared.domain.tracking_code import MAX_REPLICA_ID
-from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_TRACKING_CODE_KEY = "dev-only-tracking-code-key-change-me"
 DEV_RATE_LIMIT_KEY = "dev-only-rate-limit-key-change-me"
@@ -52,6 +52,8 @@ class IntakeSettings(BaseSettings):
     # Submissions allowed per client address and per national ID, counted in Redis across every replica.
     rate_limit_per_client: RateLimitString = "60/minute"
     rate_limit_per_national_id: RateLimitString = "10/hour"
+    # Anonymous document uploads allowed per client address (each may be megabytes), counted the same way.
+    rate_limit_uploads_per_client: RateLimitString = "30/minute"
     # Keys the HMAC that stands for a national ID in rate-limit keys (Redis holds no personal data); secret.
     rate_limit_key: SecretStr = SecretStr(DEV_RATE_LIMIT_KEY)
     # tracking's HTTP API: citizen commands prove ownership through its lookup (tracking code + national ID).
@@ -80,6 +82,7 @@ class IntakeSettings(BaseSettings):
     s3_prefix: str = "documents/"
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _blob_store_complete(self) -> IntakeSettings:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from shared.domain.digits import to_persian_digits
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import FieldProblem, ProblemError, problem_responses
@@ -18,10 +19,6 @@ from .adapters import SendError
 from .models import Contact, Notification
 from .service import apply_receipt, list_notifications
 from .wiring import Notify
-
-router = APIRouter(prefix="/api/v1")
-
-PROBLEM_RESPONSES = problem_responses(404, 422)
 
 
 class NotificationOut(BaseModel):
@@ -68,9 +65,33 @@ def _out(row: Notification) -> NotificationOut:
     )
 
 
-@router.get("/notifications/{tracking_code}", responses=PROBLEM_RESPONSES)
+# --- internal: one-time codes for tracking --------------------------------------------------------
+
+internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+
+
+def require_internal_key(request: Request) -> None:
+    """Only the desk's own services (and operators) hold the internal key; anyone else gets the same 401."""
+    expected = request.app.state.settings.internal_key.get_secret_value()
+    if not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, ""), expected):
+        raise ProblemError(
+            status=401,
+            slug="internal-unauthenticated",
+            title_en="A valid internal key is required",
+            title_fa="کلید داخلی معتبر لازم است",
+        )
+
+
+InternalKey = Depends(require_internal_key)
+
+
+@internal_router.get(
+    "/notifications/{tracking_code}", responses=problem_responses(401, 404, 422), dependencies=[InternalKey]
+)
 async def get_notifications(tracking_code: str, notify: NotifyDep) -> NotificationsOut:
-    """The notifications sent (or being sent) about one request."""
+    """The notifications sent (or being sent) about one request: for the desk's operators and tests, with the
+    internal key (citizens see them in tracking's lookup, behind their national ID)."""
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
@@ -103,12 +124,6 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
     )
 
 
-# --- internal: one-time codes for tracking --------------------------------------------------------
-
-internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
-INTERNAL_KEY_HEADER = "X-Internal-Key"
-
-
 class OneTimeCodeIn(BaseModel):
     """tracking asks for `code` to be texted to the mobile on record of the request `tracking_code`."""
 
@@ -123,18 +138,14 @@ class OneTimeCodeOut(BaseModel):
 
 
 @internal_router.post(
-    "/one-time-codes", status_code=202, response_model=OneTimeCodeOut, responses=problem_responses(401, 404, 503)
+    "/one-time-codes",
+    status_code=202,
+    response_model=OneTimeCodeOut,
+    responses=problem_responses(401, 404, 503),
+    dependencies=[InternalKey],
 )
-async def post_one_time_code(body: OneTimeCodeIn, request: Request, notify: NotifyDep) -> OneTimeCodeOut:
+async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeCodeOut:
     """Text a one-time code to a request's applicant (tracking's history login); the code is never logged."""
-    expected = request.app.state.settings.internal_key.get_secret_value()
-    if not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, ""), expected):
-        raise ProblemError(
-            status=401,
-            slug="internal-unauthenticated",
-            title_en="A valid internal key is required",
-            title_fa="کلید داخلی معتبر لازم است",
-        )
     async with notify.sessions() as session:
         contact = await session.get(Contact, body.tracking_code)
     if contact is None:
@@ -145,7 +156,7 @@ async def post_one_time_code(body: OneTimeCodeIn, request: Request, notify: Noti
             title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
         )
     message = (
-        f"میز خدمت: کد یکبارمصرف شما {body.code} است. آن را به کسی ندهید.\n"
+        f"میز خدمت: کد یکبارمصرف شما {to_persian_digits(body.code)} است. آن را به کسی ندهید.\n"
         f"Khedmat one-time code: {body.code}. Do not share it."
     )
     try:

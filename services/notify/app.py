@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
+from shared.edges import service_app
 from shared.events import NotificationOutcome
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
@@ -28,7 +29,7 @@ from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
-from .api import internal_router, router
+from .api import internal_router
 from .domain import parse_quiet_hours
 from .handlers import documentation_router, handle_request_record, handle_status_record
 from .models import create_tables
@@ -198,7 +199,8 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
             await redis.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    app = service_app(
+        http=settings.http,
         title="Khedmat notify",
         version=settings.deployment.service_version,
         description="Tells citizens by SMS and email when their request changes status (اطلاع‌رسانی).",
@@ -210,7 +212,6 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     app.state.asyncapi_broker = asyncapi_broker
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
-    app.include_router(router)
     app.include_router(internal_router)
     app.include_router(
         operations_router(

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.notify.domain import parse_quiet_hours
 from shared.rate_limits import parse_limits
-from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_SMS_API_KEY = "sandbox-sms-key"
 
@@ -69,6 +69,7 @@ class NotifySettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _quiet_hours_readable(self) -> NotifySettings:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
+from shared.edges import service_app
 from shared.events import SlaBreached
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
@@ -171,7 +172,8 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         await redis.aclose()
         await engine.dispose()
 
-    app = FastAPI(
+    app = service_app(
+        http=settings.http,
         title="Khedmat tracking",
         version=settings.deployment.service_version,
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",

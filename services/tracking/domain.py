@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from shared.domain.digits import to_persian_digits
 from shared.domain.jalali import to_jalali_text
 from shared.domain.state_machine import RequestState, Trigger
 from shared.events import (
@@ -84,6 +86,31 @@ def trigger_for(event: RequestEvent) -> Trigger:
 
 
 @dataclass(frozen=True)
+class Names:
+    """The catalog's Persian and English names of agencies, services and inquiries (id → (fa, en)), so the
+    timeline says "استعلام هویت از سازمان ثبت احوال کشور" rather than the ids events carry."""
+
+    agencies: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    services: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    inquiries: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def agency(self, agency_id: str) -> tuple[str, str]:
+        """An agency's names; one this deployment does not know is "the agency" (an id is no Persian)."""
+        return self.agencies.get(agency_id, ("دستگاه مسئول", f"agency {agency_id}"))
+
+    def service(self, service_id: str) -> tuple[str, str]:
+        """A service's titles."""
+        return self.services.get(service_id, ("خدمتی دیگر", f"service {service_id}"))
+
+    def inquiry(self, inquiry_id: str) -> tuple[str, str]:
+        """An inquiry's names."""
+        return self.inquiries.get(inquiry_id, ("استعلام", f"Inquiry {inquiry_id}"))
+
+
+NO_NAMES = Names()
+
+
+@dataclass(frozen=True)
 class Description:
     """Timeline text for an event, and what the request waits for afterwards."""
 
@@ -101,19 +128,21 @@ class NotAuthorised:
     reason_en: str
 
 
-def check_authority(event: RequestEvent, *, agency: str, service_id: str) -> NotAuthorised | None:
+def check_authority(
+    event: RequestEvent, *, agency: str, service_id: str, names: Names = NO_NAMES
+) -> NotAuthorised | None:
     """Whether an agency command comes from the request's own agency for the request's own service."""
     if not isinstance(event, RequestDecided | ResultDelivered | ComplaintResolved):
         return None
     command: AgencyCommand = event
     if command.agency != agency:
         return NotAuthorised(
-            f"دستگاه «{command.agency}» مسئول این درخواست نیست.",
+            f"«{names.agency(command.agency)[0]}» مسئول این درخواست نیست.",
             f"agency {command.agency} is not this request's agency",
         )
     if command.service_id != service_id:
         return NotAuthorised(
-            f"این درخواست برای خدمت «{command.service_id}» نیست.",
+            f"این درخواست برای خدمت «{names.service(command.service_id)[0]}» نیست.",
             f"the request is not for service {command.service_id}",
         )
     return None
@@ -146,9 +175,12 @@ def _with(text: str, extra: str | None) -> str:
     return f"{text} {extra}".strip() if extra else text
 
 
-def describe(event: RequestEvent, state: RequestState | None = None) -> Description:
+def describe(event: RequestEvent, state: RequestState | None = None, names: Names = NO_NAMES) -> Description:
     """Words for the timeline, so a citizen never has to call to ask what the request is waiting for."""
     # `state` is where the request stands after the event: what it waits for when the event does not say.
+    agency_fa, agency_en = (
+        names.agency(event.agency) if isinstance(event, AgencyCommand | InquiryCompleted) else ("", "")
+    )
     if isinstance(event, RequestSubmitted):
         return Description(
             "درخواست ثبت شد.",
@@ -158,8 +190,8 @@ def describe(event: RequestEvent, state: RequestState | None = None) -> Descript
         )
     if isinstance(event, InquiryCompleted):
         return Description(
-            f"استعلام {event.inquiry} از {event.agency}: {_INQUIRY_FA[event.outcome]}. {event.reason_fa or ''}".strip(),
-            f"Inquiry {event.inquiry} at {event.agency}: {event.outcome.value}. {event.reason_en or ''}".strip(),
+            _with(f"{names.inquiry(event.inquiry)[0]} از {agency_fa}: {_INQUIRY_FA[event.outcome]}.", event.reason_fa),
+            _with(f"{names.inquiry(event.inquiry)[1]} at {agency_en}: {event.outcome.value}.", event.reason_en),
             *_WAITING_FOR_VERIFICATION,
         )
     if isinstance(event, VerificationCompleted):
@@ -199,35 +231,36 @@ def describe(event: RequestEvent, state: RequestState | None = None) -> Descript
     if isinstance(event, ComplaintResolved):
         waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
         return Description(
-            f"پاسخ دستگاه {event.agency} به شکایت شما: {event.resolution_fa}",
-            f"The answer of {event.agency} to your complaint: {event.resolution_en}",
+            f"پاسخ {agency_fa} به شکایت شما: {event.resolution_fa}",
+            f"The answer of {agency_en} to your complaint: {event.resolution_en}",
             waiting[0],
             waiting[1],
         )
     if isinstance(event, RequestDecided):
         if event.decision is Decision.APPROVE:
             return Description(
-                _with(f"دستگاه {event.agency} درخواست را تأیید کرد.", event.reason_fa),
-                _with(f"{event.agency} approved the request.", event.reason_en),
+                _with(f"{agency_fa} درخواست را تأیید کرد.", event.reason_fa),
+                _with(f"{agency_en} approved the request.", event.reason_en),
                 *_WAITING_FOR_RESULT,
             )
         if event.decision is Decision.REJECT:
             return Description(
-                f"دستگاه {event.agency} درخواست را رد کرد: {event.reason_fa} (مستند قانونی: {event.legal_basis})",
-                f"{event.agency} rejected the request: {event.reason_en} (legal basis: {event.legal_basis})",
+                f"{agency_fa} درخواست را رد کرد: {event.reason_fa} (مستند قانونی: {event.legal_basis})",
+                f"{agency_en} rejected the request: {event.reason_en} (legal basis: {event.legal_basis})",
                 None,
                 None,
             )
         return Description(
-            f"دستگاه {event.agency} اصلاح درخواست را خواست: {event.reason_fa}",
-            f"{event.agency} asked for a correction: {event.reason_en}",
+            f"{agency_fa} اصلاح درخواست را خواست: {event.reason_fa}",
+            f"{agency_en} asked for a correction: {event.reason_en}",
             *_WAITING_FOR_CORRECTION,
         )
     if isinstance(event, SlaBreached):
         waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
-        due = to_jalali_text(event.due_on)
+        due = to_persian_digits(to_jalali_text(event.due_on))
         return Description(
-            f"مهلت قانونی انجام درخواست ({due}، {event.duration_working_days} روز کاری) گذشت. می‌توانید شکایت ثبت کنید.",
+            f"مهلت قانونی انجام درخواست ({due}، {to_persian_digits(str(event.duration_working_days))} روز کاری) گذشت. "
+            "می‌توانید شکایت ثبت کنید.",
             f"The request is past its due date ({event.due_on.isoformat()}, {event.duration_working_days} "
             "working days). You may file a complaint.",
             waiting[0],

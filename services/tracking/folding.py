@@ -32,7 +32,16 @@ from shared.events import (
     derived_event_id,
 )
 
-from .domain import Description, check_authority, check_complaint, describe, status_reason, trigger_for
+from .domain import (
+    NO_NAMES,
+    Description,
+    Names,
+    check_authority,
+    check_complaint,
+    describe,
+    status_reason,
+    trigger_for,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class ServiceTerms:
 
     duration_working_days: int
     inquiries: tuple[PendingInquiry, ...] = ()
+    # The whole catalog's names, for the timeline's words.
+    names: Names = NO_NAMES
 
 
 TermsOf = Callable[[str, int], ServiceTerms | None]
@@ -59,6 +70,16 @@ TermsOf = Callable[[str, int], ServiceTerms | None]
 def catalog_terms(catalog: Catalog) -> TermsOf:
     """Service terms from the catalog (None for a version this deployment does not know)."""
     cache: dict[tuple[str, int], ServiceTerms | None] = {}
+    names = Names(
+        agencies={agency.id: (agency.name.fa, agency.name.en) for agency in catalog.agencies()},
+        services={service.id: (service.title.fa, service.title.en) for service in catalog.all()},
+        inquiries={
+            inquiry.id: (inquiry.title.fa, inquiry.title.en)
+            for service in catalog.all()
+            for inquiry in service.inquiries
+            if inquiry.title is not None
+        },
+    )
 
     def terms(service_id: str, version: int) -> ServiceTerms | None:
         key = (service_id, version)
@@ -78,7 +99,7 @@ def catalog_terms(catalog: Catalog) -> TermsOf:
                             agency.name.en if agency else inquiry.agency,
                         )
                     )
-                cache[key] = ServiceTerms(service.duration_working_days, tuple(pending))
+                cache[key] = ServiceTerms(service.duration_working_days, tuple(pending), names)
         return cache[key]
 
     return terms
@@ -240,8 +261,15 @@ def fold(
 
     `want_change=False` (a rebuild, which publishes nothing) skips building the StatusChanged.
     """
+    if record is not None:
+        terms = terms_of(record.service_id, record.catalog_version)
+    else:
+        terms = terms_of(event.service_id, event.catalog_version) if isinstance(event, RequestSubmitted) else None
+    names = terms.names if terms is not None else NO_NAMES
     # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
-    foreign = check_authority(event, agency=record.agency, service_id=record.service_id) if record else None
+    foreign = (
+        check_authority(event, agency=record.agency, service_id=record.service_id, names=names) if record else None
+    )
     if foreign is None and record is not None:
         # Only the open complaint can be resolved: clearing it on any id would close the real one unanswered.
         foreign = check_complaint(event, open_complaint_id=record.open_complaint_id)
@@ -251,8 +279,8 @@ def fold(
     flags = Flags(record.sla_breached, record.complaint_open) if record else Flags()
     outcome = apply(previous, trigger_for(event), flags)
     if not isinstance(outcome, Applied):
-        return Folded(record, refused_entry(event, seq, outcome.reason, outcome.reason), None)
-    text = describe(event, outcome.state)
+        return Folded(record, refused_entry(event, seq, outcome.reason_fa, outcome.reason), None)
+    text = describe(event, outcome.state, names)
     entry = TimelineLine(
         tracking_code=event.tracking_code,
         seq=seq,
@@ -276,7 +304,6 @@ def fold(
             submitted_at=event.occurred_at,
             updated_at=event.occurred_at,
         )
-    terms = terms_of(record.service_id, record.catalog_version)
     waiting = (text.waiting_for_fa, text.waiting_for_en)
     if isinstance(event, RequestSubmitted | CorrectionSubmitted):
         # Every inquiry runs again on a correction, with what the citizen changed.

@@ -153,6 +153,6 @@ async def get_history(
     if subject is None:
         raise _not_signed_in(
             "Send the token from /history/token as a Bearer token; it lasts 15 minutes.",
-            "توکن دریافتی از /history/token را به شکل Bearer بفرستید؛ ۱۵ دقیقه اعتبار دارد.",
+            "توکنی را که هنگام ورود گرفته‌اید در سرآیند Authorization با پیشوند Bearer بفرستید؛ ۱۵ دقیقه اعتبار دارد.",
         )
     return HistoryOut(requests=[status_of(record, []) for record in await requests_of(deps.sessions, subject)])

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
 # notify's development default (NOTIFY_INTERNAL_KEY).
@@ -63,6 +63,7 @@ class TrackingSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> TrackingSettings:

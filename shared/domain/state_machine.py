@@ -52,6 +52,38 @@ class Trigger(StrEnum):
     BREACH_SLA = "breach_sla"
 
 
+# Persian names for the timeline's words about a refused event (a citizen reads them).
+STATE_FA: dict[RequestState, str] = {
+    RequestState.SUBMITTED: "ثبت‌شده",
+    RequestState.AWAITING_PAYMENT: "در انتظار پرداخت",
+    RequestState.VERIFYING: "در حال بررسی",
+    RequestState.NEEDS_CORRECTION: "نیازمند اصلاح",
+    RequestState.IN_REVIEW: "در حال بررسی کارشناس",
+    RequestState.APPROVED: "تأییدشده",
+    RequestState.DELIVERED: "تحویل‌شده",
+    RequestState.REJECTED: "ردشده",
+    RequestState.CANCELLED: "لغوشده",
+}
+TRIGGER_FA: dict[Trigger, str] = {
+    Trigger.SUBMIT: "ثبت درخواست",
+    Trigger.REQUIRE_PAYMENT: "درخواست پرداخت",
+    Trigger.CONFIRM_PAYMENT: "تأیید پرداخت",
+    Trigger.INQUIRY_DONE: "پاسخ استعلام",
+    Trigger.VERIFIED_APPROVE: "تأیید پس از بررسی",
+    Trigger.VERIFIED_REVIEW: "ارجاع به کارشناس",
+    Trigger.VERIFIED_NEEDS_CORRECTION: "نیاز به اصلاح پس از بررسی",
+    Trigger.VERIFIED_REJECT: "رد پس از بررسی",
+    Trigger.SUBMIT_CORRECTION: "ثبت اصلاحیه",
+    Trigger.DECIDE_APPROVE: "تأیید دستگاه",
+    Trigger.DECIDE_REJECT: "رد دستگاه",
+    Trigger.DECIDE_NEEDS_CORRECTION: "درخواست اصلاح از سوی دستگاه",
+    Trigger.DELIVER_RESULT: "تحویل نتیجه",
+    Trigger.CANCEL: "لغو درخواست",
+    Trigger.FILE_COMPLAINT: "ثبت شکایت",
+    Trigger.RESOLVE_COMPLAINT: "پاسخ به شکایت",
+    Trigger.BREACH_SLA: "گذشتن مهلت قانونی",
+}
+
 S = RequestState
 T = Trigger
 _BEFORE_DECISION = (S.SUBMITTED, S.AWAITING_PAYMENT, S.VERIFYING, S.NEEDS_CORRECTION, S.IN_REVIEW)
@@ -116,6 +148,7 @@ class Refused:
     state: RequestState | None
     trigger: Trigger
     reason: str
+    reason_fa: str
 
 
 Outcome = Applied | Refused
@@ -126,20 +159,31 @@ def apply(state: RequestState | None, trigger: Trigger, flags: Flags = Flags()) 
     target = TRANSITIONS.get((state, trigger))
     if target is None:
         where = "no request" if state is None else f"state {state.value}"
-        return Refused(state, trigger, f"{trigger.value} is not allowed in {where}")
+        where_fa = "پیش از ثبت درخواست" if state is None else f"در وضعیت «{STATE_FA[state]}»"
+        return Refused(
+            state,
+            trigger,
+            f"{trigger.value} is not allowed in {where}",
+            f"«{TRIGGER_FA[trigger]}» {where_fa} مجاز نیست",
+        )
     if trigger is Trigger.FILE_COMPLAINT:
         if flags.complaint_open:
-            return Refused(state, trigger, "a complaint is already open")
+            return Refused(state, trigger, "a complaint is already open", "شکایتی باز از پیش هست")
         if state not in DECIDED_STATES and not flags.sla_breached:
-            return Refused(state, trigger, "a complaint needs a decision or a breached SLA")
+            return Refused(
+                state,
+                trigger,
+                "a complaint needs a decision or a breached SLA",
+                "شکایت پس از تصمیم یا گذشتن مهلت ممکن است",
+            )
         return Applied(state, target, Flags(flags.sla_breached, complaint_open=True))
     if trigger is Trigger.RESOLVE_COMPLAINT:
         if not flags.complaint_open:
-            return Refused(state, trigger, "no complaint is open")
+            return Refused(state, trigger, "no complaint is open", "شکایت بازی نیست")
         return Applied(state, target, Flags(flags.sla_breached, complaint_open=False))
     if trigger is Trigger.BREACH_SLA:
         if flags.sla_breached:
-            return Refused(state, trigger, "the SLA breach is already recorded")
+            return Refused(state, trigger, "the SLA breach is already recorded", "گذشتن مهلت پیش‌تر ثبت شده است")
         return Applied(state, target, Flags(sla_breached=True, complaint_open=flags.complaint_open))
     return Applied(state, target, flags)
 

@@ -13,7 +13,7 @@ from shared.envelope import decode_headers
 from shared.topics import Topic, dead_letter_topic
 from tests.data import submission
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import Stack
+from tests.harness import NOTIFY_KEY, Stack
 from tests.kafka_tools import group_caught_up, read_topic, replay
 
 
@@ -97,7 +97,9 @@ def test_a_change_that_keeps_failing_lands_on_the_dead_letter_topic(stack: Stack
     assert headers["dlq_reason"].startswith("PermanentError: sms: every SMS gateway failed")
     assert "503" in headers["dlq_reason"]
     assert mobile not in str(first.headers) and mobile.encode() not in first.value
-    rows = httpx.get(stack.url("notify") + f"/api/v1/notifications/{code}").json()["notifications"]
+    rows = httpx.get(stack.url("notify") + f"/internal/v1/notifications/{code}", headers=NOTIFY_KEY).json()[
+        "notifications"
+    ]
     failed = [row for row in rows if row["status"] == "SUBMITTED"]
     assert [(row["channel"], row["state"], row["attempts"]) for row in failed] == [("sms", "failed", 9)]
     assert texts_for(stack, code) == []

@@ -13,7 +13,7 @@ from shared.events import NotificationOutcome
 from shared.topics import Topic
 from tests.data import submission
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import Stack
+from tests.harness import NOTIFY_KEY, Stack
 from tests.kafka_tools import read_topic
 
 
@@ -24,7 +24,7 @@ def test_every_sms_of_a_request_ends_delivered(stack: Stack) -> None:
     wait_for(lambda: (found := lookup(stack, code, nid)) and found["status"] == "APPROVED", timeout_s=30)
 
     def told() -> list[dict[str, Any]]:
-        response = httpx.get(stack.url("notify") + f"/api/v1/notifications/{code}")
+        response = httpx.get(stack.url("notify") + f"/internal/v1/notifications/{code}", headers=NOTIFY_KEY)
         return list(response.json()["notifications"]) if response.status_code == 200 else []
 
     def all_sms_delivered() -> list[dict[str, Any]]:

@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 
+from shared.domain.digits import normalize_digits
 from shared.domain.identity import make_valid_national_id
 from tests.data import submission
 from tests.e2e.test_request_flow import lookup, wait_for
 from tests.harness import Stack
 
-CODE_IN_SMS = re.compile(r"کد یکبارمصرف شما ([0-9]{6})")
+# The Persian line writes the code in Persian digits; the citizen may type it either way.
+CODE_IN_SMS = re.compile(r"کد یکبارمصرف شما ([۰-۹]{6})")
 
 
 def texts(stack: Stack) -> list[dict[str, Any]]:
@@ -36,7 +38,7 @@ def test_history_opens_with_a_texted_code_and_lists_the_citizens_requests(stack:
     assert stranger.json() == asked.json()
     sent = wait_for(lambda: [m for m in texts(stack)[before:] if CODE_IN_SMS.search(m["message"])], timeout_s=10)
     assert len(sent) == 1 and sent[0]["receptor"] == mobile
-    one_time_code = CODE_IN_SMS.search(sent[0]["message"]).group(1)  # type: ignore[union-attr]
+    one_time_code = normalize_digits(CODE_IN_SMS.search(sent[0]["message"]).group(1))  # type: ignore[union-attr]
 
     assert httpx.get(tracking).status_code == 401
     wrong = "000000" if one_time_code != "000000" else "111111"

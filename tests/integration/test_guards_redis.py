@@ -247,3 +247,30 @@ async def test_a_hung_redis_fails_open_within_the_socket_timeout(hung_redis: aio
     assert time.monotonic() - started < 2
     assert decision.allowed and decision.degraded
     assert fail_open_count() == before + 1
+
+
+async def test_uploads_have_their_own_limit_per_client(redis_client: aioredis.Redis, tag: str) -> None:
+    limits = RateLimits(
+        redis_client,
+        per_client="100/minute",
+        per_national_id="100/hour",
+        national_id_key=b"k",
+        uploads_per_client="3/minute",
+    )
+    client = f"{tag}-10.0.0.7"
+    decisions = [await limits.hit_upload(client=client) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    denied = decisions[-1]
+    assert denied.scope == "upload_client"
+    assert 1 <= denied.retry_after_s <= 60
+    assert (await limits.hit_upload(client=f"{tag}-10.0.0.8")).allowed  # another client is unaffected
+    # Uploads and submissions are counted apart: a client out of uploads may still submit.
+    assert (await limits.hit(client=client, national_id=None)).allowed
+
+
+async def test_a_dead_redis_lets_uploads_through_and_counts_it(dead_redis: aioredis.Redis) -> None:
+    limits = RateLimits(dead_redis, per_client="1/minute", per_national_id="1/hour", national_id_key=b"k")
+    before = fail_open_count()
+    decisions = [await limits.hit_upload(client="10.0.0.9") for _ in range(3)]
+    assert all(d.allowed and d.degraded for d in decisions)
+    assert fail_open_count() == before + 3

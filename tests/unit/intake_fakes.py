@@ -31,6 +31,12 @@ class AllowAll:
             return RateDecision(allowed=False, retry_after_s=self.deny_for, scope="client", degraded=False)
         return RateDecision(allowed=True, retry_after_s=0, scope=None, degraded=False)
 
+    async def hit_upload(self, *, client: str) -> RateDecision:
+        self.hits.append((client, None))
+        if self.deny_for is not None:
+            return RateDecision(allowed=False, retry_after_s=self.deny_for, scope="upload_client", degraded=False)
+        return RateDecision(allowed=True, retry_after_s=0, scope=None, degraded=False)
+
 
 @dataclass
 class MemoryIdempotency:

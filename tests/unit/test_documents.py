@@ -34,6 +34,7 @@ from services.intake.settings import IntakeSettings
 from shared.catalog import Catalog, DocumentFormat, RequiredDocument, ServiceDefinition, Text, load_catalog
 from shared.events import DocumentRef
 from tests.problems import assert_problem
+from tests.unit.intake_fakes import AllowAll
 
 PROBLEM_JSON = "application/problem+json"
 SERVICE_ID = "documents-test-service"
@@ -271,7 +272,7 @@ def test_upload_errors_speak_both_languages() -> None:
     assert isinstance(outcome, list)
     [error] = outcome
     assert "PDF or JPEG" in error.message_en
-    assert "PDF یا JPEG" in error.message_fa
+    assert "پی‌دی‌اف یا جی‌پگ" in error.message_fa
     assert "تصویر کارت ملی" in error.message_fa
 
 
@@ -467,6 +468,17 @@ async def test_streamed_body_without_length_is_cut_off_at_the_limit(client: http
     assert len(sent) < 10
 
 
+async def test_uploads_are_rate_limited_per_client_with_retry_after(app: FastAPI, client: httpx.AsyncClient) -> None:
+    app.state.intake.rate_limits = limits = AllowAll()
+    assert (await upload(client, tiny_pdf())).status_code == 201
+    limits.deny_for = 42
+    response = await upload(client, tiny_pdf())
+    assert_problem(response, 429)
+    assert response.headers["retry-after"] == "42"
+    assert "۴۲" in response.json()["detail_fa"] and "42" not in response.json()["detail_fa"]
+    assert [client for client, _ in limits.hits] == ["127.0.0.1", "127.0.0.1"]
+
+
 async def test_unknown_service_is_404(client: httpx.AsyncClient) -> None:
     assert_problem(
         await upload(client, tiny_pdf(), service_id="no-such-service"), 404, field="service_id", code="unknown_service"
@@ -507,7 +519,7 @@ def openapi() -> Iterator[dict[str, Any]]:
 
 def test_openapi_documents_the_upload_and_its_problems(openapi: dict[str, Any]) -> None:
     operation = openapi["paths"]["/api/v1/documents"]["post"]
-    assert {"201", "404", "413", "415", "422", "503"} <= set(operation["responses"])
+    assert {"201", "404", "413", "415", "422", "429", "503"} <= set(operation["responses"])
     assert PROBLEM_JSON in operation["responses"]["415"]["content"]
     assert "multipart/form-data" in operation["requestBody"]["content"]
     # Personal documents are never served back over the public API.

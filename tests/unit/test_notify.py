@@ -52,7 +52,7 @@ from services.notify.service import (
     record_contact,
     sweep,
 )
-from services.notify.settings import NotifySettings
+from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
 from services.notify.wiring import Notify
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
@@ -69,6 +69,7 @@ from shared.events import (
     RequestSubmitted,
     StatusChanged,
 )
+from shared.http import PROBLEM_TYPE_BASE as PROBLEM_TYPE
 from shared.kafka import PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer
 from shared.settings import DeploymentSettings
@@ -894,11 +895,21 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
     )
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
-        found = await http.get(f"/api/v1/notifications/{format_for_display(code)}")
-        unknown = await http.get(f"/api/v1/notifications/{new_code()}")
-        invalid = await http.get("/api/v1/notifications/123")
+        key = {"X-Internal-Key": DEV_INTERNAL_KEY}
+        found = await http.get(f"/internal/v1/notifications/{format_for_display(code)}", headers=key)
+        unknown = await http.get(f"/internal/v1/notifications/{new_code()}", headers=key)
+        invalid = await http.get("/internal/v1/notifications/123", headers=key)
+        # A stranger learns nothing: the same 401 whether the code exists, does not, or is not a code.
+        strangers = [
+            await http.get(f"/internal/v1/notifications/{path}", headers=headers)
+            for path in (code, new_code(), "123")
+            for headers in ({}, {"X-Internal-Key": "guess"})
+        ]
+        public = await http.get(f"/api/v1/notifications/{code}")
     await deps.sms.aclose()  # type: ignore[attr-defined]
 
+    assert {(r.status_code, r.json()["type"]) for r in strangers} == {(401, PROBLEM_TYPE + "internal-unauthenticated")}
+    assert public.status_code == 404
     assert found.status_code == 200
     body = found.json()
     assert body["tracking_code"] == code

@@ -230,7 +230,8 @@ async def test_approval_of_a_request_in_review_approves_it(feed: Feed) -> None:
     assert record.waiting_for_fa
     last = (await feed.timeline(code))[-1]
     assert (last.applied, last.status_after) == (True, "APPROVED")
-    assert last.detail_fa and last.detail_en and AGENCY in last.detail_en
+    assert last.detail_fa == "سازمان ثبت اسناد و املاک کشور درخواست را تأیید کرد."  # the agency by its Persian name
+    assert last.detail_en and "Deeds and Properties Registration Organization" in last.detail_en
 
 
 async def test_rejection_rejects_and_status_change_carries_the_reason(feed: Feed) -> None:
@@ -293,7 +294,7 @@ async def test_decision_from_another_agency_is_refused_on_the_timeline(feed: Fee
         None,
     )
     assert last.detail_en == "Event refused: agency tax is not this request's agency"
-    assert last.detail_fa and "tax" in last.detail_fa
+    assert last.detail_fa and "سازمان امور مالیاتی کشور" in last.detail_fa and "tax" not in last.detail_fa
 
 
 async def test_decision_naming_another_service_is_refused(feed: Feed) -> None:
