@@ -1,5 +1,5 @@
 """The AsyncAPI and OpenAPI documents in docs/api are the ones the code generates (regenerate with
-`python -m shared.apidocs` after changing an event or a route)."""
+`python -m tools.apidocs` after changing an event or a route)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared.apidocs import DOCS_DIR, build_documents, render
 from shared.events import InquiryCompleted, RequestSubmitted, StatusChanged, VerificationCompleted
+from tools.apidocs import DOCS_DIR, build_documents, render
 
 DOCUMENTS = build_documents()
 
@@ -16,7 +16,7 @@ DOCUMENTS = build_documents()
 @pytest.mark.parametrize("file_name", sorted(DOCUMENTS))
 def test_committed_document_matches_the_code(file_name: str) -> None:
     committed = (DOCS_DIR / file_name).read_text(encoding="utf-8")
-    assert committed == render(DOCUMENTS[file_name]), f"docs/api/{file_name} is stale: run python -m shared.apidocs"
+    assert committed == render(DOCUMENTS[file_name]), f"docs/api/{file_name} is stale: run python -m tools.apidocs"
 
 
 def test_every_event_on_the_bus_is_documented_with_its_schema() -> None:

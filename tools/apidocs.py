@@ -1,4 +1,4 @@
-"""`python -m shared.apidocs`: write the published API documents (AsyncAPI for the bus, OpenAPI per HTTP API).
+"""`python -m tools.apidocs`: write the published API documents (AsyncAPI for the bus, OpenAPI per HTTP API).
 
 Agencies read these, not our source; tests/contract checks that the committed copies match the code.
 """

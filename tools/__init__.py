@@ -1,0 +1,1 @@
+"""Operator and developer entry points that may import every service (the services and `shared/` never import these)."""
