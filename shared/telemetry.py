@@ -297,6 +297,10 @@ class JsonLogFormatter(logging.Formatter):
         tracking_code = getattr(record, "tracking_code", None)
         if tracking_code:
             entry["tracking_code"] = tracking_code
+        # Structured figures (counts, offsets) a command reports: `log.info(..., extra={"fields": {...}})`.
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({name: value for name, value in fields.items() if name not in entry})
         if record.exc_info:
             entry["exception"] = mask_personal_data(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)

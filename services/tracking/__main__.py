@@ -17,6 +17,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar
 from shared.redis_client import make_redis
 from shared.runner import run_service
+from shared.telemetry import configure_logging
 from shared.topics import Topic
 
 from .app import SERVICE_NAME, create_app
@@ -26,6 +27,8 @@ from .rebuild import rebuild
 from .schema import migrate
 from .service import Projector
 from .settings import TrackingSettings
+
+log = logging.getLogger("services.tracking.rebuild")
 
 
 async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swap: bool) -> int:
@@ -41,7 +44,7 @@ async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swa
 
         def progress(events: int, offsets: dict[int, int]) -> None:
             if events % (20 * batch) < batch:
-                print(json.dumps({"folded": events, "offsets": offsets}), file=sys.stderr, flush=True)
+                log.info("rebuild progress", extra={"fields": {"folded": events, "offsets": offsets}})
 
         report = await rebuild(
             engine=engine,
@@ -57,13 +60,14 @@ async def run_rebuild(settings: TrackingSettings, *, topic: str, batch: int, swa
             redis = make_redis(settings.redis.url)
             try:
                 cleared = await StatusCache(redis, key=settings.lookup_key.get_secret_value().encode()).clear()
-                print(json.dumps({"cache_entries_cleared": cleared}), file=sys.stderr, flush=True)
+                log.info("cached lookups cleared", extra={"fields": {"cache_entries_cleared": cleared}})
             except Exception as error:  # entries expire on their own within TRACKING_LOOKUP_CACHE_TTL_S
-                print(json.dumps({"cache_not_cleared": type(error).__name__}), file=sys.stderr, flush=True)
+                log.warning("cached lookups not cleared", extra={"fields": {"error": type(error).__name__}})
             finally:
                 await redis.aclose()
     finally:
         await engine.dispose()
+    # The command's result, on stdout for scripts (one JSON line); everything else is logged on stderr.
     print(
         json.dumps(
             {
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = TrackingSettings()
     if args.command == "rebuild":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logging(f"{SERVICE_NAME}-rebuild")
         return asyncio.run(run_rebuild(settings, topic=args.topic, batch=args.batch, swap=not args.no_swap))
     run_service(
         SERVICE_NAME, lambda provider: create_app(settings, tracer_provider=provider), settings.host, settings.port
