@@ -47,7 +47,7 @@ lint: setup ## ruff (lint and format check)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup ## mypy (strict on shared/ and every domain.py)
-	$(VENV)/bin/mypy shared services sandbox tests bench
+	$(VENV)/bin/mypy shared services sandbox tests bench testkit tools
 
 test-fast: setup ## Unit and contract tests: no servers, the inner loop
 	$(PYTEST) -q tests/unit tests/contract
@@ -56,7 +56,7 @@ test: setup lint typecheck ## Every suite (unit, contract, integration, e2e, cha
 	$(PYTEST) -q $(SUITES)
 
 test-servers-down: ## Stop the Kafka, Redis and PostgreSQL that the tests started (ports 19092, 16380, 15432)
-	$(PY) -m tests.infra
+	$(PY) -m testkit.infra
 
 bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratios against a raw baseline); docs/PERFORMANCE.md
 	$(PY) -m bench.intake_bench
@@ -69,7 +69,7 @@ bench: setup ## Benchmarks on their own fresh Kafka, Redis and PostgreSQL (ratio
 clean: ## Remove the venv, caches and local server data (stops every local server first, the tests' and benchmarks' too)
 	-deploy/local/jaeger.sh stop
 	-deploy/local/down.sh
-	-$(PY) -m tests.infra
+	-$(PY) -m testkit.infra
 	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/test-servers deploy/local/down.sh
 	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/bench-servers deploy/local/down.sh
 	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache .hypothesis

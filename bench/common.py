@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.databases import postgres_database
+from testkit.databases import postgres_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,8 +38,8 @@ from bench.common import (
     wait_ready,
 )
 from shared.events import RequestSubmitted
-from tests.inquiry_stream import send_all, submissions
-from tests.kafka_tools import end_offsets
+from testkit.inquiry_stream import send_all, submissions
+from testkit.kafka_tools import end_offsets
 
 SANDBOX_PORT = 18190
 INQUIRY_PORT = 18183

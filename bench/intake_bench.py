@@ -34,7 +34,7 @@ from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import Applicant, RequestSubmitted, utcnow
 from shared.settings import KafkaSettings
 from shared.topics import Topic
-from tests.data import submission
+from testkit.data import submission
 
 PORT = 18181
 

@@ -31,12 +31,12 @@ from shared.db import make_engine
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import Topic, core_topics
-from tests.databases import postgres_database
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import send_all, submissions, submitted_changes
-from tests.kafka_tools import group_caught_up
-from tests.tracking_stream import raw_consume
+from testkit.databases import postgres_database
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import send_all, submissions, submitted_changes
+from testkit.kafka_tools import group_caught_up
+from testkit.tracking_stream import raw_consume
 
 CONCURRENCY = 32
 # Far above what one process reaches, so pacing is not the bottleneck; its Redis round trip per send still counts.

@@ -28,8 +28,8 @@ from shared.domain.working_days import load_calendar
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import LOG_APPEND_TIME, TopicSpec
-from tests.kafka_tools import end_offsets
-from tests.tracking_stream import lifecycles, produce, raw_consume
+from testkit.kafka_tools import end_offsets
+from testkit.tracking_stream import lifecycles, produce, raw_consume
 
 KEY = b"bench-lookup-key"
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every suite; the ones that start servers live here and in tests/harness.py only."""
+"""Fixtures shared by every suite; the ones that start servers live here and in testkit/harness.py only."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from shared.settings import KafkaSettings
-from tests.databases import postgres_database
-from tests.infra import Servers, test_servers
+from testkit.databases import postgres_database
+from testkit.infra import Servers, test_servers
 
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    """Real Kafka, Redis and PostgreSQL for the whole session (containers or local servers; see tests/infra.py)."""
+    """Real Kafka, Redis and PostgreSQL for the whole session (containers or local servers; see testkit/infra.py)."""
     with test_servers() as found:
         yield found
 

@@ -26,10 +26,10 @@ from sandbox.agencies import criminal_record_clean, is_alive
 from shared.envelope import decode_headers
 from shared.events import RequestSubmitted, derived_event_id
 from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import Follower, send_all, submissions
-from tests.kafka_tools import end_offsets, read_topic, start_group_at_end
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import Follower, send_all, submissions
+from testkit.kafka_tools import end_offsets, read_topic, start_group_at_end
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 

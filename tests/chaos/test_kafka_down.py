@@ -18,10 +18,10 @@ import pytest
 
 from shared.events import LOG_APPEND_TIME_TYPE, RequestSubmitted, parse_request_event
 from shared.topics import Topic
-from tests.data import submission
-from tests.harness import Stack
-from tests.infra import Servers, start_local_kafka, stop_local_kafka
-from tests.kafka_tools import read_topic
+from testkit.data import submission
+from testkit.harness import Stack
+from testkit.infra import Servers, start_local_kafka, stop_local_kafka
+from testkit.kafka_tools import read_topic
 
 
 @pytest.fixture

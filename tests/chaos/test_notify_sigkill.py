@@ -22,9 +22,9 @@ from shared.domain.tracking_code import format_for_display
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import Topic, core_topics
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import send_all, submissions, submitted_changes
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import send_all, submissions, submitted_changes
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(420)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Stack
-from tests.infra import Servers
+from testkit.harness import Stack
+from testkit.infra import Servers
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from shared.domain.tracking_code import TrackingCodeGenerator
-from tests.data import submission
-from tests.harness import Stack
-from tests.kafka_tools import end_offsets
+from testkit.data import submission
+from testkit.harness import Stack
+from testkit.kafka_tools import end_offsets
 from tests.problems import assert_problem
 
 CIVIL_REGISTRY = {"X-Agency-Key": "dev-key-civil-registry"}

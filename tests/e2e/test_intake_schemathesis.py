@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import Stack
+from testkit.harness import Stack
 
 CHECKS = ",".join(
     [

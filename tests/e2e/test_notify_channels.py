@@ -11,10 +11,10 @@ import httpx
 from shared.domain.tracking_code import format_for_display
 from shared.envelope import decode_headers
 from shared.topics import Topic, dead_letter_topic
-from tests.data import submission
+from testkit.data import submission
+from testkit.harness import NOTIFY_KEY, Stack
+from testkit.kafka_tools import group_caught_up, read_topic, replay
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import NOTIFY_KEY, Stack
-from tests.kafka_tools import group_caught_up, read_topic, replay
 
 
 def submit(stack: Stack, body: dict[str, Any]) -> str:

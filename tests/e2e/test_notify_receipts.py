@@ -11,10 +11,10 @@ import httpx
 
 from shared.events import NotificationOutcome
 from shared.topics import Topic
-from tests.data import submission
+from testkit.data import submission
+from testkit.harness import NOTIFY_KEY, Stack
+from testkit.kafka_tools import read_topic
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import NOTIFY_KEY, Stack
-from tests.kafka_tools import read_topic
 
 
 def test_every_sms_of_a_request_ends_delivered(stack: Stack) -> None:

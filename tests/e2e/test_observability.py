@@ -25,10 +25,10 @@ from shared.domain.digits import to_persian_digits
 from shared.domain.identity import normalize_postal_code
 from shared.domain.jalali import to_jalali_text
 from shared.domain.tracking_code import format_for_display
-from tests.data import submission
+from testkit.data import submission
+from testkit.harness import SERVICES, Stack
+from testkit.infra import Servers
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import SERVICES, Stack
-from tests.infra import Servers
 from tests.otlp import OtlpReceiver, ReceivedSpan
 
 

@@ -10,8 +10,8 @@ import httpx
 
 from shared.domain.jalali import to_jalali_datetime_text
 from shared.domain.tracking_code import format_for_display
-from tests.data import submission
-from tests.harness import Stack
+from testkit.data import submission
+from testkit.harness import Stack
 
 
 def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2) -> Any:

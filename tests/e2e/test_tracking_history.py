@@ -10,9 +10,9 @@ import httpx
 
 from shared.domain.digits import normalize_digits
 from shared.domain.identity import make_valid_national_id
-from tests.data import submission
+from testkit.data import submission
+from testkit.harness import Stack
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import Stack
 
 # The Persian line writes the code in Persian digits; the citizen may type it either way.
 CODE_IN_SMS = re.compile(r"کد یکبارمصرف شما ([۰-۹]{6})")

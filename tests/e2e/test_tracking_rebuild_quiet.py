@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 
 from shared.topics import Topic
-from tests.data import submission
+from testkit.data import submission
+from testkit.harness import Stack
+from testkit.infra import REPO_ROOT
+from testkit.kafka_tools import end_offsets
 from tests.e2e.test_request_flow import lookup, wait_for
-from tests.harness import Stack
-from tests.infra import REPO_ROOT
-from tests.kafka_tools import end_offsets
 
 
 def messages(stack: Stack) -> list[dict[str, Any]]:

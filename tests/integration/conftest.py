@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from sandbox.runner import SandboxEndpoints
 from shared.redis_client import make_redis
-from tests.infra import Servers
+from testkit.infra import Servers
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from services.intake.guards import (
     national_id_digest,
 )
 from shared.redis_client import make_redis
-from tests.infra import Servers
+from testkit.infra import Servers
 
 FP_A = fingerprint({"body": "a"})
 FP_B = fingerprint({"body": "b"})

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from services.inquiry.adapters import AgencyUnavailable, IdentityAnswer, PostalAddress
 from services.inquiry.cached import CachedCivilRegistry, CachedPostalRegistry
 from services.inquiry.resilience import AnswerCache
-from tests.infra import Servers
+from testkit.infra import Servers
 
 
 @dataclass

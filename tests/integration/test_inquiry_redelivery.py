@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import derived_event_id
 from shared.topics import Topic
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import Follower, agency_stats, send_all, submissions
-from tests.kafka_tools import end_offsets, read_topic, start_group_at_end
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import Follower, agency_stats, send_all, submissions
+from testkit.kafka_tools import end_offsets, read_topic, start_group_at_end
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
 

@@ -28,7 +28,7 @@ from services.inquiry.service import Agencies, http_agencies, verify_submission
 from shared.catalog import DecisionMode, ServiceDefinition, load_catalog
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.events import Applicant, InquiryOutcome, NextStep, RequestSubmitted
-from tests.data import national_id
+from testkit.data import national_id
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.settings import KafkaSettings, RedisSettings
-from tests.data import submission
-from tests.infra import Servers
+from testkit.data import submission
+from testkit.infra import Servers
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from shared.kafka import DeadLetterPolicy, PermanentError, make_broker
 from shared.keyed_consumer import KeyOrderedConsumer, Record, RecordHandler
 from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic
-from tests.kafka_tools import end_offsets, read_topic
+from testkit.kafka_tools import end_offsets, read_topic
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 

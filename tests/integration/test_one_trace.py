@@ -33,9 +33,9 @@ from shared.domain.tracking_code import format_for_display
 from shared.settings import KafkaSettings, RedisSettings
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic
-from tests.data import submission
-from tests.infra import Servers
-from tests.kafka_tools import start_group_at_end
+from testkit.data import submission
+from testkit.infra import Servers
+from testkit.kafka_tools import start_group_at_end
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import UtcDateTime, make_engine
-from tests.databases import drop_postgres_database, fresh_postgres_database
+from testkit.databases import drop_postgres_database, fresh_postgres_database
 
 TEHRAN = timezone(timedelta(hours=3, minutes=30))
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from services.inquiry.adapters import AgencyUnavailable
 from services.inquiry.resilience import AgencyRateLimit, AnswerCache
 from shared.redis_client import make_redis
-from tests.infra import Servers
+from testkit.infra import Servers
 
 NATIONAL_ID = "0012345679"
 IDENTITY_INPUTS = {"national_id": NATIONAL_ID, "birth_date": "1951-03-20"}

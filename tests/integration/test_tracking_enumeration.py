@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import send_all, submissions
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import send_all, submissions
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 

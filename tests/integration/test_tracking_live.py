@@ -25,10 +25,10 @@ from shared.events import (
     derived_event_id,
     notification_outcome_id,
 )
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import submissions
-from tests.tracking_stream import produce
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import submissions
+from testkit.tracking_stream import produce
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
 

@@ -35,9 +35,9 @@ from shared.events import RequestEvent, RequestSubmitted, parse_status_event
 from shared.kafka import DeadLetterPolicy, ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import LOG_APPEND_TIME, TopicSpec
-from tests.infra import Servers
-from tests.kafka_tools import end_offsets
-from tests.tracking_stream import lifecycles, produce
+from testkit.infra import Servers
+from testkit.kafka_tools import end_offsets
+from testkit.tracking_stream import lifecycles, produce
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(900)]
 

@@ -26,10 +26,10 @@ from shared.events import (
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import Topic, core_topics
-from tests.harness import Stack
-from tests.infra import Servers
-from tests.inquiry_stream import send_all, submissions
-from tests.kafka_tools import end_offsets, start_group_at_end
+from testkit.harness import Stack
+from testkit.infra import Servers
+from testkit.inquiry_stream import send_all, submissions
+from testkit.kafka_tools import end_offsets, start_group_at_end
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 

@@ -29,7 +29,7 @@ from shared.domain.text import MULTILINE_CONTROL_MESSAGES, RULE_MESSAGES
 from shared.edges import BodyTooLarge
 from shared.events import ComplaintFiled, ComplaintResolved, InquiryCompleted, RequestDecided, SlaBreached
 from shared.http import _VALIDATION_FA, bus_unavailable, rate_limited, request_not_found, validation_problem
-from tests.tracking_stream import lifecycles
+from testkit.tracking_stream import lifecycles
 
 REPO = Path(__file__).resolve().parents[2]
 PERSIAN_LETTER = re.compile(r"[\u0621-\u064a\u067e\u0686\u0698\u06a9\u06af\u06cc]")

@@ -17,8 +17,8 @@ import httpx
 
 from services.notify.settings import DEV_INTERNAL_KEY
 from shared.topics import Topic
-from tests.infra import REPO_ROOT, Servers
-from tests.kafka_tools import start_group_at_end
+from testkit.infra import REPO_ROOT, Servers
+from testkit.kafka_tools import start_group_at_end
 
 SERVICES = ("intake", "inquiry", "tracking", "notify")
 # notify's internal routes (what was sent about a request) answer only to the desk's internal key.

@@ -31,8 +31,8 @@ from shared.events import (
     VerificationCompleted,
     derived_event_id,
 )
-from tests.inquiry_stream import submissions
-from tests.kafka_tools import partition_ids
+from testkit.inquiry_stream import submissions
+from testkit.kafka_tools import partition_ids
 
 SERVICE_ID = "no-criminal-record-certificate"
 AGENCY = "judiciary"

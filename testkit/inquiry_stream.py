@@ -23,7 +23,7 @@ from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import Applicant, RequestSubmitted, StatusChanged, derived_event_id
 from shared.topics import Topic
-from tests.data import SERVICE_ID, national_id
+from testkit.data import SERVICE_ID, national_id
 
 
 def submissions(
