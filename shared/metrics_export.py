@@ -2,10 +2,11 @@
 
 The services count with `prometheus_client` (scraped at `/metrics`, the usual way on Kubernetes). Where the
 operator points `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) at a collector, and
-`OTEL_METRICS_EXPORTER` is unset or names `otlp` (not `none`), the same series are also pushed over OTLP, every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 s by default): each sample
-of the default registry becomes an observation of an asynchronous OpenTelemetry instrument of the sample's
-name (counters and histogram buckets, sums and counts as cumulative counters, gauges as gauges), with the
-Prometheus labels as attributes. One set of instruments, two ways out; nothing is counted twice in the code.
+`OTEL_METRICS_EXPORTER` is unset or names `otlp` (not `none`), the same series are also pushed over OTLP,
+every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 s by default): each sample of the default registry becomes an
+observation of an asynchronous OpenTelemetry instrument of the sample's name (counters and histogram buckets,
+sums and counts as cumulative counters, gauges as gauges), with the Prometheus labels as attributes.
+One set of instruments, two ways out; nothing is counted twice in the code.
 """
 
 from __future__ import annotations
