@@ -78,10 +78,11 @@ start() {
   port_free "$KAFKA_PORT" kafka
   port_free "$KAFKA_CONTROLLER_PORT" kafka-controller
   write_config
-  local java cp
+  local java cp fresh=false
   java="$(java_bin)"
   cp="$LIBS_DIR/*"
   if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+    fresh=true
     log "formatting KRaft storage in $DATA_DIR"
     mkdir -p "$DATA_DIR"
     "$java" -cp "$cp" -Dlog4j2.configurationFile="$STATE_DIR/kafka-log4j2.yaml" kafka.tools.StorageTool format \
@@ -96,6 +97,13 @@ start() {
     -cp "$cp" kafka.Kafka "$STATE_DIR/kafka.properties" >>"$LOGFILE" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   if ! wait_for_port "$KAFKA_PORT" 90 kafka; then tail -30 "$LOGFILE" >&2; return 1; fi
+  if $fresh; then
+    # A fresh broker creates __consumer_offsets on the first group lookup; until its partitions are loaded,
+    # every consumer that joins logs GroupCoordinatorNotAvailableError at ERROR (aiokafka). One lookup here (the
+    # admin client retries until the coordinator answers) gets that done before any service joins.
+    tool consumer-groups --bootstrap-server "127.0.0.1:$KAFKA_PORT" --describe --group khedmat-warm-up \
+      >/dev/null 2>&1 || true
+  fi
   log "kafka ready"
 }
 
