@@ -33,7 +33,7 @@ infra-up: setup ## Start Kafka (KRaft), Redis and PostgreSQL on 127.0.0.1 (insta
 infra-down: ## Stop exactly the Kafka, Redis and PostgreSQL that infra-up started
 	deploy/local/down.sh
 
-# Jaeger is built once (Go module proxy, ~11 min) and cached in .cache/bin; until then it builds in the background
+# Jaeger is built once (Go module proxy, 10 to 20 min) and cached in .cache/bin; until then it builds in the background
 # and the desk runs without it. The services export traces only: Jaeger takes no OTLP metrics (/metrics has them).
 run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, Jaeger, sandbox, four services); Ctrl-C stops it all
 	@mkdir -p var

@@ -2,7 +2,7 @@
 # Jaeger v2 (the `cmd/jaeger` binary of Go module github.com/jaegertracing/jaeger v1.75.0: OTLP receiver,
 # in-memory storage, UI) for local runs, built once from the Go module proxy and cached in .cache/bin/jaeger.
 #   deploy/local/jaeger.sh build|start|start-background|stop|status
-# No registry serves a prebuilt Jaeger here, so the first build compiles it from source: about 11 minutes and
+# No registry serves a prebuilt Jaeger here, so the first build compiles it from source: 10 to 20 minutes (18 measured on a busy 2-core machine) and
 # some 2 GB of Go module and build cache on a 2-core machine. `make run` uses start-background, so the desk does
 # not wait for that build. `make test` never needs Jaeger (the e2e trace test has its own OTLP receiver).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -69,7 +69,7 @@ start-background() {
     log "jaeger is already being built (pid $(cat "$BUILDER_PIDFILE"))"
     return 0
   fi
-  log "jaeger is not built yet: building it in the background (about 11 minutes, once; output in" \
+  log "jaeger is not built yet: building it in the background (10 to 20 minutes on 2 cores, once; output in" \
     "${BUILD_LOG#"$REPO_ROOT"/}); it starts when built, and traces sent before then are lost"
   setsid "${BASH_SOURCE[0]}" start </dev/null &
   echo $! >"$BUILDER_PIDFILE"
