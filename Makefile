@@ -33,14 +33,27 @@ infra-up: setup ## Start Kafka (KRaft), Redis and PostgreSQL on 127.0.0.1 (insta
 infra-down: ## Stop exactly the Kafka, Redis and PostgreSQL that infra-up started
 	deploy/local/down.sh
 
-# Jaeger is built once (Go module proxy) and cached in .cache/bin; the services export to it over OTLP/HTTP.
+# Jaeger is built once (Go module proxy, 10 to 20 min) and cached in .cache/bin; until then it builds in the background
+# and the desk runs without it. The services export traces only: Jaeger takes no OTLP metrics (/metrics has them).
 run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, Jaeger, sandbox, four services); Ctrl-C stops it all
 	@mkdir -p var
 	@trap 'deploy/local/jaeger.sh stop; deploy/local/down.sh' EXIT; \
-	  deploy/local/jaeger.sh start; \
+	  deploy/local/jaeger.sh start-background; \
 	  $(VENV)/bin/python -m shared.urls; \
 	  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
+	  OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
 	  $(VENV)/bin/honcho start -f Procfile
+
+KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
+kafka-topics: setup ## List the topics of the `make run` broker with partitions and settings (ARGS= passes other kafka-topics options)
+	@$(if $(ARGS),deploy/local/kafka.sh tool topics --bootstrap-server $(KAFKA_BOOTSTRAP) $(ARGS),deploy/local/kafka.sh topics $(KAFKA_BOOTSTRAP))
+
+kafka-consume: setup ## Print a topic's records with keys and headers: TOPIC=desk.status [FROM=beginning] [ARGS=--max-messages 5]
+	@test -n "$(TOPIC)" || { echo "usage: make kafka-consume TOPIC=desk.status [FROM=beginning] [ARGS=...]" >&2; exit 2; }
+	@deploy/local/kafka.sh tool console-consumer --bootstrap-server $(KAFKA_BOOTSTRAP) --topic $(TOPIC) \
+	  $(if $(filter beginning,$(FROM)),--from-beginning,) --property print.timestamp=true \
+	  --property print.partition=true --property print.offset=true \
+	  --property print.key=true --property print.headers=true $(ARGS)
 
 lint: setup ## ruff (lint and format check)
 	$(VENV)/bin/ruff check .
@@ -74,4 +87,4 @@ clean: ## Remove the venv, caches and local server data (stops every local serve
 	-KHEDMAT_LOCAL_STATE=$(CURDIR)/.cache/bench-servers deploy/local/down.sh
 	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help setup lock infra-up infra-down run lint typecheck test-fast test test-servers-down bench clean
+.PHONY: help setup lock infra-up infra-down run kafka-topics kafka-consume lint typecheck test-fast test test-servers-down bench clean

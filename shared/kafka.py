@@ -355,8 +355,9 @@ class BusConnection:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         # Consumers first: they finish and commit their records while the broker can still publish outcomes.
-        for consumer in reversed(self._started):
-            await consumer.stop()
+        # All at once: each drains within its own budget, and one after another they would add up past the
+        # supervisor's grace period.
+        await asyncio.gather(*(consumer.stop() for consumer in self._started))
         self._started.clear()
         await self.broker.stop()
 

@@ -99,6 +99,7 @@ class KeyOrderedConsumer:
         tracer_provider: TracerProvider | None = None,
         commit_interval_s: float = 0.2,
         drain_timeout_s: float = 30.0,
+        stop_drain_s: float = 1.5,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -107,7 +108,11 @@ class KeyOrderedConsumer:
         self.concurrency = concurrency
         self.client_id = client_id
         self.commit_interval_s = commit_interval_s
+        # A rebalance may wait long for records to finish (the member stays in the group meanwhile); a stopping
+        # process may not: its supervisor kills it after a grace period (honcho 5 s, Kubernetes 30 s), and
+        # what is abandoned is uncommitted, so the group redelivers it.
         self.drain_timeout_s = drain_timeout_s
+        self.stop_drain_s = stop_drain_s
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("khedmat.keyed_consumer")
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: dict[TopicPartition, PartitionProgress] = {}
@@ -137,7 +142,7 @@ class KeyOrderedConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
-        await self._drain(set(self._progress))
+        await self._drain(set(self._progress), timeout_s=self.stop_drain_s)
         # Past the drain budget: abandon what still runs; it is uncommitted, so the group redelivers it.
         unfinished = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in unfinished:
@@ -307,11 +312,11 @@ class KeyOrderedConsumer:
             if progress is not None:
                 progress.committed = position
 
-    async def _drain(self, partitions: set[TopicPartition]) -> None:
-        """Wait (bounded) until the records dispatched from these partitions are done."""
+    async def _drain(self, partitions: set[TopicPartition], *, timeout_s: float | None = None) -> None:
+        """Wait (bounded: the rebalance budget unless told) until the records of these partitions are done."""
         progresses = [self._progress[tp] for tp in partitions if tp in self._progress]
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.drain_timeout_s):
+            async with asyncio.timeout(self.drain_timeout_s if timeout_s is None else timeout_s):
                 while any(progress.undone for progress in progresses):
                     self._slot_freed.clear()
                     with contextlib.suppress(TimeoutError):

@@ -1,11 +1,12 @@
 """OTLP export of the Prometheus metrics, when the standard OTEL_* variables ask for it.
 
 The services count with `prometheus_client` (scraped at `/metrics`, the usual way on Kubernetes). Where the
-operator points `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) at a collector, the
-same series are also pushed over OTLP, every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 s by default): each sample
-of the default registry becomes an observation of an asynchronous OpenTelemetry instrument of the sample's
-name (counters and histogram buckets, sums and counts as cumulative counters, gauges as gauges), with the
-Prometheus labels as attributes. One set of instruments, two ways out; nothing is counted twice in the code.
+operator points `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) at a collector, and
+`OTEL_METRICS_EXPORTER` is unset or names `otlp` (not `none`), the same series are also pushed over OTLP,
+every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 s by default): each sample of the default registry becomes an
+observation of an asynchronous OpenTelemetry instrument of the sample's name (counters and histogram buckets,
+sums and counts as cumulative counters, gauges as gauges), with the Prometheus labels as attributes.
+One set of instruments, two ways out; nothing is counted twice in the code.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from shared.telemetry import otlp_exporter_selected
+
 # Prometheus family types whose samples only ever grow (exported as cumulative counters).
 _MONOTONIC = frozenset({"counter", "histogram", "summary"})
 
 
 def otlp_metrics_configured() -> bool:
-    """True when the standard OTEL_* variables name an OTLP endpoint for metrics."""
-    return (
-        bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
-        and os.environ.get("OTEL_METRICS_EXPORTER", "otlp") != "none"
-    )
+    """True when the standard OTEL_* variables name an OTLP endpoint for metrics and do not turn metrics off
+    (OTEL_METRICS_EXPORTER=none: e.g. `make run`, whose Jaeger takes traces only)."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    return bool(endpoint) and otlp_exporter_selected("OTEL_METRICS_EXPORTER")
 
 
 class _Snapshot:

@@ -3,7 +3,7 @@
 Traces follow one request across HTTP and Kafka: FastAPI and httpx are instrumented per app/client, and
 faststream's KafkaTelemetryMiddleware (not the aiokafka instrumentation too: together they duplicate spans)
 writes and reads the W3C `traceparent` header. OTLP export is configured by the standard OTEL_* variables;
-nothing is exported when they are unset.
+nothing is exported when they are unset, or when OTEL_TRACES_EXPORTER names no `otlp` (e.g. `none`).
 
 Every span processor of every provider built here sees each ended span through `scrubbed_span`: URL attributes
 with personal-data-looking path segments and query values replaced by `{redacted}`, exception texts masked,
@@ -231,9 +231,18 @@ class ScrubbingSpanProcessor(SpanProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
+def otlp_exporter_selected(variable: str) -> bool:
+    """True when OTEL_TRACES_EXPORTER/OTEL_METRICS_EXPORTER (a comma-separated list, `otlp` when unset) names
+    `otlp`; `none` and the exporters this code does not ship (console, prometheus …) push nothing over OTLP.
+    An empty value counts as unset, as the specification says."""
+    names = {name.strip().lower() for name in (os.environ.get(variable) or "otlp").split(",")}
+    return "otlp" in names and "none" not in names
+
+
 def otlp_configured() -> bool:
-    """True when the standard OTEL_* variables name an OTLP endpoint for traces."""
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    """True when the standard OTEL_* variables name an OTLP endpoint for traces and do not turn traces off."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return bool(endpoint) and otlp_exporter_selected("OTEL_TRACES_EXPORTER")
 
 
 def service_resource(service_name: str, deployment: DeploymentSettings | None = None) -> Resource:

@@ -70,6 +70,7 @@ def consumer_for(
     *,
     concurrency: int,
     drain_timeout_s: float = 30.0,
+    stop_drain_s: float = 1.5,
     broker: KafkaBroker | None = None,
 ) -> KeyOrderedConsumer:
     """A consumer with quick retries; `broker` (started by the caller) publishes its dead letters."""
@@ -83,6 +84,7 @@ def consumer_for(
         concurrency=concurrency,
         commit_interval_s=0.05,
         drain_timeout_s=drain_timeout_s,
+        stop_drain_s=stop_drain_s,
     )
 
 
@@ -140,7 +142,7 @@ async def test_a_record_not_done_holds_its_partition_commit_and_is_redelivered(
         done.append((record.key, record.value))
 
     group = f"g-{uuid.uuid4().hex[:6]}"
-    first = consumer_for(kafka_settings, topic, group, handler, concurrency=8, drain_timeout_s=0.5)
+    first = consumer_for(kafka_settings, topic, group, handler, concurrency=8, stop_drain_s=0.5)
     await first.start()
     try:
         await until(lambda: len([d for d in done if d[0] != b"stuck"]) == 30, 60)
@@ -159,15 +161,21 @@ async def test_a_record_not_done_holds_its_partition_commit_and_is_redelivered(
 
     # A new member of the group starts from that commit: the stuck record and the ones after it come again.
     again: list[bytes | None] = []
+    redelivered = 0
+    behind = sum(end[tp] - offsets[tp] for tp in end)
 
     async def second_handler(record: Record) -> None:
+        nonlocal redelivered
+        redelivered += 1
         if record.key == b"stuck":
             again.append(record.value)
 
     second = consumer_for(kafka_settings, topic, group, second_handler, concurrency=8)
     await second.start()
     try:
-        await until(lambda: again == [b"2", b"3", b"4", b"5"], 30)
+        # Every record behind the commit, not only the stuck key's: a stop before the rest is even fetched
+        # (polls take up to `concurrency` records) would leave the commit short of the end.
+        await until(lambda: again == [b"2", b"3", b"4", b"5"] and redelivered == behind, 30)
     finally:
         await second.stop()
     assert await committed(bootstrap, group) == end
