@@ -29,13 +29,13 @@ from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
-from .api import internal_router
+from .adapters_templates import Renderer
 from .domain import parse_quiet_hours
 from .handlers import documentation_router, handle_request_record, handle_status_record
-from .models import create_tables
-from .rendering import Renderer
+from .internal_api import internal_router
 from .service import SendPolicy, publish_outcomes, sweep
 from .settings import NotifySettings
+from .store import create_tables
 from .wiring import Notify
 
 SERVICE_NAME = "notify"

@@ -19,6 +19,7 @@ from shared.domain.state_machine import RequestState
 from shared.events import NotificationOutcome, RequestSubmitted, StatusChanged, notification_outcome_id
 
 from .adapters import EmailSender, SendError, SmsGateway
+from .adapters_templates import Renderer
 from .domain import (
     FINAL_STATES,
     URGENT_STATUSES,
@@ -30,8 +31,7 @@ from .domain import (
     can_send,
     channels_for,
 )
-from .models import Contact, Notification
-from .rendering import Renderer
+from .store import Contact, Notification
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .adapters import EmailSender, SmsGateway
+from .adapters_templates import Renderer
 from .domain import QuietHours
-from .rendering import Renderer
 from .service import SendPolicy, Sessions
 
 

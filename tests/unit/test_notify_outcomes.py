@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.notify.models import Notification
 from services.notify.service import Sessions, apply_receipt, publish_outcomes
+from services.notify.store import Notification
 from shared.events import NotificationOutcome, notification_outcome_id
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import Update
 
 from services.notify.app import create_app
 from services.notify.domain import NotificationState, after_receipt
-from services.notify.models import Notification, create_tables
 from services.notify.service import Sessions, apply_receipt
 from services.notify.settings import NotifySettings
+from services.notify.store import Notification, create_tables
 from shared.db import make_engine
 
 S = NotificationState

@@ -16,8 +16,8 @@ from shared.domain.tracking_code import InvalidTrackingCode, format_for_display,
 from shared.http import FieldProblem, ProblemError, problem_responses
 
 from .adapters import SendError
-from .models import Contact, Notification
 from .service import apply_receipt, list_notifications
+from .store import Contact, Notification
 from .wiring import Notify
 
 
