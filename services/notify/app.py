@@ -33,10 +33,11 @@ from .adapters_templates import Renderer
 from .domain import parse_quiet_hours
 from .handlers import documentation_router, handle_request_record, handle_status_record
 from .internal_api import internal_router
-from .service import SendPolicy, publish_outcomes, sweep
+from .service import Notify, SendPolicy
+from .service_receipts import publish_outcomes
+from .service_sweeper import sweep
 from .settings import NotifySettings
 from .store import create_tables
-from .wiring import Notify
 
 SERVICE_NAME = "notify"
 

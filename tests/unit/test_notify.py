@@ -45,15 +45,14 @@ from services.notify.service import (
     ContactNotYetKnown,
     DeliveryDeferred,
     NotificationUndeliverable,
+    Notify,
     SendPolicy,
-    Sessions,
     notify_status_change,
     record_contact,
-    sweep,
 )
+from services.notify.service_sweeper import sweep
 from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
-from services.notify.store import Contact, Notification, create_tables
-from services.notify.wiring import Notify
+from services.notify.store import Contact, Notification, Sessions, create_tables
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
