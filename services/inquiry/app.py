@@ -22,9 +22,9 @@ from shared.redis_client import make_redis
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, TopicSpec, agency_inbox_topic, core_topics
 
-from .cached import with_cache
+from .adapters_cache import with_cache
+from .adapters_resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .handlers import Inquiry, documentation_router, handle_request_record
-from .resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .service import http_agencies
 from .settings import InquirySettings
 from .store import PublishMarks, create_tables

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from shared.catalog import ApplicantItem, DecisionMode, ServiceDefinition
 from shared.events import (
+    CorrectionSubmitted,
     InquiryOutcome,
     NextStep,
     RequestSubmitted,
@@ -86,4 +87,16 @@ def review_request(
         inquiries=verification.inquiries,
         reason_fa=verification.reason_fa,
         reason_en=verification.reason_en,
+    )
+
+
+def corrected(original: RequestSubmitted, correction: CorrectionSubmitted) -> RequestSubmitted:
+    """The input after a correction; it takes the correction's event id, so every derived id derives from it."""
+    return original.model_copy(
+        update={
+            "event_id": correction.event_id,
+            "fields": {**original.fields, **correction.fields},
+            "documents": correction.documents or original.documents,
+            "occurred_at": correction.occurred_at,
+        }
     )

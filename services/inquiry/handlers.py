@@ -25,8 +25,8 @@ from shared.kafka import PermanentError, make_router, publish_event
 from shared.keyed_consumer import Record
 from shared.topics import Topic, agency_inbox_topic
 
-from .service import Agencies
-from .store import Outcome, PublishMarks, Sessions, verify_correction_once, verify_submission_once
+from .service import Agencies, verify_correction_once, verify_submission_once
+from .store import Outcome, PublishMarks, Sessions
 
 SOURCE = "/khedmat/inquiry"
 SUBSCRIPTION_DESCRIPTION = (

@@ -1,4 +1,5 @@
-"""inquiry's use cases: run what a service requires at each agency, then conclude."""
+"""inquiry's use cases: run what a service requires at each agency, then conclude; verify each cause once,
+record the outcome, then publish it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from prometheus_client import Counter
 from shared.catalog import Catalog, Inquiry
 from shared.domain.digits import normalize_digits, to_persian_digits
 from shared.events import (
+    CorrectionSubmitted,
     InquiryCompleted,
     InquiryOutcome,
+    NextStep,
     RequestSubmitted,
     VerificationCompleted,
     derived_event_id,
@@ -41,7 +44,8 @@ from .adapters import (
     count_attempts,
     make_agency_client,
 )
-from .domain import InquiryResult, decide
+from .domain import InquiryResult, corrected, decide, review_request
+from .store import Outcome, Sessions, load_submission_input, record_verification, recorded_and_published
 
 INQUIRIES = Counter(
     "khedmat_inquiry_outcomes_total",
@@ -305,3 +309,47 @@ async def verify_submission(
         reason_en=verdict.reason_en,
     )
     return completed, verification
+
+
+async def _verify_and_record(
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, submission: RequestSubmitted
+) -> list[Outcome]:
+    completed, verification = await verify_submission(catalog=catalog, event=submission, agencies=agencies)
+    outcomes: list[Outcome] = [*completed, verification]
+    if verification.next_step is NextStep.AGENCY_REVIEW:
+        service = catalog.get_version(submission.service_id, submission.catalog_version)
+        if service is None:  # verify_submission refused an unknown service already; this keeps mypy honest
+            raise PermanentError(f"service {submission.service_id!r} is not in this catalog")
+        outcomes.append(review_request(service, submission, verification))
+    return await record_verification(sessions=sessions, submission=submission, outcomes=outcomes)
+
+
+async def verify_submission_once(
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, event: RequestSubmitted
+) -> list[Outcome]:
+    """The outcomes of a submission still to publish: on redelivery the recorded ones (no agency called), or
+    none once they were all published; else fresh and recorded."""
+    recorded = await recorded_and_published(sessions=sessions, cause_event_id=event.event_id)
+    if recorded is not None:
+        # The stored input is left alone: a correction may have been merged into it since.
+        outcomes, published = recorded
+        return [] if published else outcomes
+    return await _verify_and_record(sessions=sessions, catalog=catalog, agencies=agencies, submission=event)
+
+
+async def verify_correction_once(
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, correction: CorrectionSubmitted
+) -> list[Outcome] | None:
+    """The outcomes of re-verifying with a correction merged in, still to publish (as for a submission); None
+    when no submission is on record."""
+    recorded = await recorded_and_published(sessions=sessions, cause_event_id=correction.event_id)
+    if recorded is not None:
+        # Checked before merging: a later correction may already have built on this one's stored input.
+        outcomes, published = recorded
+        return [] if published else outcomes
+    original = await load_submission_input(sessions=sessions, tracking_code=correction.tracking_code)
+    if original is None:
+        return None
+    return await _verify_and_record(
+        sessions=sessions, catalog=catalog, agencies=agencies, submission=corrected(original, correction)
+    )

@@ -1,4 +1,5 @@
-"""inquiry's store and the use cases on it: verify each cause once, record the outcome, then publish it."""
+"""inquiry's store: its tables (the verifications it recorded, so redeliveries never call agencies twice, their
+inputs and publish marks) and every statement on them."""
 
 from __future__ import annotations
 
@@ -10,30 +11,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Column, Text, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.catalog import Catalog
+from shared.db import UtcDateTime
 from shared.events import (
-    CorrectionSubmitted,
     InquiryCompleted,
-    NextStep,
     RequestSubmitted,
     ReviewRequested,
     VerificationCompleted,
     parse_inbox_event,
     parse_request_event,
 )
-from shared.kafka import PermanentError
-
-from .domain import review_request
-from .models import TABLES, Published, SubmissionInput, Verification
-from .service import Agencies, verify_submission
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +35,47 @@ Sessions = async_sessionmaker[AsyncSession]
 # What one verification publishes: InquiryCompleted per inquiry, the VerificationCompleted, and a
 # ReviewRequested for the agency's inbox when the next step is its review.
 Outcome = InquiryCompleted | VerificationCompleted | ReviewRequested
+
+
+class Verification(SQLModel, table=True):
+    """The events one RequestSubmitted or CorrectionSubmitted caused, recorded before they are published."""
+
+    __tablename__ = "inquiry_verification"
+
+    # The id of the event that caused the verification: a redelivery of that event finds this row.
+    cause_event_id: str = Field(primary_key=True, max_length=64)
+    tracking_code: str = Field(index=True, max_length=15)
+    # InquiryCompleted events then the VerificationCompleted, as a JSON list in publish order.
+    events: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class SubmissionInput(SQLModel, table=True):
+    """What the inquiries of a request run on: the submission, with every correction merged in so far."""
+
+    __tablename__ = "inquiry_submission_input"
+
+    tracking_code: str = Field(primary_key=True, max_length=15)
+    # The RequestSubmitted as JSON: personal data (national ID, birth date, mobile, email), kept only because
+    # a correction re-runs the inquiries on the whole submission while carrying just what changed.
+    submission: str = Field(sa_column=Column(Text, nullable=False))
+    service_id: str
+    catalog_version: int
+
+
+class Published(SQLModel, table=True):
+    """A verification whose events Kafka acknowledged: a redelivery of its cause publishes nothing again.
+
+    A table of its own rather than a column, so databases made before it only gain a table.
+    """
+
+    __tablename__ = "inquiry_published"
+
+    cause_event_id: str = Field(primary_key=True, max_length=64)
+    published_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+TABLES = [Verification.__table__, SubmissionInput.__table__, Published.__table__]  # type: ignore[attr-defined]
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -71,11 +106,11 @@ def _load(text: str) -> list[Outcome]:
 # map and unit of work cost inquiry a fifth of its CPU in the benchmark for rows it reads or writes once.
 async def recorded_outcomes(*, sessions: Sessions, cause_event_id: str) -> list[Outcome] | None:
     """The events recorded for this cause, in publish order; None when it was never verified."""
-    found = await _recorded(sessions=sessions, cause_event_id=cause_event_id)
+    found = await recorded_and_published(sessions=sessions, cause_event_id=cause_event_id)
     return None if found is None else found[0]
 
 
-async def _recorded(*, sessions: Sessions, cause_event_id: str) -> tuple[list[Outcome], bool] | None:
+async def recorded_and_published(*, sessions: Sessions, cause_event_id: str) -> tuple[list[Outcome], bool] | None:
     """The recorded events of a cause and whether they were all published; None when never verified."""
     async with sessions() as session:
         row = (
@@ -208,59 +243,3 @@ async def record_verification(
             raise
         return recorded
     return outcomes
-
-
-def corrected(original: RequestSubmitted, correction: CorrectionSubmitted) -> RequestSubmitted:
-    """The input after a correction; it takes the correction's event id, so every derived id derives from it."""
-    return original.model_copy(
-        update={
-            "event_id": correction.event_id,
-            "fields": {**original.fields, **correction.fields},
-            "documents": correction.documents or original.documents,
-            "occurred_at": correction.occurred_at,
-        }
-    )
-
-
-async def _verify_and_record(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, submission: RequestSubmitted
-) -> list[Outcome]:
-    completed, verification = await verify_submission(catalog=catalog, event=submission, agencies=agencies)
-    outcomes: list[Outcome] = [*completed, verification]
-    if verification.next_step is NextStep.AGENCY_REVIEW:
-        service = catalog.get_version(submission.service_id, submission.catalog_version)
-        if service is None:  # verify_submission refused an unknown service already; this keeps mypy honest
-            raise PermanentError(f"service {submission.service_id!r} is not in this catalog")
-        outcomes.append(review_request(service, submission, verification))
-    return await record_verification(sessions=sessions, submission=submission, outcomes=outcomes)
-
-
-async def verify_submission_once(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, event: RequestSubmitted
-) -> list[Outcome]:
-    """The outcomes of a submission still to publish: on redelivery the recorded ones (no agency called), or
-    none once they were all published; else fresh and recorded."""
-    recorded = await _recorded(sessions=sessions, cause_event_id=event.event_id)
-    if recorded is not None:
-        # The stored input is left alone: a correction may have been merged into it since.
-        outcomes, published = recorded
-        return [] if published else outcomes
-    return await _verify_and_record(sessions=sessions, catalog=catalog, agencies=agencies, submission=event)
-
-
-async def verify_correction_once(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, correction: CorrectionSubmitted
-) -> list[Outcome] | None:
-    """The outcomes of re-verifying with a correction merged in, still to publish (as for a submission); None
-    when no submission is on record."""
-    recorded = await _recorded(sessions=sessions, cause_event_id=correction.event_id)
-    if recorded is not None:
-        # Checked before merging: a later correction may already have built on this one's stored input.
-        outcomes, published = recorded
-        return [] if published else outcomes
-    original = await load_submission_input(sessions=sessions, tracking_code=correction.tracking_code)
-    if original is None:
-        return None
-    return await _verify_and_record(
-        sessions=sessions, catalog=catalog, agencies=agencies, submission=corrected(original, correction)
-    )

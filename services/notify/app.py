@@ -29,14 +29,15 @@ from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
-from .api import internal_router
+from .adapters_templates import Renderer
 from .domain import parse_quiet_hours
 from .handlers import documentation_router, handle_request_record, handle_status_record
-from .models import create_tables
-from .rendering import Renderer
-from .service import SendPolicy, publish_outcomes, sweep
+from .internal_api import internal_router
+from .service import Notify, SendPolicy
+from .service_receipts import publish_outcomes
+from .service_sweeper import sweep
 from .settings import NotifySettings
-from .wiring import Notify
+from .store import create_tables
 
 SERVICE_NAME = "notify"
 

@@ -19,8 +19,7 @@ from shared.kafka import PermanentError, make_router
 from shared.keyed_consumer import Record
 from shared.topics import Topic
 
-from .service import ContactNotYetKnown, NotificationUndeliverable, notify_status_change, record_contact
-from .wiring import Notify
+from .service import ContactNotYetKnown, NotificationUndeliverable, Notify, notify_status_change, record_contact
 
 CONTACT_POLL_S = 0.25
 CONTACTS_SUBSCRIPTION_DESCRIPTION = (

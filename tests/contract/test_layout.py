@@ -30,8 +30,6 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "services/intake/documents.py:validate_document_refs": "not yet split (issue 15)",
     "services/intake/domain.py:validate_submission": "not yet split (issue 15)",
     "services/notify/app.py:create_app": "not yet split (issue 15)",
-    "services/notify/service.py": "not yet split (issue 15)",
-    "services/notify/service.py:_deliver": "not yet split (issue 15)",
     "services/tracking/app.py:create_app": "not yet split (issue 15)",
     "services/tracking/domain.py:describe": "not yet split (issue 15)",
     "services/tracking/folding.py:fold": "not yet split (issue 15)",
@@ -47,10 +45,7 @@ SIZE_EXCEPTIONS: dict[str, str] = {
 }
 # Modules not yet named for their room, each with the reason (none, ideally).
 UNMOVED_MODULES: dict[str, str] = {
-    "services/inquiry/cached.py": "not yet moved to its room (issue 15)",
     "services/inquiry/handlers.py": "not yet moved to its room (issue 15)",
-    "services/inquiry/models.py": "not yet moved to its room (issue 15)",
-    "services/inquiry/resilience.py": "not yet moved to its room (issue 15)",
     "services/intake/agency_keys.py": "not yet moved to its room (issue 15)",
     "services/intake/api.py": "not yet moved to its room (issue 15)",
     "services/intake/commands.py": "not yet moved to its room (issue 15)",
@@ -58,11 +53,7 @@ UNMOVED_MODULES: dict[str, str] = {
     "services/intake/guards.py": "not yet moved to its room (issue 15)",
     "services/intake/models.py": "not yet moved to its room (issue 15)",
     "services/intake/wiring.py": "not yet moved to its room (issue 15)",
-    "services/notify/api.py": "not yet moved to its room (issue 15)",
     "services/notify/handlers.py": "not yet moved to its room (issue 15)",
-    "services/notify/models.py": "not yet moved to its room (issue 15)",
-    "services/notify/rendering.py": "not yet moved to its room (issue 15)",
-    "services/notify/wiring.py": "not yet moved to its room (issue 15)",
     "services/tracking/api.py": "not yet moved to its room (issue 15)",
     "services/tracking/cache.py": "not yet moved to its room (issue 15)",
     "services/tracking/consumer.py": "not yet moved to its room (issue 15)",

@@ -10,8 +10,8 @@ from datetime import date
 import redis.asyncio as aioredis
 
 from services.inquiry.adapters import AgencyUnavailable, IdentityAnswer, PostalAddress
-from services.inquiry.cached import CachedCivilRegistry, CachedPostalRegistry
-from services.inquiry.resilience import AnswerCache
+from services.inquiry.adapters_cache import CachedCivilRegistry, CachedPostalRegistry
+from services.inquiry.adapters_resilience import AnswerCache
 from testkit.infra import Servers
 
 

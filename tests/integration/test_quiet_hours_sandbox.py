@@ -13,9 +13,10 @@ import pytest
 from sandbox.runner import SandboxEndpoints
 from sandbox.sms_gateway import DEFAULT_API_KEY
 from services.notify.adapters import KavenegarSmsClient, SmtpEmailSender
-from services.notify.models import create_tables
-from services.notify.rendering import Renderer
-from services.notify.service import Sessions, notify_status_change, record_contact, sweep
+from services.notify.adapters_templates import Renderer
+from services.notify.service import notify_status_change, record_contact
+from services.notify.service_sweeper import sweep
+from services.notify.store import Sessions, create_tables
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from services.inquiry.adapters import AgencyUnavailable
-from services.inquiry.resilience import AgencyRateLimit, AnswerCache
+from services.inquiry.adapters_resilience import AgencyRateLimit, AnswerCache
 from shared.redis_client import make_redis
 from testkit.infra import Servers
 

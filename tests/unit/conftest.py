@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.notify.models import create_tables
-from services.notify.service import Sessions
+from services.notify.store import Sessions, create_tables
 from shared.db import make_engine, make_sessionmaker
 
 

@@ -16,16 +16,17 @@ from sqlmodel import delete, select
 
 from services.inquiry.adapters import IdentityAnswer
 from services.inquiry.handlers import Inquiry
-from services.inquiry.models import Published, SubmissionInput, Verification
-from services.inquiry.service import Agencies
+from services.inquiry.service import Agencies, verify_submission_once
 from services.inquiry.store import (
+    Published,
     PublishMarks,
     Sessions,
+    SubmissionInput,
+    Verification,
     create_tables,
     load_submission_input,
     record_verification,
     recorded_outcomes,
-    verify_submission_once,
 )
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker

@@ -29,6 +29,7 @@ from services.notify.adapters import (
     SmsSendError,
     SmtpEmailSender,
 )
+from services.notify.adapters_templates import Renderer, clip
 from services.notify.app import create_app
 from services.notify.domain import (
     IllegalTransition,
@@ -40,20 +41,18 @@ from services.notify.domain import (
     sms_parts,
 )
 from services.notify.handlers import handle_request_record, handle_status_record
-from services.notify.models import Contact, Notification, create_tables
-from services.notify.rendering import Renderer, clip
 from services.notify.service import (
     ContactNotYetKnown,
     DeliveryDeferred,
     NotificationUndeliverable,
+    Notify,
     SendPolicy,
-    Sessions,
     notify_status_change,
     record_contact,
-    sweep,
 )
+from services.notify.service_sweeper import sweep
 from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
-from services.notify.wiring import Notify
+from services.notify.store import Contact, Notification, Sessions, create_tables
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id

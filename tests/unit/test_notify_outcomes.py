@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.notify.models import Notification
-from services.notify.service import Sessions, apply_receipt, publish_outcomes
+from services.notify.service_receipts import apply_receipt, publish_outcomes
+from services.notify.store import Notification, Sessions
 from shared.events import NotificationOutcome, notification_outcome_id
 
 
@@ -29,7 +29,7 @@ async def add(sessions: Sessions, state: str, event_id: str) -> int:
         row = Notification(
             status_event_id=event_id, channel="sms", tracking_code="1" * 15, status="APPROVED", state=state
         )
-        row.outcome_due = state != "created"  # as _finish and apply_receipt set it
+        row.outcome_due = state != "created"  # as record_round and apply_receipt set it
         row.provider_message_id = "100000001"
         session.add(row)
         await session.commit()

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from services.notify.adapters_templates import Renderer
 from services.notify.domain import QuietHours, parse_quiet_hours
-from services.notify.models import Notification
-from services.notify.rendering import Renderer
-from services.notify.service import Sessions, notify_status_change, record_contact, sweep
+from services.notify.service import notify_status_change, record_contact
+from services.notify.service_sweeper import sweep
+from services.notify.store import Notification, Sessions
 from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState
 from shared.events import StatusChanged

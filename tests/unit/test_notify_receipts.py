@@ -15,9 +15,9 @@ from sqlalchemy import Update
 
 from services.notify.app import create_app
 from services.notify.domain import NotificationState, after_receipt
-from services.notify.models import Notification, create_tables
-from services.notify.service import Sessions, apply_receipt
+from services.notify.service_receipts import apply_receipt
 from services.notify.settings import NotifySettings
+from services.notify.store import Notification, Sessions, create_tables
 from shared.db import make_engine
 
 S = NotificationState
@@ -102,7 +102,8 @@ async def test_a_receipt_that_overtakes_the_send_still_leaves_the_send_recorded(
     """The gateway's webhook can land before notify records the gateway's answer: the row ends delivered, with
     when it was sent and the provider's id, and its lease given back."""
     from services.notify.domain import Channel
-    from services.notify.service import SendPolicy, record_contact, sweep
+    from services.notify.service import SendPolicy, record_contact
+    from services.notify.service_sweeper import sweep
     from tests.unit.test_notify import FakeEmail, new_code, submitted
 
     class ReceiptFirstSms:
@@ -133,7 +134,7 @@ async def test_a_receipt_that_overtakes_the_send_still_leaves_the_send_recorded(
 
 class _ReceiptMidFinish:
     """A session factory whose first UPDATE is preceded by a delivery receipt applied in its own session: the
-    receipt lands between `_finish`'s read of the row and its write, as the gateway's webhook can."""
+    receipt lands between `record_round`'s read of the row and its write, as the gateway's webhook can."""
 
     def __init__(self, sessions: Sessions, receipt: Callable[[], Awaitable[object]]) -> None:
         self.sessions, self.receipt, self.fired = sessions, receipt, False
@@ -157,7 +158,7 @@ class _ReceiptMidFinish:
 
 
 async def test_a_receipt_between_the_sends_read_and_write_is_not_overwritten(sessions: Sessions) -> None:
-    from services.notify.service import _finish
+    from services.notify.store import record_round
 
     row_id = await add_row(sessions, "created", None)
 
@@ -167,9 +168,9 @@ async def test_a_receipt_between_the_sends_read_and_write_is_not_overwritten(ses
         )
 
     interleaved = _ReceiptMidFinish(sessions, receipt)
-    state = await _finish(interleaved, row_id, budget=9, delivered=True, provider_id="100000009")  # type: ignore[arg-type]
+    end = await record_round(interleaved, row_id, budget=9, delivered=True, provider_id="100000009")  # type: ignore[arg-type]
     assert interleaved.fired
-    assert state is S.DELIVERED
+    assert end.state is S.DELIVERED
     async with sessions() as session:
         row = await session.get(Notification, row_id)
         assert row is not None

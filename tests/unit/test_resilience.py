@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.inquiry.adapters import AgencyUnavailable, IdentityAnswer
-from services.inquiry.cached import CachedCivilRegistry, with_cache
-from services.inquiry.resilience import (
+from services.inquiry.adapters_cache import CachedCivilRegistry, with_cache
+from services.inquiry.adapters_resilience import (
     DEFAULT_CACHE_TTL_S,
     AgencyRateLimit,
     AnswerCache,

@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
 
-from shared.domain.digits import to_persian_digits
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import FieldProblem, ProblemError, problem_responses
 
-from .adapters import SendError
-from .models import Contact, Notification
-from .service import apply_receipt, list_notifications
-from .wiring import Notify
-
-
-class NotificationOut(BaseModel):
-    """One notification of a request: which channel, for which status, and whether it went out."""
-
-    channel: str
-    status: str
-    state: str
-    attempts: int
-    created_at: datetime
-    sent_at: datetime | None
-
-
-class NotificationsOut(BaseModel):
-    """Every notification of one request, oldest first."""
-
-    tracking_code: str
-    tracking_code_display: str
-    notifications: list[NotificationOut]
+from .schemas import NotificationOut, NotificationsOut, OneTimeCodeIn, OneTimeCodeOut, ReceiptIn
+from .service import Notification, Notify, OneTimeCodeNotSent, list_notifications, text_one_time_code
+from .service_receipts import apply_receipt
 
 
 def get_notify(request: Request) -> Notify:
@@ -124,19 +101,6 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
     )
 
 
-class OneTimeCodeIn(BaseModel):
-    """tracking asks for `code` to be texted to the mobile on record of the request `tracking_code`."""
-
-    tracking_code: str = Field(pattern=r"^[0-9]{15}$")
-    code: str = Field(pattern=r"^[0-9]{6}$")
-
-
-class OneTimeCodeOut(BaseModel):
-    """Where the code went, masked (the citizen is told which of their numbers to look at)."""
-
-    mobile_hint: str
-
-
 @internal_router.post(
     "/one-time-codes",
     status_code=202,
@@ -146,22 +110,11 @@ class OneTimeCodeOut(BaseModel):
 )
 async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeCodeOut:
     """Text a one-time code to a request's applicant (tracking's history login); the code is never logged."""
-    async with notify.sessions() as session:
-        contact = await session.get(Contact, body.tracking_code)
-    if contact is None:
-        raise ProblemError(
-            status=404,
-            slug="unknown-contact",
-            title_en="No contact is known for this request",
-            title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
-        )
-    message = (
-        f"میز خدمت: کد یکبارمصرف شما {to_persian_digits(body.code)} است. آن را به کسی ندهید.\n"
-        f"Khedmat one-time code: {body.code}. Do not share it."
-    )
     try:
-        await notify.sms.send(receptor=contact.mobile, message=message, local_id=str(uuid.uuid4()))
-    except SendError as error:
+        mobile = await text_one_time_code(
+            sessions=notify.sessions, sms=notify.sms, tracking_code=body.tracking_code, code=body.code
+        )
+    except OneTimeCodeNotSent as error:
         raise ProblemError(
             status=503,
             slug="sms-unavailable",
@@ -169,18 +122,17 @@ async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeC
             title_fa="ارسال پیامک در این لحظه ممکن نشد",
             headers={"Retry-After": "30"},
         ) from error
-    return OneTimeCodeOut(mobile_hint=mask_mobile(contact.mobile))
+    if mobile is None:
+        raise ProblemError(
+            status=404,
+            slug="unknown-contact",
+            title_en="No contact is known for this request",
+            title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
+        )
+    return OneTimeCodeOut(mobile_hint=mask_mobile(mobile))
 
 
 # --- delivery receipts from the SMS gateways ------------------------------------------------------
-
-
-class ReceiptIn(BaseModel):
-    """A gateway's delivery report for one message (Kavenegar-style fields)."""
-
-    messageid: str | int
-    localid: str | int | None = None
-    status: str = Field(min_length=1, max_length=40)
 
 
 @internal_router.post(

@@ -1,6 +1,6 @@
 """Agency adapters that answer from the shared cache when the agency allows it (decorators, same protocols).
 
-Only the checks `resilience.DEFAULT_CACHE_TTL_S` lists are wrapped; tax clearance, criminal record and
+Only the checks `adapters_resilience.DEFAULT_CACHE_TTL_S` lists are wrapped; tax clearance, criminal record and
 property ownership always ask the agency, because they must be current at decision time. Only a usable
 answer is stored: an unavailable or refused agency raises before anything reaches the cache.
 """
@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any, TypeGuard
 
 from .adapters import CivilRegistry, IdentityAnswer, MobileRegistry, PostalAddress, PostalRegistry
-from .resilience import AnswerCache
+from .adapters_resilience import AnswerCache
 from .service import Agencies
 
 _POSTAL_FIELDS: dict[str, type] = typing.get_type_hints(PostalAddress)
