@@ -13,7 +13,7 @@ import httpx
 
 from shared.domain.state_machine import Flags, RequestState
 
-from .domain import RequestFacts
+from .domain_commands import RequestFacts
 
 LOOKUP_PATH = "/api/v1/tracking/lookup"
 FACTS_PATH = "/internal/v1/requests/"

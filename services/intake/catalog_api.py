@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from shared.catalog import Agency, Catalog, ServiceDefinition
 from shared.domain.digits import to_persian_digits
 from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.service_kit import state_dependency
 
-from .models import ServiceSummary, summarise
+from .domain import UnknownService
+from .schemas import ServiceSummary, summarise
+from .service import Intake
 
 catalog_router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -19,34 +22,13 @@ catalog_router = APIRouter(prefix="/api/v1", tags=["catalog"])
 NOT_FOUND_RESPONSES = problem_responses(404)
 
 
-def get_catalog(request: Request) -> Catalog:
+def get_catalog(intake: Annotated[Intake, Depends(state_dependency("intake", Intake))]) -> Catalog:
     """The catalog intake was started with."""
-    catalog: Catalog = request.app.state.intake.catalog
-    return catalog
+    return intake.catalog
 
 
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ServiceId = Annotated[str, Path(max_length=100, examples=["birth-certificate-duplicate"])]
-
-
-def unknown_service(service_id: str) -> ProblemError:
-    """The 404 problem for a service id the catalog does not hold."""
-    return ProblemError(
-        status=404,
-        slug="unknown-service",
-        title_en="No such service",
-        title_fa="چنین خدمتی وجود ندارد",
-        detail_en=f"The catalog has no service '{service_id}'.",
-        detail_fa=f"فهرست خدمات، خدمتی با شناسهٔ «{service_id}» ندارد.",
-        errors=[
-            FieldProblem(
-                field="service_id",
-                code="unknown_service",
-                message_en="Choose a service from the catalog.",
-                message_fa="خدمتی از فهرست خدمات انتخاب کنید.",
-            )
-        ],
-    )
 
 
 def _unknown_version(service_id: str, version: int, versions: list[int]) -> ProblemError:
@@ -100,7 +82,7 @@ async def list_services(
 async def get_service(service_id: ServiceId, catalog: CatalogDep) -> ServiceDefinition:
     service = catalog.get(service_id)
     if service is None:
-        raise unknown_service(service_id)
+        raise UnknownService(service_id)
     return service
 
 
@@ -113,7 +95,7 @@ async def get_service(service_id: ServiceId, catalog: CatalogDep) -> ServiceDefi
 async def list_service_versions(service_id: ServiceId, catalog: CatalogDep) -> list[int]:
     versions = catalog.versions(service_id)
     if not versions:
-        raise unknown_service(service_id)
+        raise UnknownService(service_id)
     return versions
 
 
@@ -128,7 +110,7 @@ async def get_service_version(
 ) -> ServiceDefinition:
     versions = catalog.versions(service_id)
     if not versions:
-        raise unknown_service(service_id)
+        raise UnknownService(service_id)
     service = catalog.get_version(service_id, version)
     if service is None:
         raise _unknown_version(service_id, version, versions)

@@ -1,28 +1,92 @@
-"""intake's use cases: plain async functions, no FastAPI or faststream imports."""
+"""intake's submission use case and the dependencies every intake use case shares (no FastAPI or Kafka types).
+
+A submission is accepted only once Kafka acknowledged it (acks=all) by its `accept_by`; with an
+Idempotency-Key, a retry of the same body gets the same tracking code and another body is refused.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TypeVar
-
-from aiokafka.structs import RecordMetadata
+from typing import Protocol, TypeVar
 
 from shared.catalog import Catalog, ServiceDefinition
 from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.events import AcceptedEvent, RequestSubmitted, utcnow
+from shared.events import AcceptedEvent, AgencyCommand, CitizenCommand, RequestSubmitted, utcnow
 
-from .documents import BlobStore, BlobStoreUnavailable, are_document_errors, validate_document_refs
-from .domain import FieldError, validate_submission
-from .models import SubmissionIn
+from .adapters import RequestView
+from .adapters_agency_keys import AgencyKeys
+from .adapters_blobs import BlobStore, BlobStoreUnavailable
+from .adapters_guards import (
+    IdempotencyStore,
+    IdempotencyUnavailable,
+    InFlight,
+    Mismatch,
+    RateLimits,
+    Replay,
+    fingerprint,
+)
+from .domain import FieldError, UnknownService, validate_submission
+from .domain_commands import RequestFacts
+from .schemas import SubmissionIn
+from .service_documents import are_document_errors, validate_document_refs
 
-Publish = Callable[[RequestSubmitted], Awaitable[RecordMetadata]]
+log = logging.getLogger(__name__)
+
+Command = CitizenCommand | AgencyCommand
 E = TypeVar("E", bound=AcceptedEvent)
 
 
-class UnknownService(LookupError):
-    """No service in the catalog has this id."""
+class Appended(Protocol):
+    """What the bus's acknowledgement says of an appended event (aiokafka's RecordMetadata has these)."""
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def timestamp_type(self) -> int: ...
+
+
+Publish = Callable[[RequestSubmitted], Awaitable[Appended]]
+PublishCommand = Callable[[Command], Awaitable[Appended]]
+
+
+class TrackingLookup(Protocol):
+    """tracking's lookup (adapters.TrackingClient); raises adapters.TrackingUnavailable when it cannot answer."""
+
+    async def lookup(self, *, tracking_code: str, national_id: str) -> RequestView | None: ...
+
+    async def request_facts(self, tracking_code: str) -> RequestFacts | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Intake:
+    """What intake's use cases depend on: built once by the composition root (app.py), kept on `app.state.intake`."""
+
+    catalog: Catalog
+    generator: TrackingCodeGenerator
+    publish_submission: Publish
+    publish_command: PublishCommand
+    is_connected: Callable[[], bool]
+    accept_window_s: float
+    grace_s: float
+    idempotency: IdempotencyStore
+    rate_limits: RateLimits
+    blob_store: BlobStore
+    tracking: TrackingLookup
+    agency_keys: AgencyKeys
+    # How long an agency refusal that tracking's projection may yet catch up with is read again, and how often.
+    settle_s: float = 1.5
+    settle_poll_s: float = 0.25
+
+    async def aclose(self) -> None:
+        """Release outbound connections."""
+        await self.tracking.aclose()
 
 
 class DocumentStoreUnavailable(RuntimeError):
@@ -31,6 +95,110 @@ class DocumentStoreUnavailable(RuntimeError):
 
 class BusUnavailable(RuntimeError):
     """Kafka did not acknowledge the event in time: nothing was accepted, the citizen may retry."""
+
+
+class RateLimited(Exception):
+    """Too many requests from this client or for this national ID; retry after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class InvalidSubmission(ValueError):
+    """The submission's fields or documents do not fit its service."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(", ".join(error.field for error in errors))
+        self.errors = errors
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used with another request body."""
+
+
+class IdempotencyKeyInFlight(Exception):
+    """The first attempt with this Idempotency-Key and body is still being recorded."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A recorded submission, or the replay of one: what the citizen follows it with."""
+
+    tracking_code: str
+    service_id: str
+    catalog_version: int
+
+
+async def submit_once(
+    *, intake: Intake, submission: SubmissionIn, client: str, idempotency_key: str | None, today: date
+) -> Accepted:
+    """Submit within the rate limits, once per Idempotency-Key: a retry of the same body replays its code.
+
+    Raises RateLimited, BusUnavailable, InvalidIdempotencyKey, IdempotencyUnavailable, IdempotencyKeyReused,
+    IdempotencyKeyInFlight, and whatever `submit_request` raises (InvalidSubmission for the fields at fault).
+    """
+    decision = await intake.rate_limits.hit(client=client, national_id=submission.applicant.national_id)
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_s)
+    if not intake.is_connected():
+        raise BusUnavailable("not connected")
+    if idempotency_key is None:
+        return await _submit(intake=intake, submission=submission, today=today)
+    claim = fingerprint_of(submission)
+    began = await intake.idempotency.begin(idempotency_key, claim)
+    if isinstance(began, Replay):
+        service = intake.catalog.get(submission.service_id)
+        version = began.catalog_version or (service.version if service else 1)
+        return Accepted(tracking_code=began.tracking_code, service_id=submission.service_id, catalog_version=version)
+    if isinstance(began, Mismatch):
+        raise IdempotencyKeyReused(idempotency_key)
+    if isinstance(began, InFlight):
+        raise IdempotencyKeyInFlight(idempotency_key)
+    try:
+        accepted = await _submit(intake=intake, submission=submission, today=today)
+    except Exception:
+        await _release(intake=intake, key=idempotency_key, claim=claim)
+        raise
+    try:
+        await intake.idempotency.complete(
+            idempotency_key, claim, accepted.tracking_code, catalog_version=accepted.catalog_version
+        )
+    except IdempotencyUnavailable:
+        # The request was accepted all the same; its pending claim expires and a retry is refused meanwhile.
+        log.warning("could not complete idempotency key for %s", accepted.tracking_code)
+    return accepted
+
+
+def fingerprint_of(submission: SubmissionIn) -> str:
+    """The claim an Idempotency-Key holds: the fingerprint of the submission's body."""
+    return fingerprint(submission.model_dump(mode="json"))
+
+
+async def _submit(*, intake: Intake, submission: SubmissionIn, today: date) -> Accepted:
+    outcome = await submit_request(
+        catalog=intake.catalog,
+        generator=intake.generator,
+        publish=intake.publish_submission,
+        submission=submission,
+        store=intake.blob_store,
+        today=today,
+        accept_window_s=intake.accept_window_s,
+        grace_s=intake.grace_s,
+    )
+    if isinstance(outcome, list):
+        raise InvalidSubmission(outcome)
+    return Accepted(
+        tracking_code=outcome.tracking_code, service_id=outcome.service_id, catalog_version=outcome.catalog_version
+    )
+
+
+async def _release(*, intake: Intake, key: str, claim: str) -> None:
+    """Free a failed attempt's claim so the citizen can retry with the same key (it also expires by itself)."""
+    try:
+        await intake.idempotency.abandon(key, claim)
+    except IdempotencyUnavailable:
+        log.warning("could not release an idempotency key; it expires by itself")
 
 
 async def submit_request(
@@ -86,12 +254,12 @@ async def submit_request(
         documents=documents,
         accept_by=utcnow() + timedelta(seconds=accept_window_s),
     )
-    await record_in_time(publish, event, accept_window_s=accept_window_s, grace_s=grace_s)
+    await record_in_time(publish=publish, event=event, accept_window_s=accept_window_s, grace_s=grace_s)
     return event
 
 
 async def record_in_time(
-    publish: Callable[[E], Awaitable[RecordMetadata]], event: E, *, accept_window_s: float, grace_s: float
+    *, publish: Callable[[E], Awaitable[Appended]], event: E, accept_window_s: float, grace_s: float
 ) -> None:
     """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
     try:

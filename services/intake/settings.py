@@ -67,7 +67,7 @@ class IntakeSettings(BaseSettings):
     # it is answered 404 or 409 (0: answer on the first reading).
     command_settle_s: float = Field(default=1.5, ge=0, le=10)
     command_settle_poll_s: float = Field(default=0.25, gt=0)
-    # sha256 of each agency's API key → the agency and the services it may act on (see agency_keys.py).
+    # sha256 of each agency's API key → the agency and the services it may act on (see adapters_agency_keys.py).
     agency_keys_file: Path = DEV_AGENCY_KEYS_FILE
     # Where uploaded documents are kept, content-addressed: files under blob_dir, or an S3-compatible bucket.
     blob_store: Literal["local", "s3"] = "local"

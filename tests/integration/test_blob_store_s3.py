@@ -10,13 +10,8 @@ import pytest
 from aiobotocore.session import get_session
 from moto.server import ThreadedMotoServer
 
-from services.intake.documents import (
-    BlobInfo,
-    BlobStoreUnavailable,
-    S3BlobStore,
-    are_document_errors,
-    validate_document_refs,
-)
+from services.intake.adapters_blobs import BlobInfo, BlobStoreUnavailable, S3BlobStore
+from services.intake.service_documents import are_document_errors, validate_document_refs
 from shared.catalog import DocumentFormat, RequiredDocument, Text, load_catalog
 
 pytestmark = [pytest.mark.timeout(60)]

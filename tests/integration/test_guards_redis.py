@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from services.intake.guards import (
+from services.intake.adapters_guards import (
     Began,
     IdempotencyStore,
     IdempotencyUnavailable,
@@ -230,11 +230,11 @@ async def test_a_dead_redis_lets_submissions_through_and_counts_it(
 ) -> None:
     limits = RateLimits(dead_redis, per_client="1/minute", per_national_id="1/hour", national_id_key=b"k")
     before = fail_open_count()
-    with caplog.at_level(logging.WARNING, logger="services.intake.guards"):
+    with caplog.at_level(logging.WARNING, logger="services.intake.adapters_guards"):
         decisions = [await limits.hit(client="10.0.0.9", national_id=NATIONAL_ID) for _ in range(3)]
     assert all(d.allowed and d.degraded for d in decisions)
     assert fail_open_count() == before + 3
-    warnings = [r.getMessage() for r in caplog.records if r.name == "services.intake.guards"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "services.intake.adapters_guards"]
     assert len(warnings) == 3
     assert all("ConnectionError" in message and NATIONAL_ID not in message for message in warnings)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.intake.guards import (
+from services.intake.adapters_guards import (
     Began,
     IdempotencyUnavailable,
     InFlight,

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.intake.adapters import TrackingClient
-from services.intake.agency_keys import AgencyKeys, hash_key
+from services.intake.adapters_agency_keys import AgencyKeys, hash_key
 from services.intake.app import create_app
-from services.intake.commands import Commands
+from services.intake.service import Intake
 from services.intake.settings import DEV_AGENCY_KEYS_FILE, DEV_TRACKING_KEY, IntakeSettings
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
@@ -184,9 +184,9 @@ def build_app(tracking: FakeTracking, publish: FakePublish, *, connected: bool =
     app = create_app(IntakeSettings(**settings), tracer_provider=TracerProvider())
     if connected:
         app.state.bus.connected.set()
-    commands: Commands = app.state.commands
-    commands.publish = publish
-    commands.tracking = TrackingClient(
+    intake: Intake = app.state.intake
+    intake.publish_command = publish
+    intake.tracking = TrackingClient(
         TRACKING_URL,
         timeout_s=settings.get("tracking_timeout_s", 2.0),
         internal_key=DEV_TRACKING_KEY,
@@ -882,7 +882,7 @@ async def test_tracking_unable_to_answer_an_agency_command_is_a_503_and_publishe
     tracking.malformed = failure == "malformed"
     app = build_app(tracking, publish)
     if failure == "wrong-key":
-        app.state.commands.tracking.internal_key = "not-trackings-key"
+        app.state.intake.tracking.internal_key = "not-trackings-key"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
         response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
     problem = assert_problem(response, 503, slug="tracking-unavailable")
@@ -946,9 +946,9 @@ def test_keys_file_from_settings_is_used(tmp_path: Path, tracking: FakeTracking,
     keys_file = tmp_path / "keys.yaml"
     keys_file.write_text(yaml.safe_dump({hash_key("s3cret-token"): {"agency": "tax", "services": ["tax-x"]}}))
     app = build_app(tracking, publish, agency_keys_file=keys_file)
-    grant = app.state.commands.agency_keys.authenticate("s3cret-token")
+    grant = app.state.intake.agency_keys.authenticate("s3cret-token")
     assert grant is not None and (grant.agency, grant.services) == ("tax", frozenset({"tax-x"}))
-    assert app.state.commands.agency_keys.authenticate(AGENCY_KEY) is None
+    assert app.state.intake.agency_keys.authenticate(AGENCY_KEY) is None
 
 
 def test_keys_file_with_a_malformed_hash_fails_the_start(tmp_path: Path) -> None:

@@ -16,20 +16,22 @@ import pytest
 from fastapi import FastAPI, UploadFile
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.intake.app import create_app
-from services.intake.documents import (
+from services.intake.adapters_blobs import (
     BlobInfo,
     BlobStoreUnavailable,
-    DocumentErrorCode,
     LocalBlobStore,
-    are_document_errors,
     blob_store_from_settings,
-    check_upload,
     sniff,
-    validate_document_refs,
 )
+from services.intake.app import create_app
 from services.intake.documents_api import MULTIPART_OVERHEAD_BYTES, _read_at_most
 from services.intake.domain import FieldError
+from services.intake.service_documents import (
+    DocumentErrorCode,
+    are_document_errors,
+    check_upload,
+    validate_document_refs,
+)
 from services.intake.settings import IntakeSettings
 from shared.catalog import Catalog, DocumentFormat, RequiredDocument, ServiceDefinition, Text, load_catalog
 from shared.events import DocumentRef
@@ -371,7 +373,7 @@ async def test_a_long_unknown_kind_is_not_echoed_whole(service: ServiceDefinitio
 def app(service: ServiceDefinition, store: LocalBlobStore) -> FastAPI:
     app = create_app(IntakeSettings(), tracer_provider=TracerProvider())
     app.state.intake.catalog = Catalog([service])
-    app.state.blob_store = store
+    app.state.intake.blob_store = store
     return app
 
 
@@ -506,7 +508,7 @@ async def test_store_failure_is_503_and_nothing_is_claimed(app: FastAPI, client:
         async def put(self, data: bytes) -> str:
             raise BlobStoreUnavailable("disk gone")
 
-    app.state.blob_store = BrokenStore(Path("/nonexistent"))
+    app.state.intake.blob_store = BrokenStore(Path("/nonexistent"))
     response = await upload(client, tiny_pdf())
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from redis.asyncio.retry import Retry
 
-from services.intake.guards import (
+from services.intake.adapters_guards import (
     IdempotencyStore,
     InvalidIdempotencyKey,
     RateLimits,

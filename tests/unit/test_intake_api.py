@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.intake.app import create_app
+from services.intake.service import Intake
 from services.intake.settings import IntakeSettings
-from services.intake.wiring import Intake
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
@@ -79,8 +79,8 @@ def build_app(**settings: Any) -> FastAPI:
 def wire(app: FastAPI, publish: FakePublish, *, connected: bool = True) -> None:
     intake: Intake = app.state.intake
     if connected:
-        intake.bus.connected.set()
-    intake.publish_submission = publish  # type: ignore[method-assign]
+        app.state.bus.connected.set()
+    intake.publish_submission = publish
     intake.rate_limits = AllowAll()  # type: ignore[assignment]
     intake.idempotency = MemoryIdempotency()  # type: ignore[assignment]
 
@@ -396,8 +396,8 @@ async def test_the_same_idempotency_key_with_another_body_is_refused(client: htt
 
 async def test_a_retry_while_the_first_attempt_is_in_flight_gets_409(app: FastAPI, client: httpx.AsyncClient) -> None:
     submission = body()
-    from services.intake.guards import fingerprint
-    from services.intake.models import SubmissionIn
+    from services.intake.adapters_guards import fingerprint
+    from services.intake.schemas import SubmissionIn
 
     claim = fingerprint(SubmissionIn.model_validate(submission).model_dump(mode="json"))
     await app.state.intake.idempotency.begin("k-3", claim)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from services.intake.documents import check_upload
 from services.intake.domain import validate_submission
+from services.intake.service_documents import check_upload
 from services.tracking.domain import Names, check_authority, describe
 from services.tracking.folding import catalog_terms
 from shared.catalog import load_catalog

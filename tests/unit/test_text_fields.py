@@ -12,8 +12,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.intake.app import create_app
-from services.intake.commands_api import ComplaintIn, DecisionIn
-from services.intake.models import SubmissionIn
+from services.intake.schemas import ComplaintIn, DecisionIn, SubmissionIn
 from services.intake.settings import IntakeSettings
 from shared.domain.identity import make_valid_national_id
 from shared.domain.text import BIDI_CONTROL, CONTROL_CHARACTER, refused_character

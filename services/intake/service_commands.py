@@ -1,8 +1,8 @@
 """The citizen's and the agency's commands on a request: checked here, recorded as events on `desk.requests`.
 
-Plain async functions, no FastAPI: the routes are in `commands_api.py`. A command is accepted only once Kafka
-acknowledged its event (acks=all) by the event's `accept_by`, exactly like a submission; a command refused
-here publishes nothing.
+Plain async functions with keyword-only arguments, no FastAPI: the routes are in `commands_api.py`. A command
+is accepted only once Kafka acknowledged its event (acks=all) by the event's `accept_by`, exactly like a
+submission; a command refused here publishes nothing.
 
 Every command is checked against tracking's projection before it is published, and the caller is told the
 truth at once:
@@ -31,18 +31,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
-
-from aiokafka.structs import RecordMetadata
 
 from shared.catalog import Catalog
 from shared.domain.state_machine import Refused, Trigger, apply
 from shared.events import (
-    AgencyCommand,
-    CitizenCommand,
     ComplaintFiled,
     ComplaintResolved,
     CorrectionSubmitted,
@@ -55,34 +48,16 @@ from shared.events import (
 )
 
 from .adapters import RequestView
-from .agency_keys import AgencyGrant, AgencyKeys
-from .domain import (
-    AgencyRefusal,
-    FieldError,
-    RequestFacts,
-    check_agency_command,
-    explain_refusal,
-)
-from .service import record_in_time
-
-Command = CitizenCommand | AgencyCommand
+from .adapters_agency_keys import AgencyGrant
+from .domain import FieldError
+from .domain_commands import AgencyRefusal, RequestFacts, check_agency_command, explain_refusal
+from .service import Command, Intake, record_in_time
 
 DECISION_TRIGGERS = {
     Decision.APPROVE: Trigger.DECIDE_APPROVE,
     Decision.REJECT: Trigger.DECIDE_REJECT,
     Decision.NEEDS_CORRECTION: Trigger.DECIDE_NEEDS_CORRECTION,
 }
-PublishCommand = Callable[[Command], Awaitable[RecordMetadata]]
-
-
-class TrackingLookup(Protocol):
-    """tracking's lookup (adapters.TrackingClient); raises adapters.TrackingUnavailable when it cannot answer."""
-
-    async def lookup(self, *, tracking_code: str, national_id: str) -> RequestView | None: ...
-
-    async def request_facts(self, tracking_code: str) -> RequestFacts | None: ...
-
-    async def aclose(self) -> None: ...
 
 
 class RequestNotFound(LookupError):
@@ -119,32 +94,12 @@ class AgencyCommandRefused(Exception):
         self.refusal = refusal
 
 
-@dataclass
-class Commands:
-    """What the commands depend on; built once by the composition root, kept on `app.state.commands`."""
-
-    tracking: TrackingLookup
-    agency_keys: AgencyKeys
-    catalog: Catalog
-    publish: PublishCommand
-    is_connected: Callable[[], bool]
-    accept_window_s: float
-    grace_s: float
-    # How long an agency refusal that tracking's projection may yet catch up with is read again, and how often.
-    settle_s: float = 1.5
-    settle_poll_s: float = 0.25
-
-    async def aclose(self) -> None:
-        """Release outbound connections."""
-        await self.tracking.aclose()
-
-
 # --- shared steps ---------------------------------------------------------------------------------
 
 
-async def _owned_request(commands: Commands, *, tracking_code: str, national_id: str, trigger: Trigger) -> RequestView:
+async def _owned_request(*, intake: Intake, tracking_code: str, national_id: str, trigger: Trigger) -> RequestView:
     """The citizen's request, when the national ID is its applicant's and the state allows `trigger`."""
-    view = await commands.tracking.lookup(tracking_code=tracking_code, national_id=national_id)
+    view = await intake.tracking.lookup(tracking_code=tracking_code, national_id=national_id)
     if view is None:
         raise RequestNotFound(tracking_code)
     outcome = apply(view.status, trigger, view.flags)
@@ -154,20 +109,22 @@ async def _owned_request(commands: Commands, *, tracking_code: str, national_id:
     return view
 
 
-async def _record(commands: Commands, event: Command) -> None:
+async def _record(*, intake: Intake, event: Command) -> None:
     """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
-    await record_in_time(commands.publish, event, accept_window_s=commands.accept_window_s, grace_s=commands.grace_s)
+    await record_in_time(
+        publish=intake.publish_command, event=event, accept_window_s=intake.accept_window_s, grace_s=intake.grace_s
+    )
 
 
-def _accept_by(commands: Commands) -> timedelta:
-    return timedelta(seconds=commands.accept_window_s)
+def _accept_by(intake: Intake) -> timedelta:
+    return timedelta(seconds=intake.accept_window_s)
 
 
 def _is_persian(text: str) -> bool:
     return any("\u0600" <= char <= "\u06ff" for char in text)
 
 
-def check_corrected_fields(catalog: Catalog, view: RequestView, fields: dict[str, str]) -> dict[str, str]:
+def check_corrected_fields(*, catalog: Catalog, view: RequestView, fields: dict[str, str]) -> dict[str, str]:
     """The corrected values, trimmed, when each names a field of the form the request was submitted on and fits it."""
     service = catalog.get_version(view.service_id, view.catalog_version) or catalog.get(view.service_id)
     known = {form_field.name: form_field for form_field in service.fields} if service is not None else {}
@@ -208,8 +165,8 @@ def check_corrected_fields(catalog: Catalog, view: RequestView, fields: dict[str
 
 
 async def submit_correction(
-    commands: Commands,
     *,
+    intake: Intake,
     tracking_code: str,
     national_id: str,
     fields: dict[str, str],
@@ -218,61 +175,63 @@ async def submit_correction(
 ) -> CorrectionSubmitted:
     """Record the citizen's correction of a request that waits for one."""
     view = await _owned_request(
-        commands, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.SUBMIT_CORRECTION
+        intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.SUBMIT_CORRECTION
     )
     event = CorrectionSubmitted(
         tracking_code=tracking_code,
-        fields=check_corrected_fields(commands.catalog, view, fields),
+        fields=check_corrected_fields(catalog=intake.catalog, view=view, fields=fields),
         documents=documents,
         note=(note.strip() or None) if note else None,
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event
 
 
 async def cancel_request(
-    commands: Commands, *, tracking_code: str, national_id: str, reason: str | None
+    *, intake: Intake, tracking_code: str, national_id: str, reason: str | None
 ) -> RequestCancelled:
     """Record the citizen's cancellation of a request not yet decided."""
-    await _owned_request(commands, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.CANCEL)
+    await _owned_request(intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.CANCEL)
     given = reason.strip() if reason else ""
     event = RequestCancelled(
         tracking_code=tracking_code,
         # The citizen's own words go in the field of the script they were written in; nothing is translated.
         reason_fa=given if given and _is_persian(given) else None,
         reason_en=given if given and not _is_persian(given) else None,
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event
 
 
-async def file_complaint(commands: Commands, *, tracking_code: str, national_id: str, text: str) -> ComplaintFiled:
+async def file_complaint(*, intake: Intake, tracking_code: str, national_id: str, text: str) -> ComplaintFiled:
     """Record the citizen's complaint about a decided request, or one past its deadline."""
-    await _owned_request(commands, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.FILE_COMPLAINT)
+    await _owned_request(
+        intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.FILE_COMPLAINT
+    )
     event = ComplaintFiled(
         tracking_code=tracking_code,
         complaint_id=str(uuid.uuid4()),
         text=text.strip(),
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event
 
 
 # --- the agency's commands ------------------------------------------------------------------------
 
 
-def check_scope(grant: AgencyGrant, service_id: str) -> None:
+def check_scope(*, grant: AgencyGrant, service_id: str) -> None:
     """OutOfScope unless the key may act on this service."""
     if service_id not in grant.services:
         raise OutOfScope(service_id)
 
 
 async def _agency_request(
-    commands: Commands,
     *,
+    intake: Intake,
     grant: AgencyGrant,
     tracking_code: str,
     service_id: str,
@@ -283,10 +242,10 @@ async def _agency_request(
 
     A refusal tracking's projection may yet catch up with is read again, boundedly (see the module docstring).
     """
-    check_scope(grant, service_id)
-    deadline = time.monotonic() + commands.settle_s
+    check_scope(grant=grant, service_id=service_id)
+    deadline = time.monotonic() + intake.settle_s
     while True:
-        facts = await commands.tracking.request_facts(tracking_code)
+        facts = await intake.tracking.request_facts(tracking_code)
         refusal = check_agency_command(
             facts,
             agency=grant.agency,
@@ -301,12 +260,12 @@ async def _agency_request(
         remaining = deadline - time.monotonic()
         if not refusal.may_be_behind or remaining <= 0:
             raise AgencyCommandRefused(refusal)
-        await asyncio.sleep(min(commands.settle_poll_s, remaining))
+        await asyncio.sleep(min(intake.settle_poll_s, remaining))
 
 
 async def decide(
-    commands: Commands,
     *,
+    intake: Intake,
     grant: AgencyGrant,
     tracking_code: str,
     service_id: str,
@@ -317,7 +276,11 @@ async def decide(
 ) -> RequestDecided:
     """Record an agency's decision on a request it reviews."""
     await _agency_request(
-        commands, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=DECISION_TRIGGERS[decision]
+        intake=intake,
+        grant=grant,
+        tracking_code=tracking_code,
+        service_id=service_id,
+        trigger=DECISION_TRIGGERS[decision],
     )
     event = RequestDecided(
         tracking_code=tracking_code,
@@ -327,15 +290,15 @@ async def decide(
         reason_fa=reason_fa,
         reason_en=reason_en,
         legal_basis=legal_basis,
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event
 
 
 async def deliver_result(
-    commands: Commands,
     *,
+    intake: Intake,
     grant: AgencyGrant,
     tracking_code: str,
     service_id: str,
@@ -346,7 +309,7 @@ async def deliver_result(
 ) -> ResultDelivered:
     """Record that an agency delivered the result of an approved request."""
     await _agency_request(
-        commands, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=Trigger.DELIVER_RESULT
+        intake=intake, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=Trigger.DELIVER_RESULT
     )
     event = ResultDelivered(
         tracking_code=tracking_code,
@@ -356,15 +319,15 @@ async def deliver_result(
         result_url=url,
         summary_fa=summary_fa,
         summary_en=summary_en,
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event
 
 
 async def resolve_complaint(
-    commands: Commands,
     *,
+    intake: Intake,
     grant: AgencyGrant,
     tracking_code: str,
     service_id: str,
@@ -374,7 +337,7 @@ async def resolve_complaint(
 ) -> ComplaintResolved:
     """Record an agency's answer to the open complaint about one of its requests."""
     await _agency_request(
-        commands,
+        intake=intake,
         grant=grant,
         tracking_code=tracking_code,
         service_id=service_id,
@@ -388,7 +351,7 @@ async def resolve_complaint(
         complaint_id=complaint_id,
         resolution_fa=resolution_fa,
         resolution_en=resolution_en,
-        accept_by=utcnow() + _accept_by(commands),
+        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(commands, event)
+    await _record(intake=intake, event=event)
     return event

@@ -1,4 +1,4 @@
-"""Citizens' documents: content-addressed blob stores, format sniffing and the checks on uploads and references."""
+"""Where citizens' documents are kept: content-addressed blob stores (a local folder or S3) and format sniffing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -18,13 +17,9 @@ import filetype
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
-from typing_extensions import TypeIs
 
-from shared.catalog import DocumentFormat, RequiredDocument, ServiceDefinition
-from shared.domain.digits import to_persian_digits
-from shared.events import DocumentRef
+from shared.catalog import DocumentFormat
 
-from .domain import FieldError
 from .settings import IntakeSettings
 
 SHA256_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
@@ -35,19 +30,7 @@ MEDIA_TYPES: Final[dict[DocumentFormat, str]] = {
     DocumentFormat.JPEG: "image/jpeg",
     DocumentFormat.PNG: "image/png",
 }
-_FORMATS_BY_MEDIA_TYPE: Final = {media_type: fmt for fmt, media_type in MEDIA_TYPES.items()}
-
-
-class DocumentErrorCode(StrEnum):
-    """Why an upload or a submission's document reference was refused (FieldError.code)."""
-
-    EMPTY = "document_empty"
-    TOO_LARGE = "document_too_large"
-    FORMAT = "document_format"
-    MISSING = "document_missing"
-    UNKNOWN_KIND = "unknown_document_kind"
-    ID_FORMAT = "document_id_format"
-    NOT_FOUND = "document_not_found"
+FORMATS_BY_MEDIA_TYPE: Final = {media_type: fmt for fmt, media_type in MEDIA_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -97,7 +80,7 @@ def sniff(data: bytes) -> DocumentFormat | None:
     kind = filetype.guess(data) if data else None
     if kind is None:
         return None
-    return _FORMATS_BY_MEDIA_TYPE.get(str(kind.mime))
+    return FORMATS_BY_MEDIA_TYPE.get(str(kind.mime))
 
 
 def media_type_of(data: bytes) -> str:
@@ -325,137 +308,3 @@ def blob_store_from_settings(settings: IntakeSettings) -> BlobStore:
             prefix=settings.s3_prefix,
         )
     return LocalBlobStore(settings.blob_dir)
-
-
-# --- checks -------------------------------------------------------------------------------------------
-
-
-# How Persian writes the format names (a Persian text carries no Latin letters).
-_FORMAT_FA: dict[str, str] = {"pdf": "پی‌دی‌اف", "jpeg": "جی‌پگ", "png": "پی‌ان‌جی"}
-
-
-def _formats_text(formats: list[DocumentFormat]) -> tuple[str, str]:
-    names = [fmt.value.upper() for fmt in formats]
-    names_fa = [_FORMAT_FA.get(fmt.value, fmt.value) for fmt in formats]
-    if len(names) == 1:
-        return names[0], names_fa[0]
-    return ", ".join(names[:-1]) + " or " + names[-1], "، ".join(names_fa[:-1]) + " یا " + names_fa[-1]
-
-
-def _format_error(field: str, requirement: RequiredDocument) -> FieldError:
-    formats_en, formats_fa = _formats_text(requirement.formats)
-    return FieldError(
-        field,
-        DocumentErrorCode.FORMAT,
-        f"'{requirement.title.en}' must be a {formats_en} file; the file's content is checked, not its name.",
-        f"«{requirement.title.fa}» باید فایل {formats_fa} باشد؛ محتوای فایل بررسی می‌شود، نه نام آن.",
-    )
-
-
-def _too_large_error(field: str, requirement: RequiredDocument) -> FieldError:
-    return FieldError(
-        field,
-        DocumentErrorCode.TOO_LARGE,
-        f"'{requirement.title.en}' may be at most {requirement.max_size_kb} KB.",
-        f"حجم «{requirement.title.fa}» حداکثر {to_persian_digits(str(requirement.max_size_kb))} کیلوبایت است.",
-    )
-
-
-def max_size_bytes(requirement: RequiredDocument) -> int:
-    """The largest file this requirement accepts, in bytes."""
-    return requirement.max_size_kb * 1024
-
-
-def check_upload(data: bytes, requirement: RequiredDocument, *, field: str = "file") -> DocumentRef | list[FieldError]:
-    """Check an uploaded file against its requirement (not empty, size, format by content)."""
-    if not data:
-        return [FieldError(field, DocumentErrorCode.EMPTY, "The file is empty.", "فایل خالی است.")]
-    errors: list[FieldError] = []
-    if len(data) > max_size_bytes(requirement):
-        errors.append(_too_large_error(field, requirement))
-    found = sniff(data)
-    if found is None or found not in requirement.formats:
-        errors.append(_format_error(field, requirement))
-    if errors or found is None:
-        return errors
-    return DocumentRef(
-        kind=requirement.kind, sha256=sha256_hex(data), media_type=MEDIA_TYPES[found], size_bytes=len(data)
-    )
-
-
-def _shown(text: str) -> str:
-    # Keys come from the citizen's JSON; an error message echoes a bounded part of them.
-    return text if len(text) <= 50 else text[:50] + "…"
-
-
-async def validate_document_refs(
-    *, service: ServiceDefinition, documents: dict[str, str], store: BlobStore
-) -> list[DocumentRef] | list[FieldError]:
-    """A submission's documents (kind → upload id) as refs in catalog order, or every fault found."""
-    # BlobStoreUnavailable propagates: the store could not answer, so nothing about the documents is known.
-    errors: list[FieldError] = []
-    refs: list[DocumentRef] = []
-    required = {requirement.kind: requirement for requirement in service.required_documents}
-    for kind in sorted(set(documents) - set(required)):
-        errors.append(
-            FieldError(
-                f"documents.{kind}",
-                DocumentErrorCode.UNKNOWN_KIND,
-                f"This service asks for no document named '{_shown(kind)}'.",
-                f"این خدمت مدرکی به نام «{_shown(kind)}» نمی‌خواهد.",
-            )
-        )
-    for requirement in service.required_documents:
-        path = f"documents.{requirement.kind}"
-        document_id = documents.get(requirement.kind, "").strip().lower()
-        if not document_id:
-            if requirement.mandatory:
-                errors.append(
-                    FieldError(
-                        path,
-                        DocumentErrorCode.MISSING,
-                        f"'{requirement.title.en}' must be uploaded.",
-                        f"بارگذاری «{requirement.title.fa}» الزامی است.",
-                    )
-                )
-            continue
-        if not is_sha256(document_id):
-            errors.append(
-                FieldError(
-                    path,
-                    DocumentErrorCode.ID_FORMAT,
-                    "Give the document_id that uploading the file returned (64 hexadecimal characters).",
-                    "شناسه‌ای را که پس از بارگذاری فایل دریافت کردید وارد کنید (۶۴ نویسه).",
-                )
-            )
-            continue
-        info = await store.metadata(document_id)
-        if info is None:
-            errors.append(
-                FieldError(
-                    path,
-                    DocumentErrorCode.NOT_FOUND,
-                    f"No uploaded file has this id; please upload '{requirement.title.en}' again.",
-                    f"فایلی با این شناسه بارگذاری نشده است؛ لطفاً «{requirement.title.fa}» را دوباره بارگذاری کنید.",
-                )
-            )
-            continue
-        stored_format = _FORMATS_BY_MEDIA_TYPE.get(info.media_type)
-        if stored_format is None or stored_format not in requirement.formats:
-            errors.append(_format_error(path, requirement))
-            continue
-        # The same bytes may have been uploaded for another service whose limit is larger.
-        if info.size_bytes > max_size_bytes(requirement):
-            errors.append(_too_large_error(path, requirement))
-            continue
-        refs.append(
-            DocumentRef(
-                kind=requirement.kind, sha256=document_id, media_type=info.media_type, size_bytes=info.size_bytes
-            )
-        )
-    return errors or refs
-
-
-def are_document_errors(outcome: list[DocumentRef] | list[FieldError]) -> TypeIs[list[FieldError]]:
-    """Whether validate_document_refs refused the documents (an empty list means: none needed, none given)."""
-    return bool(outcome) and isinstance(outcome[0], FieldError)
