@@ -48,7 +48,6 @@ SIZE_EXCEPTIONS: dict[str, str] = {
 # Modules not yet named for their room, each with the reason (none, ideally).
 UNMOVED_MODULES: dict[str, str] = {
     "services/inquiry/cached.py": "not yet moved to its room (issue 15)",
-    "services/inquiry/handlers.py": "not yet moved to its room (issue 15)",
     "services/inquiry/models.py": "not yet moved to its room (issue 15)",
     "services/inquiry/resilience.py": "not yet moved to its room (issue 15)",
     "services/intake/agency_keys.py": "not yet moved to its room (issue 15)",
@@ -59,15 +58,12 @@ UNMOVED_MODULES: dict[str, str] = {
     "services/intake/models.py": "not yet moved to its room (issue 15)",
     "services/intake/wiring.py": "not yet moved to its room (issue 15)",
     "services/notify/api.py": "not yet moved to its room (issue 15)",
-    "services/notify/handlers.py": "not yet moved to its room (issue 15)",
     "services/notify/models.py": "not yet moved to its room (issue 15)",
     "services/notify/rendering.py": "not yet moved to its room (issue 15)",
     "services/notify/wiring.py": "not yet moved to its room (issue 15)",
     "services/tracking/api.py": "not yet moved to its room (issue 15)",
     "services/tracking/cache.py": "not yet moved to its room (issue 15)",
-    "services/tracking/consumer.py": "not yet moved to its room (issue 15)",
     "services/tracking/folding.py": "not yet moved to its room (issue 15)",
-    "services/tracking/handlers.py": "not yet moved to its room (issue 15)",
     "services/tracking/history.py": "not yet moved to its room (issue 15)",
     "services/tracking/models.py": "not yet moved to its room (issue 15)",
     "services/tracking/outbox.py": "not yet moved to its room (issue 15)",

@@ -30,6 +30,7 @@ from services.notify.adapters import (
     SmtpEmailSender,
 )
 from services.notify.app import create_app
+from services.notify.consumers import handle_request_record, handle_status_record
 from services.notify.domain import (
     IllegalTransition,
     NotificationState,
@@ -39,7 +40,6 @@ from services.notify.domain import (
     sms_length,
     sms_parts,
 )
-from services.notify.handlers import handle_request_record, handle_status_record
 from services.notify.models import Contact, Notification, create_tables
 from services.notify.rendering import Renderer, clip
 from services.notify.service import (
