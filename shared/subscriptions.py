@@ -169,15 +169,16 @@ def read_event(record: Record, events: tuple[type[E], ...]) -> E | None:
     read = read_record(record, events)
     if read is None:
         return None
-    event: E = read.event  # type: ignore[assignment]
-    if not read.counts:
+    if not read.counts and isinstance(read.event, AcceptedEvent):
+        code = read.event.tracking_code
         log.warning(
             "skipping %s %s: appended after its accept_by (intake answered 503)",
-            event.event_type,  # type: ignore[attr-defined]
-            getattr(event, "tracking_code", ""),
-            extra={"tracking_code": getattr(event, "tracking_code", "")},
+            type(read.event).__name__,
+            code,
+            extra={"tracking_code": code},
         )
         return None
+    event: E = read.event  # type: ignore[assignment]  # one of `events`: read_record parsed it as their union
     return event
 
 
