@@ -115,7 +115,8 @@ def build_consumers(subscriptions: Sequence[Subscription], parts: ConsumerParts)
 
 
 # ------------------------------------------------------------------------------------------ the record preamble
-def event_types(events: Sequence[type[EventBase]]) -> frozenset[str]:
+@cache
+def event_types(events: tuple[type[EventBase], ...]) -> frozenset[str]:
     """The `event_type` names of these event classes."""
     return frozenset(str(event.model_fields["event_type"].default) for event in events)
 
