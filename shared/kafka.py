@@ -1,8 +1,9 @@
 """The Kafka broker factory with safe settings, event publishing, topic creation and dead-lettering.
 
-aiokafka's producer defaults to acks=1 without idempotence and faststream's subscribers to auto-commit
-(at most once). Every broker made here sends with acks=all and idempotence, and every subscriber commits
-only after its handler succeeded; failures back off before redelivery and end on `<topic>.dlq`.
+aiokafka's producer defaults to acks=1 without idempotence. Every broker made here sends with acks=all and
+idempotence; it only publishes: records are consumed by the services' own aiokafka consumers
+(`shared.keyed_consumer`, tracking's projection consumer), built from their declared subscriptions
+(`shared.subscriptions`), which retry a failing record with backoff and end it on `<topic>.dlq`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import contextlib
 import logging
 import random
 import re
-from dataclasses import dataclass, field
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -21,9 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
-from faststream import AckPolicy
-from faststream._internal.middlewares import BaseMiddleware
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.trace import TracerProvider
@@ -38,7 +36,6 @@ from shared.topics import TopicSpec, dead_letter_topic
 log = logging.getLogger(__name__)
 
 PRODUCER_ACKS = "all"
-SUBSCRIBER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 
 
 class PermanentError(Exception):
@@ -84,29 +81,17 @@ def scrub(text: str, limit: int = 500) -> str:
 
 @dataclass
 class DeadLetterPolicy:
-    """Retries a failing message with backoff (so a down dependency is no hot loop), then dead-letters it.
-
-    Used as a broker middleware factory. Its middleware sits inside faststream's acknowledgement middleware:
-    letting an exception through makes faststream seek back (redeliver); swallowing it after publishing to the
-    dead-letter topic makes faststream commit, so the partition moves on.
-    """
+    """When a failing record is retried (with backoff, so a down dependency is no hot loop) and when it is
+    dead-lettered; the consumers (`shared.keyed_consumer`, tracking's projection consumer) apply it."""
 
     max_attempts: int = 5
     base_delay_s: float = 0.2
     max_delay_s: float = 10.0
     broker: KafkaBroker | None = None
-    _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
-
-    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
-        return _DeadLetterMiddleware(msg, context=context, policy=self)
 
     def delay_for(self, attempt: int) -> float:
         """Full-jitter exponential backoff (AWS architecture blog's variant): spreads retries of many consumers."""
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1))))
-
-    def forget(self, record: ConsumerRecord[Any, Any]) -> None:
-        """Drop the attempt count of a message that was finally processed (keeps the map bounded)."""
-        self._attempts.pop((record.topic, record.partition, record.offset), None)
 
     def gives_up(self, error: BaseException, attempt: int) -> bool:
         """Whether a message that failed its `attempt`-th time goes to the dead-letter topic now."""
@@ -125,18 +110,6 @@ class DeadLetterPolicy:
             scrub(repr(error)),
         )
         await asyncio.sleep(delay)
-
-    async def handle_failure(self, record: ConsumerRecord[Any, Any], error: BaseException) -> bool:
-        """Decide about a failed message: True when it was dead-lettered (swallow), False to redeliver."""
-        where = (record.topic, record.partition, record.offset)
-        attempt = self._attempts.get(where, 0) + 1
-        if not self.gives_up(error, attempt):
-            self._attempts[where] = attempt
-            await self.back_off(record, error, attempt)
-            return False
-        self._attempts.pop(where, None)
-        await self.dead_letter(record, error, attempts=attempt)
-        return True
 
     async def dead_letter(self, record: ConsumerRecord[Any, Any], error: BaseException, *, attempts: int) -> None:
         """Publish the original message, untouched, to `<topic>.dlq` with why and where it came from."""
@@ -162,27 +135,6 @@ class DeadLetterPolicy:
             attempts,
             headers["dlq_reason"],
         )
-
-
-class _DeadLetterMiddleware(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetterPolicy) -> None:
-        super().__init__(msg, context=context)
-        self.policy = policy
-
-    async def after_processed(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_val: BaseException | None = None,
-        exc_tb: TracebackType | None = None,
-    ) -> bool | None:
-        if not isinstance(self.msg, ConsumerRecord):
-            return False
-        if exc_val is None:
-            self.policy.forget(self.msg)  # succeeded, possibly after retries: its attempt count is done with
-            return False
-        if not isinstance(exc_val, Exception):
-            return False
-        return await self.policy.handle_failure(self.msg, exc_val)
 
 
 async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
@@ -221,8 +173,10 @@ def make_broker(
     tracer_provider: TracerProvider | None = None,
     dead_letters: DeadLetterPolicy | None = None,
 ) -> KafkaBroker:
-    """A broker whose producer waits for all in-sync replicas and whose subscribers commit after success."""
-    policy = dead_letters or DeadLetterPolicy()
+    """A broker that publishes only: its producer waits for all in-sync replicas, idempotently.
+
+    `dead_letters`, when given, publishes its dead letters through this broker.
+    """
     broker = KafkaBroker(
         kafka.bootstrap_servers,
         client_id=client_id,
@@ -233,16 +187,11 @@ def make_broker(
         # faststream logs every message at INFO; keep them at DEBUG and let our JSON handler format the rest.
         logger=logging.getLogger("khedmat.broker"),
         log_level=logging.DEBUG,
-        ack_policy=SUBSCRIBER_ACK_POLICY,
-        # Order matters: telemetry first (outermost) so a dead-lettered message still has its consume span.
-        # faststream's Prometheus middleware times each subscriber's handler (faststream_* series).
-        middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
-            _PROMETHEUS_MIDDLEWARE,
-            policy,
-        ],
+        # PRODUCER spans that carry the trace to the consumers, and faststream's published_* metrics.
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider), _PROMETHEUS_MIDDLEWARE],
     )
-    policy.broker = broker
+    if dead_letters is not None:
+        dead_letters.broker = broker
     return broker
 
 
@@ -289,7 +238,7 @@ async def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec]) -> None:
 
 
 class Consumer(Protocol):
-    """A consumer run beside the broker's own subscribers (see shared.keyed_consumer)."""
+    """A consumer the process runs (see shared.subscriptions.build_consumers): started once the broker is up."""
 
     async def start(self) -> None: ...
 
@@ -351,7 +300,7 @@ class BusConnection:
         return self.connected.is_set()
 
     async def stop(self) -> None:
-        """Stop connecting, and stop the broker (its subscribers commit what they finished)."""
+        """Stop connecting, stop the consumers (each commits what it finished), then the broker."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
         # Consumers first: they finish and commit their records while the broker can still publish outcomes.
@@ -360,8 +309,3 @@ class BusConnection:
         await asyncio.gather(*(consumer.stop() for consumer in self._started))
         self._started.clear()
         await self.broker.stop()
-
-
-def make_router() -> KafkaRouter:
-    """A router whose subscribers commit only after success (routers do not inherit the broker's policy)."""
-    return KafkaRouter(ack_policy=SUBSCRIBER_ACK_POLICY)

@@ -10,7 +10,7 @@ on aiokafka:
 - a partition's committed offset is its lowest record not yet done, so a crash redelivers every unfinished
   record and nothing after a gap is lost (handlers must be idempotent, which every handler here is);
 - a failing record is retried in its lane with jittered backoff (its key waits, others go on), then
-  dead-lettered with the reason by the same `DeadLetterPolicy` the faststream subscribers use;
+  dead-lettered with the reason (`DeadLetterPolicy`; `process_record`, which unit tests drive too);
 - each record is processed in a CONSUMER span that continues the producer's trace (`traceparent` header).
 """
 
@@ -49,6 +49,37 @@ HANDLER_SECONDS = Histogram(
     ["group", "topic"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+
+async def process_record(
+    record: Record, *, handle: Callable[[Record, int], Awaitable[None]], dead_letters: DeadLetterPolicy
+) -> None:
+    """Run one record to its end: `handle(record, attempt)` is retried with backoff while it fails, until the
+    policy gives up and the record is dead-lettered with the reason."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await handle(record, attempt)
+            return
+        except Exception as error:  # the policy decides: retry with backoff, or dead-letter and go on
+            if dead_letters.gives_up(error, attempt):
+                await _dead_letter(record, error, attempt, dead_letters)
+                return
+            await dead_letters.back_off(record, error, attempt)
+
+
+async def _dead_letter(record: Record, error: Exception, attempts: int, dead_letters: DeadLetterPolicy) -> None:
+    """Publish to `<topic>.dlq`; while Kafka refuses even that, keep trying (the offset stays uncommitted)."""
+    delay = dead_letters.base_delay_s
+    while True:
+        try:
+            await dead_letters.dead_letter(record, error, attempts=attempts)
+            return
+        except Exception as failure:  # Kafka itself is unreachable: nothing is dropped, wait and retry
+            log.error("cannot dead-letter %s@%d yet: %s", record.topic, record.offset, scrub(repr(failure)))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, dead_letters.max_delay_s)
 
 
 @dataclass
@@ -227,17 +258,7 @@ class KeyOrderedConsumer:
 
     # ------------------------------------------------------------------------------------------ one record
     async def _process(self, record: Record) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._handle_in_span(record, attempt)
-                return
-            except Exception as error:  # the policy decides: retry with backoff, or dead-letter and go on
-                if self.dead_letters.gives_up(error, attempt):
-                    await self._dead_letter(record, error, attempt)
-                    return
-                await self.dead_letters.back_off(record, error, attempt)
+        await process_record(record, handle=self._handle_in_span, dead_letters=self.dead_letters)
 
     async def _handle_in_span(self, record: Record, attempt: int) -> None:
         headers = decode_headers(record.headers or ())
@@ -273,18 +294,6 @@ class KeyOrderedConsumer:
             except Exception as error:
                 span.set_status(Status(StatusCode.ERROR, scrub(f"{type(error).__name__}: {error}", 200)))
                 raise
-
-    async def _dead_letter(self, record: Record, error: Exception, attempts: int) -> None:
-        """Publish to `<topic>.dlq`; while Kafka refuses even that, keep trying (the offset stays uncommitted)."""
-        delay = self.dead_letters.base_delay_s
-        while True:
-            try:
-                await self.dead_letters.dead_letter(record, error, attempts=attempts)
-                return
-            except Exception as failure:  # Kafka itself is unreachable: nothing is dropped, wait and retry
-                log.error("cannot dead-letter %s@%d yet: %s", record.topic, record.offset, scrub(repr(failure)))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.dead_letters.max_delay_s)
 
     # ------------------------------------------------------------------------------------------ commits
     async def _commit(self, *, force: bool = False, only: set[TopicPartition] | None = None) -> None:

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from faststream.specification import AsyncAPI
+
+from shared.subscriptions import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 
@@ -30,17 +33,33 @@ def build_documents() -> dict[str, dict[str, Any]]:
     }
     documents: dict[str, dict[str, Any]] = {}
     for name, app in apps.items():
-        # A service whose consumers are not faststream subscribers documents them on a broker of its own.
+        documents[f"asyncapi-{name}.json"] = asyncapi_of(name, app)
+        if name in {"intake", "tracking"}:
+            documents[f"openapi-{name}.json"] = app.openapi()
+    return documents
+
+
+def asyncapi_of(name: str, app: FastAPI) -> dict[str, Any]:
+    """A service's AsyncAPI document, from the subscriptions and publications it declares (shared.subscriptions).
+
+    intake consumes nothing: its publishers are declared on its own broker, which documents them.
+    """
+    if not hasattr(app.state, "subscriptions"):
         spec = AsyncAPI(
-            getattr(app.state, "asyncapi_broker", app.state.bus.broker),
+            app.state.bus.broker,
             title=f"Khedmat {name} events",
             version=app.version,
             description=f"What {name} consumes from and publishes to Kafka (CloudEvents 1.0, binary mode).",
         )
-        documents[f"asyncapi-{name}.json"] = json.loads(spec.to_specification().to_json())
-        if name in {"intake", "tracking"}:
-            documents[f"openapi-{name}.json"] = app.openapi()
-    return documents
+        document: dict[str, Any] = json.loads(spec.to_specification().to_json())
+        return document
+    return asyncapi_document(
+        service=name,
+        version=app.version,
+        bootstrap_servers=app.state.bus.kafka.bootstrap_servers,
+        subscriptions=app.state.subscriptions,
+        publications=app.state.publications,
+    )
 
 
 def render(document: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,14 +16,14 @@ from shared.db import make_engine, make_sessionmaker
 from shared.edges import service_app
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker
-from shared.keyed_consumer import KeyOrderedConsumer, Record
 from shared.redis_client import make_redis
+from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
-from shared.topics import Topic, TopicSpec, agency_inbox_topic, core_topics
+from shared.topics import TopicSpec, agency_inbox_topic, core_topics
 
 from .adapters_cache import with_cache
 from .adapters_resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
-from .handlers import Inquiry, documentation_router, handle_request_record
+from .consumers import Inquiry, publications, subscriptions
 from .service import http_agencies
 from .settings import InquirySettings
 from .store import PublishMarks, create_tables
@@ -65,27 +64,12 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     sessions = make_sessionmaker(engine)
     marks = PublishMarks(sessions)
     deps = Inquiry(catalog=catalog, agencies=with_cache(agencies, cache), broker=broker, sessions=sessions, marks=marks)
-
-    async def handle(record: Record) -> None:
-        await handle_request_record(deps, record)
-
-    consumer = KeyOrderedConsumer(
-        kafka=settings.kafka,
-        topic=Topic.REQUESTS,
-        group_id=settings.group_id,
-        handler=handle,
-        dead_letters=dead_letters,
-        concurrency=settings.concurrency,
-        client_id=SERVICE_NAME,
-        tracer_provider=provider,
-    )
+    declared = subscriptions(deps, group_id=settings.group_id, concurrency=settings.concurrency)
+    [consumer] = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
     # Reviews go to the agency that offers the service: those agencies get an inbox.
     agency_ids = sorted({service.agency for service in catalog.all()})
     inboxes = [TopicSpec(agency_inbox_topic(agency)) for agency in agency_ids]
     bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics() + inboxes, consumers=[consumer])
-    # Never started: it only carries the declarations the AsyncAPI document is generated from.
-    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
-    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id, agencies=agency_ids))
 
     async def database_ready() -> bool:
         async with engine.connect() as connection:
@@ -110,7 +94,8 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     )
     app.state.bus = bus
     app.state.consumer = consumer
-    app.state.asyncapi_broker = asyncapi_broker
+    app.state.subscriptions = declared
+    app.state.publications = publications(agencies=agency_ids)
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(

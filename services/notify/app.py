@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,16 +21,16 @@ from shared.edges import service_app
 from shared.events import NotificationOutcome
 from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
-from shared.keyed_consumer import KeyOrderedConsumer, Record
 from shared.rate_limits import PacedRate
 from shared.redis_client import make_redis
+from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
 from .adapters_templates import Renderer
+from .consumers import PUBLICATIONS, subscriptions
 from .domain import parse_quiet_hours
-from .handlers import documentation_router, handle_request_record, handle_status_record
 from .internal_api import internal_router
 from .service import Notify, SendPolicy
 from .service_receipts import publish_outcomes
@@ -145,32 +144,9 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
     )
 
-    async def handle_request(record: Record) -> None:
-        await handle_request_record(notify, record)
-
-    async def handle_status(record: Record) -> None:
-        await handle_status_record(notify, record)
-
-    consumers = [
-        KeyOrderedConsumer(
-            kafka=settings.kafka,
-            topic=topic,
-            group_id=group_id,
-            handler=handler,
-            dead_letters=dead_letters,
-            concurrency=settings.concurrency,
-            client_id=SERVICE_NAME,
-            tracer_provider=provider,
-        )
-        for topic, group_id, handler in (
-            (Topic.REQUESTS, f"{settings.group_id}-contacts", handle_request),
-            (Topic.STATUS, settings.group_id, handle_status),
-        )
-    ]
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=list(consumers))
-    # Never started: it only carries the declarations the AsyncAPI document is generated from.
-    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
-    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))
+    declared = subscriptions(notify, concurrency=settings.concurrency)
+    consumers = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=consumers)
 
     async def database_ready() -> bool:
         async with engine.connect() as conn:
@@ -210,7 +186,8 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     app.state.notify = notify
     app.state.settings = settings
     app.state.bus = bus
-    app.state.asyncapi_broker = asyncapi_broker
+    app.state.subscriptions = declared
+    app.state.publications = PUBLICATIONS
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(internal_router)

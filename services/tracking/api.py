@@ -17,9 +17,9 @@ from shared.domain.jalali import to_jalali_datetime_text, to_jalali_text
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import ProblemError, problem_responses, rate_limited, request_not_found
 
+from .consumers import Tracking
 from .domain import describe_notification
 from .folding import status_change_id
-from .handlers import Tracking
 from .models import (
     ComplaintOut,
     DecisionOut,

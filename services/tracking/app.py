@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
@@ -23,16 +21,15 @@ from shared.edges import service_app
 from shared.events import SlaBreached
 from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
-from shared.keyed_consumer import KeyOrderedConsumer, Record
 from shared.redis_client import make_redis
+from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
 from .api import router
 from .cache import ChangeFeed, StatusCache
-from .consumer import ProjectionConsumer
+from .consumers import PUBLICATIONS, Tracking, projection_consumer, subscriptions
 from .folding import catalog_terms
-from .handlers import Tracking, documentation_router, notifications_router, store_outcome
 from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .history_api import router as history_router
 from .internal_api import internal_router
@@ -76,18 +73,6 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         tracer=provider.get_tracer(SERVICE_NAME),
         consumer_group=settings.group_id,
     )
-    consumer = ProjectionConsumer(
-        kafka=settings.kafka,
-        topic=Topic.REQUESTS,
-        group_id=settings.group_id,
-        projector=projector,
-        dead_letters=dead_letters,
-        client_id=SERVICE_NAME,
-        tracer_provider=provider,
-        new_projection_start=settings.new_projection_start,
-        max_batch=settings.fold_batch,
-        on_folded=lambda changes: relay.wakeup.set() if changes else None,
-    )
     redis = make_redis(settings.redis.url)
     throttle = LookupThrottle(
         redis,
@@ -99,19 +84,19 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     changes = ChangeFeed(redis, cache, poll_s=settings.stream_poll_s)
     projector.on_committed = cache.changed
 
-    async def store_notification_outcome(record: Record) -> None:
-        await store_outcome(sessions=sessions, body=json.loads(record.value or b"null"), on_stored=cache.changed)
-
-    outcomes = KeyOrderedConsumer(
-        kafka=settings.kafka,
-        topic=Topic.NOTIFICATIONS,
-        group_id=f"{settings.group_id}-notifications",
-        handler=store_notification_outcome,
-        dead_letters=dead_letters,
-        concurrency=settings.notifications_concurrency,
-        client_id=SERVICE_NAME,
-        tracer_provider=provider,
+    declared = subscriptions(
+        group_id=settings.group_id,
+        projection=projection_consumer(
+            projector,
+            new_projection_start=settings.new_projection_start,
+            on_folded=lambda changes: relay.wakeup.set() if changes else None,
+        ),
+        max_batch=settings.fold_batch,
+        sessions=sessions,
+        on_stored=cache.changed,
+        notifications_concurrency=settings.notifications_concurrency,
     )
+    consumer, outcomes = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
     deps = Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
@@ -136,10 +121,6 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
 
     watcher = SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
     bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
-    # Never started: it only carries the declarations the AsyncAPI document is generated from.
-    asyncapi_broker = KafkaBroker(settings.kafka.bootstrap_servers)
-    asyncapi_broker.include_router(documentation_router(group_id=settings.group_id))
-    asyncapi_broker.include_router(notifications_router(sessions=sessions, group_id=settings.group_id))
 
     async def database_ready() -> bool:
         async with engine.connect() as connection:
@@ -184,7 +165,8 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     app.state.internal_key = settings.internal_key.get_secret_value().encode()
     app.state.bus = bus
     app.state.consumer = consumer
-    app.state.asyncapi_broker = asyncapi_broker
+    app.state.subscriptions = declared
+    app.state.publications = PUBLICATIONS
     install_problem_handlers(app)
     install_http_metrics(app, service=SERVICE_NAME)
     app.include_router(router)

@@ -12,7 +12,7 @@ from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.http import ProblemError, problem_responses, rate_limited
 
 from .api import status_of
-from .handlers import Tracking
+from .consumers import Tracking
 from .history import HistoryUnavailable, latest_request, requests_of
 from .models import StatusOut
 from .service import national_id_digest

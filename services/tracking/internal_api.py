@@ -18,7 +18,7 @@ from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import ProblemError, problem_responses
 
-from .handlers import Tracking
+from .consumers import Tracking
 from .models import RequestRecord
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"

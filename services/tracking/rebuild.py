@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import quoted_name
 from shared.kafka import make_consumer, topic_partitions
 from shared.settings import KafkaSettings
 
-from .consumer import BATCH_SECONDS, FOLDED, decode
+from .consumers import BATCH_SECONDS, FOLDED, decode
 from .service import LIVE_TABLES, Delivered, Position, ProjectionTables, Projector, stored_offsets
 
 log = logging.getLogger(__name__)

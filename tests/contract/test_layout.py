@@ -39,13 +39,9 @@ SIZE_EXCEPTIONS: dict[str, str] = {
 }
 # Modules not yet named for their room, each with the reason (none, ideally).
 UNMOVED_MODULES: dict[str, str] = {
-    "services/inquiry/handlers.py": "not yet moved to its room (issue 15)",
-    "services/notify/handlers.py": "not yet moved to its room (issue 15)",
     "services/tracking/api.py": "not yet moved to its room (issue 15)",
     "services/tracking/cache.py": "not yet moved to its room (issue 15)",
-    "services/tracking/consumer.py": "not yet moved to its room (issue 15)",
     "services/tracking/folding.py": "not yet moved to its room (issue 15)",
-    "services/tracking/handlers.py": "not yet moved to its room (issue 15)",
     "services/tracking/history.py": "not yet moved to its room (issue 15)",
     "services/tracking/models.py": "not yet moved to its room (issue 15)",
     "services/tracking/outbox.py": "not yet moved to its room (issue 15)",

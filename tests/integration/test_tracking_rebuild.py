@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.tracking.consumer import ProjectionConsumer
+from services.tracking.consumers import ProjectionConsumer
 from services.tracking.folding import catalog_terms
 from services.tracking.rebuild import rebuild
 from services.tracking.schema import migrate

@@ -1,24 +1,24 @@
-"""inquiry's record handler on faststream's in-memory broker, for unit tests of the handler only.
+"""inquiry's record handler driven as its KeyOrderedConsumer drives it, for unit tests of the handler.
 
-In production records come from `KeyOrderedConsumer` (tests/integration exercise it on real Kafka); here a
-plain subscriber of the test broker hands each record over, and the broker's dead-letter policy stands in
-for the consumer's identical one.
+Each event becomes a fake desk.requests record handed to `handle_request_record` through the consumer's own
+`process_record` (its retries and dead-lettering); what inquiry publishes, dead letters included, goes to
+faststream's in-memory broker, where the tests' spies read it. The consumer's fetching and commits are
+exercised on real Kafka in tests/integration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-
-from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
+from typing import Any
 
 from services.inquiry.adapters import IdentityAnswer
-from services.inquiry.handlers import Inquiry, handle_request_record
-from shared.envelope import cloudevent_headers, event_key, event_value
+from services.inquiry.consumers import Inquiry, handle_request_record
 from shared.events import AnyEvent
-from shared.kafka import make_router
+from shared.kafka import DeadLetterPolicy
+from shared.keyed_consumer import Record, process_record
 from shared.topics import Topic
+from tests.unit.records import record_of
 
 
 @dataclass
@@ -36,25 +36,24 @@ class FakeRegistry:
         return self.answer
 
 
-async def publish(br: KafkaBroker, event: AnyEvent, *, timestamp_ms: int | None = None) -> None:
-    """Put an event on desk.requests of the test broker as intake does (CloudEvents headers, keyed)."""
-    await br.publish(
-        event_value(event),
-        Topic.REQUESTS,
-        key=event_key(event),
-        headers=cloudevent_headers(event, source="/test"),
-        timestamp_ms=timestamp_ms,
-    )
+@dataclass
+class Feed:
+    """Hands desk.requests records to inquiry's handler one after another, as its consumer would."""
 
+    deps: Inquiry
+    dead_letters: DeadLetterPolicy = field(default_factory=lambda: DeadLetterPolicy(base_delay_s=0.0))
+    offset: int = 0
 
-def record_router(deps: Inquiry, *, group_id: str = "g") -> KafkaRouter:
-    router = make_router()
+    def __post_init__(self) -> None:
+        self.dead_letters.broker = self.deps.broker  # dead letters go where the tests' spies listen
 
-    @router.subscriber(Topic.REQUESTS, group_id=group_id)
-    async def on_record(message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
-        await handle_request_record(deps, record)
-        await deps.marks.flush()  # the service flushes every 0.1 s; here before the next delivery
+    async def deliver(self, event: AnyEvent | dict[str, Any], *, timestamp_ms: int | None = None) -> None:
+        """One record of `event`, appended at `timestamp_ms` (now unless given), processed to its end."""
 
-    return router
+        async def handle(record: Record, _attempt: int) -> None:
+            await handle_request_record(self.deps, record)
+
+        record = record_of(Topic.REQUESTS, event, offset=self.offset, timestamp_ms=timestamp_ms)
+        self.offset += 1
+        await process_record(record, handle=handle, dead_letters=self.dead_letters)
+        await self.deps.marks.flush()  # the service flushes every 0.1 s; here before the next delivery

@@ -1,4 +1,4 @@
-"""inquiry: the verdict, the civil-registry adapter over a mock transport, the use case and the subscriber."""
+"""inquiry: the verdict, the civil-registry adapter over a mock transport, the use case and the record handler."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from services.inquiry.adapters import (
     HttpCivilRegistry,
     IdentityAnswer,
 )
+from services.inquiry.consumers import Inquiry
 from services.inquiry.domain import InquiryResult, decide
-from services.inquiry.handlers import Inquiry
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
 from services.inquiry.store import PublishMarks, Sessions, create_tables
 from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
@@ -46,7 +46,7 @@ from shared.events import (
 from shared.kafka import PermanentError, make_broker
 from shared.settings import KafkaSettings
 from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
-from tests.unit.inquiry_wiring import FakeRegistry, publish, record_router
+from tests.unit.inquiry_wiring import FakeRegistry, Feed
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -441,7 +441,7 @@ async def test_every_inquiry_of_a_service_is_run() -> None:
     assert verification.next_step is NextStep.AGENCY_REVIEW
 
 
-# --- the subscriber, in memory --------------------------------------------------------------------
+# --- the record handler, in memory -----------------------------------------------------------------
 
 
 @dataclass
@@ -461,6 +461,7 @@ class Wired:
     requests: Seen
     dead_letters: Seen
     inbox: Seen
+    feed: Feed
 
 
 @pytest.fixture
@@ -496,15 +497,14 @@ def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
         inbox.messages.append((body, record.key))
 
     deps = Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions, PublishMarks(sessions))
-    broker.include_router(record_router(deps))
-    return Wired(broker, registry, requests, dead_letters, inbox)
+    return Wired(broker, registry, requests, dead_letters, inbox, Feed(deps))
 
 
 async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code(sessions: Sessions) -> None:
     w = wired(sessions=sessions)
     event = submitted()
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
     outcomes = w.requests.of_type("InquiryCompleted", "VerificationCompleted")
     assert [body["event_type"] for body, _ in outcomes] == ["InquiryCompleted", "VerificationCompleted"]
     assert all(key == event.tracking_code.encode() for _, key in outcomes)
@@ -521,9 +521,9 @@ async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_cod
 async def test_redelivered_submission_after_its_events_were_published_publishes_nothing(sessions: Sessions) -> None:
     w = wired(sessions=sessions)
     event = submitted()
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
+        await w.feed.deliver(event)
     ids = [body["event_id"] for body, _ in w.requests.of_type("InquiryCompleted", "VerificationCompleted")]
     assert len(ids) == 2
     assert len(w.registry.calls) == 1
@@ -546,18 +546,18 @@ async def test_other_request_events_are_skipped_without_calling_the_agency(kind:
         other = VerificationCompleted(
             tracking_code=cause.tracking_code, caused_by=cause.event_id, next_step=NextStep.APPROVE
         )
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, other)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(other)
     assert w.registry.calls == []
-    assert [body["event_id"] for body, _ in w.requests.messages] == [other.event_id]
+    assert w.requests.messages == []  # nothing published for it
     assert w.dead_letters.messages == []
 
 
 async def test_event_type_added_after_this_build_is_skipped_not_dead_lettered(sessions: Sessions) -> None:
     w = wired(sessions=sessions)
     code = CODES.next_code()
-    async with TestKafkaBroker(w.broker) as br:
-        await br.publish({"event_type": "SomethingAddedLater", "tracking_code": code}, Topic.REQUESTS)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver({"event_type": "SomethingAddedLater", "tracking_code": code})
     assert w.registry.calls == []
     assert w.dead_letters.messages == []
 
@@ -566,8 +566,8 @@ async def test_submission_appended_after_accept_by_is_skipped(sessions: Sessions
     w = wired(sessions=sessions)
     event = submitted()
     late = int(event.accept_by.timestamp() * 1000) + 1_000
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event, timestamp_ms=late)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event, timestamp_ms=late)
     assert w.registry.calls == []
     assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
 
@@ -575,8 +575,8 @@ async def test_submission_appended_after_accept_by_is_skipped(sessions: Sessions
 async def test_unavailable_agency_still_concludes_the_verification(sessions: Sessions) -> None:
     w = wired(FakeRegistry(error=AgencyUnavailable("HTTP 503")), sessions=sessions)
     event = submitted()
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
     [(body, key)] = w.requests.of_type("VerificationCompleted")
     assert body["next_step"] == NextStep.AGENCY_REVIEW.value
     assert key == event.tracking_code.encode()
@@ -594,8 +594,8 @@ async def test_unavailable_agency_still_concludes_the_verification(sessions: Ses
 
 async def test_approved_submission_sends_nothing_to_the_agency_inbox(sessions: Sessions) -> None:
     w = wired(sessions=sessions)
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, submitted())
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(submitted())
     [(body, _)] = w.requests.of_type("VerificationCompleted")
     assert body["next_step"] == NextStep.APPROVE.value
     assert w.inbox.messages == []
@@ -604,8 +604,8 @@ async def test_approved_submission_sends_nothing_to_the_agency_inbox(sessions: S
 async def test_submission_for_an_unknown_service_is_dead_lettered(sessions: Sessions) -> None:
     w = wired(sessions=sessions)
     event = submitted(service_id="no-such-service")
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
     assert w.registry.calls == []
     assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
     [(body, key)] = w.dead_letters.messages

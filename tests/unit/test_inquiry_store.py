@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlmodel import delete, select
 
 from services.inquiry.adapters import IdentityAnswer
-from services.inquiry.handlers import Inquiry
+from services.inquiry.consumers import Inquiry
 from services.inquiry.service import Agencies, verify_submission_once
 from services.inquiry.store import (
     Published,
@@ -45,7 +45,7 @@ from shared.events import (
 from shared.kafka import make_broker
 from shared.settings import KafkaSettings
 from shared.topics import Topic, dead_letter_topic
-from tests.unit.inquiry_wiring import FakeRegistry, publish, record_router
+from tests.unit.inquiry_wiring import FakeRegistry, Feed
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -92,6 +92,7 @@ class Wired:
     registry: FakeRegistry
     published: list[dict[str, Any]]
     dead_letters: list[dict[str, Any]]
+    feed: Feed = field(init=False)
 
     def outcomes(self) -> list[dict[str, Any]]:
         return [body for body in self.published if body.get("event_type") in OUTCOME_TYPES]
@@ -113,7 +114,7 @@ def wired(sessions: Sessions) -> Wired:
         w.dead_letters.append(body)
 
     deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions, PublishMarks(sessions))
-    broker.include_router(record_router(deps))
+    w.feed = Feed(deps)
     return w
 
 
@@ -130,14 +131,14 @@ def expected_ids(cause_event_id: str) -> list[str]:
     ]
 
 
-# --- through the subscriber -----------------------------------------------------------------------
+# --- through the record handler --------------------------------------------------------------------
 
 
 async def test_submission_is_verified_once_and_recorded(sessions: Sessions) -> None:
     w = wired(sessions)
     event = submitted()
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
     assert w.registry.calls == [(NATIONAL_ID, BIRTH_DATE)]
     assert w.ids() == expected_ids(event.event_id)
     async with sessions() as session:
@@ -158,17 +159,17 @@ async def test_redelivered_submission_republishes_the_recorded_events_without_ca
 ) -> None:
     w = wired(sessions)
     event = submitted()
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
         first = w.outcomes()
         # A crash after recording, before every event was acknowledged: the publish mark is missing.
         async with sessions() as session, session.begin():
             await session.exec(delete(Published))
         # The agency would now answer differently: the recorded outcome stands all the same.
         w.registry.answer = IdentityAnswer(match=False, alive=True)
-        await publish(br, event)
+        await w.feed.deliver(event)
         # Published and marked this time: a further redelivery publishes nothing.
-        await publish(br, event)
+        await w.feed.deliver(event)
     assert len(w.registry.calls) == 1
     assert w.outcomes() == first + first  # same ids, same content, same order
     assert w.outcomes()[-1]["next_step"] == NextStep.APPROVE.value
@@ -178,9 +179,9 @@ async def test_correction_re_verifies_with_merged_fields_under_ids_derived_from_
     w = wired(sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
-        await publish(br, fix)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
+        await w.feed.deliver(fix)
     assert len(w.registry.calls) == 2
     assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
     inquiry, verification = w.outcomes()[2:]
@@ -196,10 +197,10 @@ async def test_redelivered_correction_is_not_verified_again(sessions: Sessions) 
     w = wired(sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
-        await publish(br, fix)
-        await publish(br, fix)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
+        await w.feed.deliver(fix)
+        await w.feed.deliver(fix)
     assert len(w.registry.calls) == 2
     assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
 
@@ -208,9 +209,9 @@ async def test_a_second_correction_builds_on_the_first_and_gets_new_ids(sessions
     w = wired(sessions)
     event = submitted()
     first, second = correction(event.tracking_code, reason="damaged"), correction(event.tracking_code, office="qom")
-    async with TestKafkaBroker(w.broker) as br:
+    async with TestKafkaBroker(w.broker):
         for each in (event, first, second):
-            await publish(br, each)
+            await w.feed.deliver(each)
     assert len(w.registry.calls) == 3
     assert len(set(w.ids())) == 6
     assert (await stored_input(sessions, event.tracking_code)).fields == {"reason": "damaged", "office": "qom"}
@@ -220,10 +221,10 @@ async def test_redelivered_submission_after_a_correction_keeps_the_corrected_inp
     w = wired(sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
-    async with TestKafkaBroker(w.broker) as br:
+    async with TestKafkaBroker(w.broker):
         # A crash before the offsets were committed replays the partition from the submission on.
         for each in (event, fix, event, fix):
-            await publish(br, each)
+            await w.feed.deliver(each)
     assert len(w.registry.calls) == 2
     kept = await stored_input(sessions, event.tracking_code)
     assert (kept.event_id, kept.fields["reason"]) == (fix.event_id, "damaged")
@@ -231,8 +232,8 @@ async def test_redelivered_submission_after_a_correction_keeps_the_corrected_inp
 
 async def test_correction_without_a_recorded_submission_is_skipped(sessions: Sessions) -> None:
     w = wired(sessions)
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, correction(CODES.next_code(), reason="damaged"))
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(correction(CODES.next_code(), reason="damaged"))
     assert w.registry.calls == []
     assert w.outcomes() == []
     assert w.dead_letters == []
@@ -242,9 +243,9 @@ async def test_correction_appended_after_accept_by_is_skipped(sessions: Sessions
     w = wired(sessions)
     event = submitted()
     late = correction(event.tracking_code, reason="damaged")
-    async with TestKafkaBroker(w.broker) as br:
-        await publish(br, event)
-        await publish(br, late, timestamp_ms=int(late.accept_by.timestamp() * 1000) + 1_000)
+    async with TestKafkaBroker(w.broker):
+        await w.feed.deliver(event)
+        await w.feed.deliver(late, timestamp_ms=int(late.accept_by.timestamp() * 1000) + 1_000)
     assert len(w.registry.calls) == 1
     assert w.ids() == expected_ids(event.event_id)
     assert (await stored_input(sessions, event.tracking_code)).event_id == event.event_id

@@ -31,6 +31,7 @@ from services.notify.adapters import (
 )
 from services.notify.adapters_templates import Renderer, clip
 from services.notify.app import create_app
+from services.notify.consumers import handle_request_record, handle_status_record
 from services.notify.domain import (
     IllegalTransition,
     NotificationState,
@@ -40,7 +41,6 @@ from services.notify.domain import (
     sms_length,
     sms_parts,
 )
-from services.notify.handlers import handle_request_record, handle_status_record
 from services.notify.service import (
     ContactNotYetKnown,
     DeliveryDeferred,

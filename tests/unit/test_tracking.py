@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from services.tracking.consumer import decode
+from services.tracking.consumers import decode
 from services.tracking.folding import catalog_terms
 from services.tracking.models import TABLES, ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 from services.tracking.outbox import OutboxRelay
@@ -43,6 +43,7 @@ from shared.events import (
     derived_event_id,
     parse_status_event,
 )
+from shared.kafka import PermanentError
 from shared.topics import Topic
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
@@ -748,7 +749,7 @@ def test_decode_skips_an_event_type_this_build_does_not_know() -> None:
 
 def test_decode_refuses_a_record_that_is_not_an_event() -> None:
     record = dataclasses.replace(record_of_event(submitted(), timestamp_ms=0), value=b"not json")
-    with pytest.raises(ValueError):
+    with pytest.raises(PermanentError):
         decode(record)
 
 

@@ -1,4 +1,4 @@
-"""tracking's record of notify's outcomes (desk.notifications): which state wins, the subscriber, the answer.
+"""tracking's record of notify's outcomes (desk.notifications): which state wins, the record handler, the answer.
 
 Outcomes come twice and out of order; only a step forward counts (sent, then delivered or failed), so every
 order of the same outcomes leaves the same row.
@@ -12,10 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
 from sqlmodel import select
 
 from services.tracking.api import status_of
+from services.tracking.consumers import handle_notification_record
 from services.tracking.domain import (
     NOTIFICATION_STATES,
     describe_notification,
@@ -23,7 +23,6 @@ from services.tracking.domain import (
     states_overtaken_by,
 )
 from services.tracking.folding import status_change_id
-from services.tracking.handlers import notifications_router
 from services.tracking.models import NotificationRecord
 from services.tracking.rebuild import _recreate, staging_tables, swap_in
 from services.tracking.service import (
@@ -35,11 +34,10 @@ from services.tracking.service import (
     stored_offsets,
 )
 from shared.domain.state_machine import RequestState
-from shared.envelope import cloudevent_headers, event_key, event_value
 from shared.events import NotificationOutcome, notification_outcome_id
-from shared.kafka import SUBSCRIBER_ACK_POLICY, make_broker
-from shared.settings import KafkaSettings
+from shared.kafka import PermanentError
 from shared.topics import Topic
+from tests.unit.records import record_of
 from tests.unit.test_tracking import CODES, LOOKUP_KEY, NATIONAL_ID, T0, TOPIC, Feed, lifecycle, new_database
 
 # --- the rule -------------------------------------------------------------------------------------
@@ -179,17 +177,9 @@ def notices() -> Notices:
     return Notices()
 
 
-@pytest.fixture
-def broker(sessions: Sessions, notices: Notices) -> KafkaBroker:
-    broker = make_broker(kafka=KafkaSettings(), client_id="tracking-test")
-    broker.include_router(notifications_router(sessions=sessions, group_id="tracking", on_stored=notices))
-    return broker
-
-
-async def publish(br: KafkaBroker, event: NotificationOutcome) -> None:
-    await br.publish(
-        event_value(event), Topic.NOTIFICATIONS, key=event_key(event), headers=cloudevent_headers(event, source="/t")
-    )
+async def deliver(sessions: Sessions, notices: Notices, event: NotificationOutcome | dict[str, object]) -> None:
+    """Hand one desk.notifications record to the handler tracking's KeyOrderedConsumer calls."""
+    await handle_notification_record(record_of(Topic.NOTIFICATIONS, event), sessions=sessions, on_stored=notices)
 
 
 def test_the_service_stores_outcomes_with_a_keyed_consumer_of_its_own_group() -> None:
@@ -200,47 +190,35 @@ def test_the_service_stores_outcomes_with_a_keyed_consumer_of_its_own_group() ->
     app = create_app()
     keyed = {(c.topic, c.group_id) for c in app.state.bus.consumers if isinstance(c, KeyOrderedConsumer)}
     assert ("desk.notifications", "tracking-notifications") in keyed
-    assert not any(
-        topic.name == "desk.notifications"
-        for subscriber in app.state.bus.broker.subscribers
-        for topic in subscriber.topics
-    )
+    assert not app.state.bus.broker.subscribers
 
 
-async def test_a_record_that_is_not_an_outcome_is_skipped(sessions: Sessions) -> None:
-    from services.tracking.handlers import store_outcome
-
-    told: list[set[str]] = []
-
-    async def notice(codes: Iterable[str]) -> None:
-        told.append(set(codes))
-
-    bodies: list[object] = [None, [], {"event_type": "SomethingNewer"}]
-    for body in bodies:
-        await store_outcome(sessions=sessions, body=body, on_stored=notice)
-    assert told == []
+async def test_a_record_of_another_type_is_skipped(sessions: Sessions, notices: Notices) -> None:
+    await deliver(sessions, notices, {"event_type": "SomethingNewer"})
+    assert notices.told == []
     async with sessions() as session:
         assert (await session.exec(select(NotificationRecord))).all() == []
 
 
-def test_the_declared_subscription_has_its_own_group_and_commits_after_success(broker: KafkaBroker) -> None:
-    [subscriber] = broker.subscribers
-    assert subscriber.ack_policy is SUBSCRIBER_ACK_POLICY
-    assert subscriber.group_id == "tracking-notifications"  # type: ignore[attr-defined]
-    assert [topic.name for topic in subscriber.topics] == ["desk.notifications"]  # type: ignore[attr-defined]
+@pytest.mark.parametrize("value", [None, b"[]", b"not json"])
+async def test_a_record_that_is_no_event_is_refused_for_the_dead_letter_topic(
+    sessions: Sessions, notices: Notices, value: bytes | None
+) -> None:
+    with pytest.raises(PermanentError):
+        await handle_notification_record(record_of(Topic.NOTIFICATIONS, value), sessions=sessions, on_stored=notices)
+    assert notices.told == []
 
 
-async def test_outcomes_through_the_broker_keep_the_latest_and_tell_the_cache_once_per_change(
-    broker: KafkaBroker, sessions: Sessions, notices: Notices
+async def test_outcomes_keep_the_latest_and_tell_the_cache_once_per_change(
+    sessions: Sessions, notices: Notices
 ) -> None:
     code = "123456789012347"
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, outcome("delivered", code=code, minute=2))
-        await publish(br, outcome("sent", code=code, minute=1))  # overtaken by its receipt
-        await publish(br, outcome("delivered", code=code, minute=2))  # redelivered
-        await publish(br, outcome("sent", code=code, channel="email", minute=1))
-        # A type this build does not know is skipped, not stored and not dead-lettered.
-        await br.publish({"event_type": "NotificationRead", "tracking_code": code}, Topic.NOTIFICATIONS, key=b"k")
+    await deliver(sessions, notices, outcome("delivered", code=code, minute=2))
+    await deliver(sessions, notices, outcome("sent", code=code, minute=1))  # overtaken by its receipt
+    await deliver(sessions, notices, outcome("delivered", code=code, minute=2))  # redelivered
+    await deliver(sessions, notices, outcome("sent", code=code, channel="email", minute=1))
+    # A type this build does not know is skipped, not stored and not dead-lettered.
+    await deliver(sessions, notices, {"event_type": "NotificationRead", "tracking_code": code})
 
     assert [(row.channel, row.state) for row in await rows(sessions)] == [("email", "sent"), ("sms", "delivered")]
     assert notices.told == [{code}, {code}]
@@ -250,10 +228,9 @@ async def test_a_failing_notice_does_not_fail_the_stored_outcome(sessions: Sessi
     async def broken(codes: Iterable[str]) -> None:
         raise ConnectionError("redis away")
 
-    broker = make_broker(kafka=KafkaSettings(), client_id="tracking-test")
-    broker.include_router(notifications_router(sessions=sessions, group_id="tracking", on_stored=broken))
-    async with TestKafkaBroker(broker) as br:
-        await publish(br, outcome("sent"))
+    await handle_notification_record(
+        record_of(Topic.NOTIFICATIONS, outcome("sent")), sessions=sessions, on_stored=broken
+    )
     assert [row.state for row in await rows(sessions)] == ["sent"]
 
 

@@ -1,16 +1,16 @@
-"""inquiry's edge on the bus: one record of desk.requests in, its recorded outcomes published.
+"""inquiry's bus edge: its subscription to desk.requests and its publications, declared once, and the handler
+of one record (verify a submission or correction once, publish its recorded outcomes).
 
 Records are fed by `shared.keyed_consumer.KeyOrderedConsumer` (concurrent across requests, in order within
-one); the faststream router below only documents the same subscription and publications in AsyncAPI.
+one), built from `subscriptions`; the AsyncAPI document is generated from the same declarations.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaBroker
 
 from shared.catalog import Catalog
 from shared.events import (
@@ -19,10 +19,10 @@ from shared.events import (
     RequestSubmitted,
     ReviewRequested,
     VerificationCompleted,
-    parse_request_event,
 )
-from shared.kafka import PermanentError, make_router, publish_event
+from shared.kafka import publish_event
 from shared.keyed_consumer import Record
+from shared.subscriptions import Publication, Subscription, read_event
 from shared.topics import Topic, agency_inbox_topic
 
 from .service import Agencies, verify_correction_once, verify_submission_once
@@ -35,7 +35,7 @@ SUBSCRIPTION_DESCRIPTION = (
 )
 
 # The request events that start a verification; every other type is skipped before parsing.
-VERIFIED_EVENT_TYPES = frozenset({"RequestSubmitted", "CorrectionSubmitted"})
+VERIFIED_EVENTS = (RequestSubmitted, CorrectionSubmitted)
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +60,9 @@ def destination(outcome: Outcome) -> str:
 
 async def handle_request_record(deps: Inquiry, record: Record) -> None:
     """Verify a submission or correction once, then publish what is recorded for it (again, on redelivery)."""
-    try:
-        body = json.loads(record.value or b"")
-    except ValueError as error:
-        raise PermanentError(f"not JSON: {error}") from error
-    if not isinstance(body, dict):
-        raise PermanentError("an event is a JSON object")
-    if body.get("event_type") not in VERIFIED_EVENT_TYPES:
-        return  # other lifecycle events, including types newer than this build, are not inquiry's
-    event = parse_request_event(body)
+    event = read_event(record, VERIFIED_EVENTS)
     if not isinstance(event, RequestSubmitted | CorrectionSubmitted):
-        return
-    if not event.counts(timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type):
-        log.warning(
-            "skipping %s %s: appended after its accept_by (intake answered 503)", event.event_type, event.tracking_code
-        )
-        return
+        return  # other lifecycle events, including types newer than this build, are not inquiry's
     if isinstance(event, RequestSubmitted):
         outcomes = await verify_submission_once(
             sessions=deps.sessions, catalog=deps.catalog, agencies=deps.agencies, event=event
@@ -98,26 +85,32 @@ async def handle_request_record(deps: Inquiry, record: Record) -> None:
         deps.marks.add(event.event_id)
 
 
-def documentation_router(*, group_id: str, agencies: list[str]) -> KafkaRouter:
-    """inquiry's subscription and publications as faststream declarations, for the AsyncAPI document only."""
-    router = make_router()
-    for schema in (InquiryCompleted, VerificationCompleted):
-        router.publisher(Topic.REQUESTS, title=f"desk.requests:{schema.__name__}", schema=schema)
-    for agency in agencies:
-        router.publisher(
-            agency_inbox_topic(agency),
-            title=f"{agency_inbox_topic(agency)}:ReviewRequested",
-            description="Requests this agency must review, with only the fields its service's review shares.",
-            schema=ReviewRequested,
+def subscriptions(deps: Inquiry, *, group_id: str, concurrency: int) -> list[Subscription]:
+    """inquiry's one subscription: desk.requests, key-ordered, `handle_request_record` per record."""
+
+    async def handle(record: Record) -> None:
+        await handle_request_record(deps, record)
+
+    return [
+        Subscription(
+            name="inquiry",
+            topic=Topic.REQUESTS,
+            group=group_id,
+            events=VERIFIED_EVENTS,
+            description=SUBSCRIPTION_DESCRIPTION,
+            handler=handle,
+            concurrency=concurrency,
         )
+    ]
 
-    @router.subscriber(
-        Topic.REQUESTS,
-        group_id=group_id,
-        title="desk.requests:inquiry",
-        description=SUBSCRIPTION_DESCRIPTION,
-    )
-    async def on_request_event(body: RequestSubmitted | CorrectionSubmitted) -> None:
-        raise NotImplementedError("documentation only: records are consumed by KeyOrderedConsumer")
 
-    return router
+def publications(*, agencies: list[str]) -> list[Publication]:
+    """What inquiry publishes: outcomes to desk.requests, review requests to the inbox of each reviewing agency."""
+    return [Publication(Topic.REQUESTS, (InquiryCompleted, VerificationCompleted))] + [
+        Publication(
+            agency_inbox_topic(agency),
+            (ReviewRequested,),
+            "Requests this agency must review, with only the fields its service's review shares.",
+        )
+        for agency in agencies
+    ]

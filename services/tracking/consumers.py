@@ -1,21 +1,25 @@
-"""tracking's consumer of `desk.requests`: batches of records, each folded in one transaction with its offsets.
+"""tracking's bus edges: its subscriptions (the projection's fold of desk.requests, the notification outcomes of
+desk.notifications) and publications, declared once, the consumer of the projection, and the handler of one
+notification outcome; with `Tracking`, what the routes and handlers depend on.
 
-faststream hands a subscriber one message at a time, and one transaction per event caps the projection at a
-few hundred events a second on SQLite; a national desk (and a rebuild of its whole history) needs thousands.
-So tracking reads with aiokafka's `getmany` and folds each fetched batch at once. The projection's own stored
-offsets are the truth: on every assignment each partition is sought to them, and Kafka's committed offset is
-only advisory (monitoring of lag).
+The projection's consumer reads batches with aiokafka's `getmany` and folds each at once, in one transaction
+with its offsets: faststream hands a subscriber one message at a time, and one transaction per event caps the
+projection at a few hundred events a second on SQLite; a national desk (and a rebuild of its whole history)
+needs thousands. The projection's own stored offsets are the truth: on every assignment each partition is
+sought to them, and Kafka's committed offset is only advisory (monitoring of lag). desk.notifications is
+consumed by a KeyOrderedConsumer, a consumer group of its own: the two topics are read independently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -24,13 +28,47 @@ from opentelemetry.trace import SpanKind, TracerProvider
 from prometheus_client import Counter, Histogram
 
 from shared.envelope import decode_headers
-from shared.events import AcceptedEvent, is_known_request_event, parse_request_event
-from shared.kafka import LAG_EVERY_S, DeadLetterPolicy, make_consumer, record_lag, scrub
+from shared.events import EventBase, NotificationOutcome, RequestEvent, SlaBreached, StatusChanged
+from shared.kafka import LAG_EVERY_S, Consumer, DeadLetterPolicy, make_consumer, record_lag, scrub
+from shared.keyed_consumer import Record
 from shared.settings import KafkaSettings
+from shared.subscriptions import ConsumerParts, Kind, Publication, Subscription, read_event, read_record
+from shared.topics import Topic
 
-from .service import Delivered, Position, Projector, stored_offsets
+from .cache import ChangeFeed, StatusCache
+from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .service import Delivered, Position, Projector, Sessions, record_notification, stored_offsets
+from .throttle import LookupThrottle
 
 log = logging.getLogger(__name__)
+
+# Every desk.requests event this build understands: the projection folds them all.
+REQUEST_EVENTS: tuple[type[EventBase], ...] = typing.get_args(typing.get_args(RequestEvent)[0])
+SUBSCRIPTION_DESCRIPTION = (
+    "Folds every request event into the status projection, a fetched batch per transaction; offsets are stored "
+    "with the rows, and each assigned partition resumes from them."
+)
+NOTIFICATIONS_DESCRIPTION = (
+    "Keeps each notification's latest outcome (sent, then delivered or failed; never back) for the "
+    "citizen's status answer."
+)
+
+
+@dataclass
+class Tracking:
+    """tracking's dependencies."""
+
+    sessions: Sessions
+    lookup_key: bytes
+    throttle: LookupThrottle
+    cache: StatusCache
+    changes: ChangeFeed
+    tokens: HistoryTokens
+    code_throttle: LookupThrottle
+    codes: OneTimeCodes
+    code_sender: NotifyCodeSender
+    stream_max_s: float = 1800.0
+
 
 FOLDED = Counter("khedmat_tracking_folded_events_total", "Records folded into the projection", ["projection"])
 BATCH_SECONDS = Histogram(
@@ -47,20 +85,14 @@ def decode(record: ConsumerRecord[bytes, bytes], *, with_headers: bool = True) -
     The headers (trace context) are for the live fold's spans; a rebuild has none and skips them.
     """
     position = Position(record.topic, record.partition, record.offset)
-    payload = json.loads(record.value) if record.value is not None else None
-    if not isinstance(payload, dict):
-        raise ValueError("not a JSON object")
-    if not is_known_request_event(payload):
+    read = read_record(record, REQUEST_EVENTS)
+    if read is None:
         # A newer producer's event type: record nothing we cannot interpret, and do not block the partition.
         log.warning("skipping unknown event type at %s[%d]@%d", record.topic, record.partition, record.offset)
         return Delivered(position, None)
-    event = parse_request_event(payload)
     headers = decode_headers(record.headers or ()) if with_headers else None
-    # A submission or command Kafka appended after intake had answered 503 never happened.
-    void = isinstance(event, AcceptedEvent) and not event.counts(
-        timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type
-    )
-    return Delivered(position, event, void, headers)
+    # A submission or command Kafka appended after intake had answered 503 never happened: folded as void.
+    return Delivered(position, read.event, not read.counts, headers)  # type: ignore[arg-type]
 
 
 class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -203,3 +235,88 @@ class ProjectionConsumer:
         with contextlib.suppress(CommitFailedError, KafkaError):
             if positions:
                 await self._consumer.commit(positions)
+
+
+async def handle_notification_record(
+    record: Record, *, sessions: Sessions, on_stored: Callable[[Iterable[str]], Awaitable[None]] | None = None
+) -> None:
+    """Keep one desk.notifications record's outcome as its notification's latest state, then tell `on_stored`
+    which request changed (the lookup cache and live streams), like the fold's `on_committed`."""
+    outcome = read_event(record, (NotificationOutcome,))
+    if outcome is None:
+        return
+    if not await record_notification(sessions=sessions, outcome=outcome) or on_stored is None:
+        return
+    try:
+        await on_stored({outcome.tracking_code})
+    except Exception as error:  # the outcome is stored; a cache's TTL covers a missed notice
+        log.warning("after-store notice failed: %s", type(error).__name__)
+
+
+def subscriptions(
+    *,
+    group_id: str,
+    projection: Callable[[Subscription, ConsumerParts], Consumer],
+    max_batch: int,
+    sessions: Sessions,
+    on_stored: Callable[[Iterable[str]], Awaitable[None]],
+    notifications_concurrency: int,
+) -> list[Subscription]:
+    """tracking's two subscriptions: the projection's fold of desk.requests, and the notification outcomes."""
+
+    async def handle_notification(record: Record) -> None:
+        await handle_notification_record(record, sessions=sessions, on_stored=on_stored)
+
+    return [
+        Subscription(
+            name="tracking",
+            topic=Topic.REQUESTS,
+            group=group_id,
+            events=REQUEST_EVENTS,
+            description=SUBSCRIPTION_DESCRIPTION,
+            kind=Kind.PROJECTION,
+            projection=projection,
+            concurrency=max_batch,
+        ),
+        Subscription(
+            name="tracking",
+            topic=Topic.NOTIFICATIONS,
+            group=f"{group_id}-notifications",
+            events=(NotificationOutcome,),
+            description=NOTIFICATIONS_DESCRIPTION,
+            handler=handle_notification,
+            concurrency=notifications_concurrency,
+        ),
+    ]
+
+
+def projection_consumer(
+    projector: Projector, *, new_projection_start: str, on_folded: Callable[[int], None]
+) -> Callable[[Subscription, ConsumerParts], Consumer]:
+    """Builds the projection's consumer from its declared subscription."""
+
+    def build(subscription: Subscription, parts: ConsumerParts) -> Consumer:
+        return ProjectionConsumer(
+            kafka=parts.kafka,
+            topic=subscription.topic,
+            group_id=subscription.group,
+            projector=projector,
+            dead_letters=parts.dead_letters,
+            client_id=parts.client_id,
+            tracer_provider=parts.tracer_provider,
+            new_projection_start=new_projection_start,
+            max_batch=subscription.concurrency,
+            on_folded=on_folded,
+        )
+
+    return build
+
+
+PUBLICATIONS = [
+    Publication(Topic.STATUS, (StatusChanged,)),
+    Publication(
+        Topic.REQUESTS,
+        (SlaBreached,),
+        "The SLA watcher's one event per request past its due date (id derived from code and date).",
+    ),
+]
