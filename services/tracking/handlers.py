@@ -14,10 +14,10 @@ from shared.events import NotificationOutcome, RequestEvent, SlaBreached, Status
 from shared.kafka import make_router
 from shared.topics import Topic
 
-from .cache import ChangeFeed, StatusCache
-from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .adapters_cache import ChangeFeed, StatusCache
+from .adapters_throttle import LookupThrottle
 from .service import Sessions, record_notification
-from .throttle import LookupThrottle
+from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 
 log = logging.getLogger(__name__)
 

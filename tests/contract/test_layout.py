@@ -33,11 +33,6 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "services/notify/service.py": "not yet split (issue 15)",
     "services/notify/service.py:_deliver": "not yet split (issue 15)",
     "services/tracking/app.py:create_app": "not yet split (issue 15)",
-    "services/tracking/domain.py:describe": "not yet split (issue 15)",
-    "services/tracking/folding.py:fold": "not yet split (issue 15)",
-    "services/tracking/rebuild.py:rebuild": "not yet split (issue 15)",
-    "services/tracking/service.py": "not yet split (issue 15)",
-    "services/tracking/service.py:_fold": "not yet split (issue 15)",
     "shared/catalog.py": "not yet split (issue 15)",
     "shared/events.py": "not yet split (issue 15)",
     "sandbox/runner.py:serve_sandbox": "not yet split (issue 15)",
@@ -63,24 +58,13 @@ UNMOVED_MODULES: dict[str, str] = {
     "services/notify/models.py": "not yet moved to its room (issue 15)",
     "services/notify/rendering.py": "not yet moved to its room (issue 15)",
     "services/notify/wiring.py": "not yet moved to its room (issue 15)",
-    "services/tracking/api.py": "not yet moved to its room (issue 15)",
-    "services/tracking/cache.py": "not yet moved to its room (issue 15)",
     "services/tracking/consumer.py": "not yet moved to its room (issue 15)",
-    "services/tracking/folding.py": "not yet moved to its room (issue 15)",
     "services/tracking/handlers.py": "not yet moved to its room (issue 15)",
-    "services/tracking/history.py": "not yet moved to its room (issue 15)",
-    "services/tracking/models.py": "not yet moved to its room (issue 15)",
-    "services/tracking/outbox.py": "not yet moved to its room (issue 15)",
-    "services/tracking/rebuild.py": "not yet moved to its room (issue 15)",
-    "services/tracking/schema.py": "not yet moved to its room (issue 15)",
-    "services/tracking/sla.py": "not yet moved to its room (issue 15)",
-    "services/tracking/throttle.py": "not yet moved to its room (issue 15)",
 }
 # Route modules that still import another route module.
 ROUTE_IMPORT_EXCEPTIONS: dict[str, str] = {
     "services/intake/api.py -> services.intake.catalog_api": "the unknown-service problem (issue 15)",
     "services/intake/documents_api.py -> services.intake.catalog_api": "the unknown-service problem (issue 15)",
-    "services/tracking/history_api.py -> services.tracking.api": "shared lookup dependencies (issue 15)",
 }
 
 
