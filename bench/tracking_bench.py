@@ -18,10 +18,11 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.common import BENCH_KAFKA, bench_database, start_bench_servers, stop_bench_servers
-from services.tracking.folding import catalog_terms
-from services.tracking.rebuild import rebuild
-from services.tracking.schema import migrate
-from services.tracking.service import LIVE_TABLES, Projector
+from services.tracking.domain_terms import catalog_terms
+from services.tracking.service import Projector
+from services.tracking.service_rebuild import rebuild
+from services.tracking.store import LIVE_TABLES
+from services.tracking.store_migrations import migrate
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar

@@ -1,7 +1,7 @@
 """`python -m services.tracking`: run tracking under uvicorn; `python -m services.tracking rebuild`: rebuild.
 
 The rebuild runs beside the live service (same settings, same database): it folds the topic from offset 0 into
-staging tables and swaps them in once it has caught up with the live projection (services/tracking/rebuild.py).
+staging tables and swaps them in once it has caught up with the live projection (services/tracking/service_rebuild.py).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from shared.runner import run_service
 from shared.telemetry import configure_logging
 from shared.topics import Topic
 
+from .adapters_cache import StatusCache
 from .app import SERVICE_NAME, create_app
-from .cache import StatusCache
-from .folding import catalog_terms
-from .rebuild import rebuild
-from .schema import migrate
+from .domain_terms import catalog_terms
 from .service import Projector
+from .service_rebuild import rebuild
 from .settings import TrackingSettings
+from .store_migrations import migrate
 
 log = logging.getLogger("services.tracking.rebuild")
 

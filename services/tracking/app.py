@@ -26,19 +26,19 @@ from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
-from .api import router
-from .cache import ChangeFeed, StatusCache
+from .adapters_cache import ChangeFeed, StatusCache
+from .adapters_throttle import LookupThrottle
 from .consumers import PUBLICATIONS, Tracking, projection_consumer, subscriptions
-from .folding import catalog_terms
-from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .domain_terms import catalog_terms
 from .history_api import router as history_router
 from .internal_api import internal_router
-from .outbox import OutboxRelay
-from .schema import migrate
+from .lookup_api import router
 from .service import Projector
+from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .service_outbox import OutboxRelay
+from .service_sla import SlaWatcher
 from .settings import TrackingSettings
-from .sla import SlaWatcher
-from .throttle import LookupThrottle
+from .store_migrations import migrate
 
 SERVICE_NAME = "tracking"
 

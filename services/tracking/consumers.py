@@ -35,10 +35,10 @@ from shared.settings import KafkaSettings
 from shared.subscriptions import ConsumerParts, Kind, Publication, Subscription, read_event, read_record
 from shared.topics import Topic
 
-from .cache import ChangeFeed, StatusCache
-from .history import HistoryTokens, NotifyCodeSender, OneTimeCodes
+from .adapters_cache import ChangeFeed, StatusCache
+from .adapters_throttle import LookupThrottle
 from .service import Delivered, Position, Projector, Sessions, record_notification, stored_offsets
-from .throttle import LookupThrottle
+from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 
 log = logging.getLogger(__name__)
 

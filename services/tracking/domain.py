@@ -175,6 +175,76 @@ def _with(text: str, extra: str | None) -> str:
     return f"{text} {extra}".strip() if extra else text
 
 
+def _describe_verification(event: VerificationCompleted) -> Description:
+    waiting = {
+        NextStep.APPROVE: (None, None),
+        NextStep.AGENCY_REVIEW: _WAITING_FOR_REVIEW,
+        NextStep.NEEDS_CORRECTION: _WAITING_FOR_CORRECTION,
+        NextStep.REJECT: (None, None),
+    }[event.next_step]
+    return Description(
+        event.reason_fa or "بررسی انجام شد.",
+        event.reason_en or f"Verification finished: {event.next_step.value}.",
+        waiting[0],
+        waiting[1],
+    )
+
+
+def _describe_cancellation(event: RequestCancelled) -> Description:
+    given = event.reason_fa or event.reason_en
+    return Description(
+        _with("درخواست به خواست شما لغو شد.", f"علت: {given}" if given else None),
+        _with("The request was cancelled at your request.", f"Reason: {given}" if given else None),
+        None,
+        None,
+    )
+
+
+def _describe_decision(event: RequestDecided, agency_fa: str, agency_en: str) -> Description:
+    if event.decision is Decision.APPROVE:
+        return Description(
+            _with(f"{agency_fa} درخواست را تأیید کرد.", event.reason_fa),
+            _with(f"{agency_en} approved the request.", event.reason_en),
+            *_WAITING_FOR_RESULT,
+        )
+    if event.decision is Decision.REJECT:
+        return Description(
+            f"{agency_fa} درخواست را رد کرد: {event.reason_fa} (مستند قانونی: {event.legal_basis})",
+            f"{agency_en} rejected the request: {event.reason_en} (legal basis: {event.legal_basis})",
+            None,
+            None,
+        )
+    return Description(
+        f"{agency_fa} اصلاح درخواست را خواست: {event.reason_fa}",
+        f"{agency_en} asked for a correction: {event.reason_en}",
+        *_WAITING_FOR_CORRECTION,
+    )
+
+
+def _describe_breach(event: SlaBreached, state: RequestState | None) -> Description:
+    waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
+    due = to_persian_digits(to_jalali_text(event.due_on))
+    return Description(
+        f"مهلت قانونی انجام درخواست ({due}، {to_persian_digits(str(event.duration_working_days))} روز کاری) گذشت. "
+        "می‌توانید شکایت ثبت کنید.",
+        f"The request is past its due date ({event.due_on.isoformat()}, {event.duration_working_days} "
+        "working days). You may file a complaint.",
+        waiting[0],
+        waiting[1],
+    )
+
+
+def _describe_result(event: ResultDelivered) -> Description:
+    where_fa = f" (نشانی: {event.result_url})" if event.result_url else " (سند در پرونده موجود است)"
+    where_en = f" (link: {event.result_url})" if event.result_url else " (the document is on file)"
+    return Description(
+        f"نتیجه تحویل شد: {event.summary_fa}{where_fa}",
+        f"The result was delivered: {event.summary_en}{where_en}",
+        None,
+        None,
+    )
+
+
 def describe(event: RequestEvent, state: RequestState | None = None, names: Names = NO_NAMES) -> Description:
     """Words for the timeline, so a citizen never has to call to ask what the request is waiting for."""
     # `state` is where the request stands after the event: what it waits for when the event does not say.
@@ -195,18 +265,7 @@ def describe(event: RequestEvent, state: RequestState | None = None, names: Name
             *_WAITING_FOR_VERIFICATION,
         )
     if isinstance(event, VerificationCompleted):
-        waiting = {
-            NextStep.APPROVE: (None, None),
-            NextStep.AGENCY_REVIEW: _WAITING_FOR_REVIEW,
-            NextStep.NEEDS_CORRECTION: _WAITING_FOR_CORRECTION,
-            NextStep.REJECT: (None, None),
-        }[event.next_step]
-        return Description(
-            event.reason_fa or "بررسی انجام شد.",
-            event.reason_en or f"Verification finished: {event.next_step.value}.",
-            waiting[0],
-            waiting[1],
-        )
+        return _describe_verification(event)
     if isinstance(event, CorrectionSubmitted):
         return Description(
             "اصلاحات شما ثبت شد و اطلاعات دوباره بررسی می‌شود.",
@@ -215,13 +274,7 @@ def describe(event: RequestEvent, state: RequestState | None = None, names: Name
             "Waiting for your corrected details to be verified",
         )
     if isinstance(event, RequestCancelled):
-        given = event.reason_fa or event.reason_en
-        return Description(
-            _with("درخواست به خواست شما لغو شد.", f"علت: {given}" if given else None),
-            _with("The request was cancelled at your request.", f"Reason: {given}" if given else None),
-            None,
-            None,
-        )
+        return _describe_cancellation(event)
     if isinstance(event, ComplaintFiled):
         return Description(
             f"شکایت شما ثبت شد (شناسهٔ پیگیری شکایت: {event.complaint_id}).",
@@ -237,44 +290,11 @@ def describe(event: RequestEvent, state: RequestState | None = None, names: Name
             waiting[1],
         )
     if isinstance(event, RequestDecided):
-        if event.decision is Decision.APPROVE:
-            return Description(
-                _with(f"{agency_fa} درخواست را تأیید کرد.", event.reason_fa),
-                _with(f"{agency_en} approved the request.", event.reason_en),
-                *_WAITING_FOR_RESULT,
-            )
-        if event.decision is Decision.REJECT:
-            return Description(
-                f"{agency_fa} درخواست را رد کرد: {event.reason_fa} (مستند قانونی: {event.legal_basis})",
-                f"{agency_en} rejected the request: {event.reason_en} (legal basis: {event.legal_basis})",
-                None,
-                None,
-            )
-        return Description(
-            f"{agency_fa} اصلاح درخواست را خواست: {event.reason_fa}",
-            f"{agency_en} asked for a correction: {event.reason_en}",
-            *_WAITING_FOR_CORRECTION,
-        )
+        return _describe_decision(event, agency_fa, agency_en)
     if isinstance(event, SlaBreached):
-        waiting = _WAITING_IN_STATE.get(state, (None, None)) if state is not None else (None, None)
-        due = to_persian_digits(to_jalali_text(event.due_on))
-        return Description(
-            f"مهلت قانونی انجام درخواست ({due}، {to_persian_digits(str(event.duration_working_days))} روز کاری) گذشت. "
-            "می‌توانید شکایت ثبت کنید.",
-            f"The request is past its due date ({event.due_on.isoformat()}, {event.duration_working_days} "
-            "working days). You may file a complaint.",
-            waiting[0],
-            waiting[1],
-        )
+        return _describe_breach(event, state)
     assert isinstance(event, ResultDelivered)
-    where_fa = f" (نشانی: {event.result_url})" if event.result_url else " (سند در پرونده موجود است)"
-    where_en = f" (link: {event.result_url})" if event.result_url else " (the document is on file)"
-    return Description(
-        f"نتیجه تحویل شد: {event.summary_fa}{where_fa}",
-        f"The result was delivered: {event.summary_en}{where_en}",
-        None,
-        None,
-    )
+    return _describe_result(event)
 
 
 # --- notifications (desk.notifications) ------------------------------------------------------------

@@ -6,54 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.http import ProblemError, problem_responses, rate_limited
 
-from .api import status_of
 from .consumers import Tracking
-from .history import HistoryUnavailable, latest_request, requests_of
-from .models import StatusOut
+from .schemas import CodeRequestIn, CodeRequestOut, HistoryOut, TokenIn, TokenOut, status_of
 from .service import national_id_digest
+from .service_history import HistoryUnavailable, latest_request, requests_of
 
 router = APIRouter(prefix="/api/v1/tracking/history")
 _bearer = HTTPBearer(auto_error=False)
-
-
-class CodeRequestIn(BaseModel):
-    """Who asks for their history: the national ID only (the code goes to the mobile already on record)."""
-
-    national_id: str = Field(min_length=1, max_length=20, examples=["0012345679"])
-
-
-class CodeRequestOut(BaseModel):
-    """The same answer whether or not this national ID has requests: nothing is revealed here."""
-
-    message_fa: str = "اگر درخواستی با این کد ملی ثبت شده باشد، کد یکبارمصرف به شمارهٔ همراه آن پیامک شد."
-    message_en: str = "If requests were made with this national ID, a one-time code was texted to their mobile."
-    expires_in_s: int
-
-
-class TokenIn(BaseModel):
-    """The national ID and the one-time code the citizen received."""
-
-    national_id: str = Field(min_length=1, max_length=20)
-    code: str = Field(pattern=r"^[0-9۰-۹]{6}$")
-
-
-class TokenOut(BaseModel):
-    """A bearer token for the history, valid `expires_in_s` seconds."""
-
-    token: str
-    token_type: str = "Bearer"
-    expires_in_s: int
-
-
-class HistoryOut(BaseModel):
-    """The citizen's requests, newest first (each one's timeline is in its own lookup)."""
-
-    requests: list[StatusOut]
 
 
 def _unavailable() -> ProblemError:

@@ -12,31 +12,18 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel
 
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import ProblemError, problem_responses
 
 from .consumers import Tracking
-from .models import RequestRecord
+from .schemas import RequestFactsOut
+from .service import request_facts
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"
 
 internal_router = APIRouter(prefix="/internal/v1", tags=["internal"])
-
-
-class RequestFactsOut(BaseModel):
-    """Where a request stands, without its applicant: what a command on it is checked against."""
-
-    tracking_code: str
-    service_id: str
-    catalog_version: int
-    agency: str
-    status: RequestState
-    sla_breached: bool
-    complaint_open: bool
-    open_complaint_id: str | None
 
 
 def _unauthenticated() -> ProblemError:
@@ -74,8 +61,7 @@ async def get_request_facts(
     except InvalidTrackingCode as error:
         raise _unknown() from error
     deps: Tracking = request.app.state.tracking
-    async with deps.sessions() as session:
-        record = await session.get(RequestRecord, code)
+    record = await request_facts(sessions=deps.sessions, tracking_code=code)
     if record is None:
         raise _unknown()
     return RequestFactsOut(

@@ -25,11 +25,6 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "services/inquiry/app.py:create_app": "not yet split (issue 15)",
     "services/notify/app.py:create_app": "not yet split (issue 15)",
     "services/tracking/app.py:create_app": "not yet split (issue 15)",
-    "services/tracking/domain.py:describe": "not yet split (issue 15)",
-    "services/tracking/folding.py:fold": "not yet split (issue 15)",
-    "services/tracking/rebuild.py:rebuild": "not yet split (issue 15)",
-    "services/tracking/service.py": "not yet split (issue 15)",
-    "services/tracking/service.py:_fold": "not yet split (issue 15)",
     "shared/catalog.py": "not yet split (issue 15)",
     "shared/events.py": "not yet split (issue 15)",
     "sandbox/runner.py:serve_sandbox": "not yet split (issue 15)",
@@ -38,22 +33,9 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "testkit/tracking_stream.py:lifecycle": "not yet split (issue 15)",
 }
 # Modules not yet named for their room, each with the reason (none, ideally).
-UNMOVED_MODULES: dict[str, str] = {
-    "services/tracking/api.py": "not yet moved to its room (issue 15)",
-    "services/tracking/cache.py": "not yet moved to its room (issue 15)",
-    "services/tracking/folding.py": "not yet moved to its room (issue 15)",
-    "services/tracking/history.py": "not yet moved to its room (issue 15)",
-    "services/tracking/models.py": "not yet moved to its room (issue 15)",
-    "services/tracking/outbox.py": "not yet moved to its room (issue 15)",
-    "services/tracking/rebuild.py": "not yet moved to its room (issue 15)",
-    "services/tracking/schema.py": "not yet moved to its room (issue 15)",
-    "services/tracking/sla.py": "not yet moved to its room (issue 15)",
-    "services/tracking/throttle.py": "not yet moved to its room (issue 15)",
-}
+UNMOVED_MODULES: dict[str, str] = {}
 # Route modules that still import another route module.
-ROUTE_IMPORT_EXCEPTIONS: dict[str, str] = {
-    "services/tracking/history_api.py -> services.tracking.api": "shared lookup dependencies (issue 15)",
-}
+ROUTE_IMPORT_EXCEPTIONS: dict[str, str] = {}
 
 
 def _python_files(*roots: str) -> list[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from services.tracking.throttle import LookupThrottle, code_digest
+from services.tracking.adapters_throttle import LookupThrottle, code_digest
 from shared.domain.tracking_code import verhoeff_check_digit
 
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from services.tracking.history import MAX_TRIES, HistoryUnavailable, OneTimeCodes
+from services.tracking.service_history import MAX_TRIES, HistoryUnavailable, OneTimeCodes
 from shared.redis_client import make_redis
 
 pytestmark = pytest.mark.asyncio

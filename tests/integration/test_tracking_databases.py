@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.tracking.schema import migrate
 from services.tracking.service import (
     Delivered,
     Position,
@@ -18,7 +17,8 @@ from services.tracking.service import (
     Sessions,
     lookup,
 )
-from services.tracking.sla import SlaWatcher
+from services.tracking.service_sla import SlaWatcher
+from services.tracking.store_migrations import migrate
 from shared.db import make_engine, make_sessionmaker
 from shared.events import SlaBreached
 from tests.unit.test_tracking import (

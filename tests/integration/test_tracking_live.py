@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.tracking.folding import status_change_id
+from services.tracking.domain_folding import status_change_id
 from shared.domain.state_machine import RequestState
 from shared.events import (
     NextStep,

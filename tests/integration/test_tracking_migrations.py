@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from services.tracking.models import TABLES
-from services.tracking.schema import FIRST_REVISION_TABLES, METADATA, migrate
+from services.tracking.store import TABLES
+from services.tracking.store_migrations import FIRST_REVISION_TABLES, METADATA, migrate
 from shared.db import make_engine
 
 pytestmark = pytest.mark.asyncio

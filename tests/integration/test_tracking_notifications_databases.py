@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from services.tracking.api import status_of
-from services.tracking.folding import status_change_id
-from services.tracking.models import NotificationRecord
-from services.tracking.schema import migrate
+from services.tracking.domain_folding import status_change_id
+from services.tracking.schemas import status_of
 from services.tracking.service import Sessions, lookup, notifications_of, record_notification
+from services.tracking.store import NotificationRecord
+from services.tracking.store_migrations import migrate
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState
 from shared.events import NotificationOutcome, notification_outcome_id

@@ -17,17 +17,11 @@ from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.tracking.consumers import ProjectionConsumer
-from services.tracking.folding import catalog_terms
-from services.tracking.rebuild import rebuild
-from services.tracking.schema import migrate
-from services.tracking.service import (
-    LIVE_TABLES,
-    OUTBOX_TABLE,
-    ProjectionTables,
-    Projector,
-    lookup,
-    stored_offsets,
-)
+from services.tracking.domain_terms import catalog_terms
+from services.tracking.service import Projector, lookup, stored_offsets
+from services.tracking.service_rebuild import rebuild
+from services.tracking.store import LIVE_TABLES, OUTBOX_TABLE, ProjectionTables
+from services.tracking.store_migrations import migrate
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar

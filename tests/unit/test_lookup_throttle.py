@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from services.tracking.throttle import LookupDecision, LookupThrottle, code_digest
+from services.tracking.adapters_throttle import LookupDecision, LookupThrottle, code_digest
 from shared.domain.digits import to_persian_digits
 from shared.domain.tracking_code import format_for_display, verhoeff_check_digit
 from shared.redis_client import make_redis
@@ -114,14 +114,14 @@ async def test_a_dead_redis_falls_back_to_per_process_limits_never_to_none(
 ) -> None:
     throttle = LookupThrottle(dead_redis, per_client="3/minute", per_code="100/minute", code_key=KEY)
     before = degraded_count()
-    with caplog.at_level(logging.WARNING, logger="services.tracking.throttle"):
+    with caplog.at_level(logging.WARNING, logger="services.tracking.adapters_throttle"):
         decisions = [await throttle.hit(client="10.0.3.1", tracking_code=code(9)) for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert all(d.degraded for d in decisions)
     assert decisions[3].scope == "client"
     assert 55 <= decisions[3].retry_after_s <= 60
     assert degraded_count() == before + 5
-    warnings = [r.getMessage() for r in caplog.records if r.name == "services.tracking.throttle"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "services.tracking.adapters_throttle"]
     assert len(warnings) == 5
     assert all("ConnectionError" in message for message in warnings)
     assert not [m for m in warnings if "10.0.3.1" in m or code(9) in m or code_digest(code(9), KEY) in m]

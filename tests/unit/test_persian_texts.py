@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from services.intake.domain import validate_submission
 from services.intake.service_documents import check_upload
 from services.tracking.domain import Names, check_authority, describe
-from services.tracking.folding import catalog_terms
+from services.tracking.domain_terms import catalog_terms
 from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState, Trigger, apply
 from shared.domain.text import MULTILINE_CONTROL_MESSAGES, RULE_MESSAGES

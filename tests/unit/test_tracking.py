@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from services.tracking.consumers import decode
-from services.tracking.folding import catalog_terms
-from services.tracking.models import TABLES, ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
-from services.tracking.outbox import OutboxRelay
+from services.tracking.domain_terms import catalog_terms
 from services.tracking.service import Delivered, Position, Projector, Sessions, fold_event, lookup, national_id_digest
+from services.tracking.service_outbox import OutboxRelay
+from services.tracking.store import TABLES, ConsumedOffset, OutboxMessage, RequestRecord, TimelineEntry
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id

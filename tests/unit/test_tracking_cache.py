@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.tracking.cache import ChangeFeed, StatusCache
+from services.tracking.adapters_cache import ChangeFeed, StatusCache
 from shared.redis_client import make_redis
 
 CODE = "123456789012345"

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from services.tracking.folding import catalog_terms
+from services.tracking.domain_terms import catalog_terms
 from services.tracking.internal_api import internal_router
-from services.tracking.models import TABLES, OutboxMessage, RequestRecord, TimelineEntry
 from services.tracking.service import Position, Sessions, fold_event
 from services.tracking.settings import TrackingSettings
+from services.tracking.store import TABLES, OutboxMessage, RequestRecord, TimelineEntry
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id

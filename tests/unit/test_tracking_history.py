@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.tracking.history import HistoryTokens
+from services.tracking.service_history import HistoryTokens
 
 SUBJECT = "d" * 64
 

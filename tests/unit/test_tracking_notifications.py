@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from services.tracking.api import status_of
 from services.tracking.consumers import handle_notification_record
 from services.tracking.domain import (
     NOTIFICATION_STATES,
@@ -22,17 +21,11 @@ from services.tracking.domain import (
     notification_outcome_wins,
     states_overtaken_by,
 )
-from services.tracking.folding import status_change_id
-from services.tracking.models import NotificationRecord
-from services.tracking.rebuild import _recreate, staging_tables, swap_in
-from services.tracking.service import (
-    LIVE_TABLES,
-    Sessions,
-    lookup,
-    notifications_of,
-    record_notification,
-    stored_offsets,
-)
+from services.tracking.domain_folding import status_change_id
+from services.tracking.schemas import status_of
+from services.tracking.service import lookup, notifications_of, record_notification, stored_offsets
+from services.tracking.store import LIVE_TABLES, NotificationRecord, Sessions
+from services.tracking.store_rebuild import recreate, staging_tables, swap_in
 from shared.domain.state_machine import RequestState
 from shared.events import NotificationOutcome, notification_outcome_id
 from shared.kafka import PermanentError
@@ -282,7 +275,7 @@ async def test_a_rebuild_swap_leaves_the_notifications_alone(tmp_path: Path) -> 
         # An empty rebuilt projection that has folded as far as the live one: swapped in, notifications kept.
         staging = staging_tables()
         assert "request_notification" not in {table.name for table in [*staging.all(), *LIVE_TABLES.all()]}
-        await _recreate(engine, staging)
+        await recreate(engine, staging)
         folded_to = await stored_offsets(sessions=sessions, topic=TOPIC)
         async with engine.begin() as connection:
             await connection.execute(staging.offsets.insert(), [{"topic": TOPIC, "partition": 0, "next_offset": 3}])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from services.tracking.folding import ProjectedRequest, ServiceTerms, catalog_terms, fold
-from services.tracking.schema import migrate
+from services.tracking.domain_folding import ProjectedRequest, fold
+from services.tracking.domain_terms import ServiceTerms, catalog_terms
 from services.tracking.service import Delivered, Position, Projector, Sessions, lookup
-from services.tracking.sla import SlaWatcher
+from services.tracking.service_sla import SlaWatcher
+from services.tracking.store_migrations import migrate
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
@@ -217,8 +218,8 @@ async def test_a_breached_request_may_be_complained_about(sessions: Sessions) ->
 
 def test_the_folds_plain_rows_have_exactly_the_tables_columns() -> None:
     # The fold works on dataclasses (cheap), written as rows of the SQLModel tables: they must never drift.
-    from services.tracking.folding import REQUEST_FIELDS, TIMELINE_FIELDS
-    from services.tracking.models import RequestRecord, TimelineEntry
+    from services.tracking.domain_folding import REQUEST_FIELDS, TIMELINE_FIELDS
+    from services.tracking.store import RequestRecord, TimelineEntry
 
     assert set(REQUEST_FIELDS) == {column.name for column in RequestRecord.__table__.columns}  # type: ignore[attr-defined]
     assert set(TIMELINE_FIELDS) == {column.name for column in TimelineEntry.__table__.columns}  # type: ignore[attr-defined]

@@ -1,1 +1,1 @@
-"""tracking's schema migrations (Alembic), applied at start by `services.tracking.schema.migrate`."""
+"""tracking's schema migrations (Alembic), applied at start by `services.tracking.store_migrations.migrate`."""

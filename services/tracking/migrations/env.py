@@ -1,11 +1,11 @@
-"""Alembic's environment for tracking: always given a live connection by services.tracking.schema."""
+"""Alembic's environment for tracking: always given a live connection by services.tracking.store_migrations."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
 
-from services.tracking.schema import METADATA
+from services.tracking.store_migrations import METADATA
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=METADATA, render_as_batch=True, compare_type=True)

@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import func, select
 
 from shared.domain.state_machine import FINAL_STATES, RequestState
 from shared.domain.working_days import tehran_day
 from shared.events import SlaBreached, sla_breach_event_id
 
-from .service import LIVE_TABLES, Sessions
+from .store import Sessions, count_by_status, overdue_requests
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +51,7 @@ class SlaWatcher:
 
     async def overdue(self, today: date) -> list[tuple[str, date, int]]:
         """Open, not yet breached requests due before `today`: (code, due date, working days allowed)."""
-        requests = LIVE_TABLES.requests
-        async with self.sessions() as session:
-            connection = await session.connection()
-            rows = await connection.execute(
-                select(requests.c.tracking_code, requests.c.due_on, requests.c.duration_working_days)
-                .where(
-                    requests.c.due_on < today,
-                    requests.c.sla_breached.is_(False),
-                    requests.c.status.in_(_OPEN),
-                )
-                .order_by(requests.c.due_on)
-                .limit(self.batch)
-            )
-            return [(code, due_on, duration) for code, due_on, duration in rows]
+        return await overdue_requests(sessions=self.sessions, today=today, open_states=_OPEN, limit=self.batch)
 
     async def check_once(self) -> int:
         """Publish the breach of every overdue request not published recently; returns how many went out."""
@@ -96,11 +82,7 @@ class SlaWatcher:
 
         Done with the breach check, once a round (a minute by default). A GROUP BY over the whole table: cheap at
         a ministry's scale; a national table would keep these counts in the fold instead."""
-        requests = LIVE_TABLES.requests
-        async with self.sessions() as session:
-            connection = await session.connection()
-            rows = await connection.execute(select(requests.c.status, func.count()).group_by(requests.c.status))
-            counts = {state.value: 0 for state in RequestState} | {str(status): int(n) for status, n in rows.all()}
+        counts = {state.value: 0 for state in RequestState} | await count_by_status(sessions=self.sessions)
         for state, count in counts.items():
             REQUESTS_BY_STATE.labels(state).set(count)
         return counts

@@ -6,18 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
-from sqlalchemy import update
-from sqlmodel import select
 
 from shared.kafka import scrub
 
-from .models import OutboxMessage
-from .service import Sessions
+from .store import Sessions, mark_published, pending_outbox
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +30,7 @@ class OutboxRelay:
 
     async def publish_pending(self, batch: int = 200) -> int:
         """Publish up to `batch` unpublished rows in commit order; returns how many went out."""
-        async with self.sessions() as session:
-            rows = list(
-                await session.exec(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
-                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
-                    .limit(batch)
-                )
-            )
+        rows = await pending_outbox(sessions=self.sessions, limit=batch)
         for row in rows:
             # Continue the trace of the event that caused the change, across the commit/relay gap.
             context = propagate.extract(json.loads(row.trace_context))
@@ -50,12 +38,7 @@ class OutboxRelay:
                 await self.broker.publish(
                     row.value.encode(), row.topic, key=row.key.encode(), headers=json.loads(row.headers)
                 )
-            async with self.sessions() as session, session.begin():
-                await session.exec(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
-                    .values(published_at=datetime.now(UTC))
-                )
+            await mark_published(sessions=self.sessions, message_id=row.id)
         return len(rows)
 
     async def run(self) -> None:

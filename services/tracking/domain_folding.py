@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 
-from shared.catalog import Catalog
 from shared.domain.state_machine import WAITING_ON_CITIZEN, Applied, Flags, RequestState, apply
 from shared.domain.working_days import WorkingCalendar, tehran_day
 from shared.events import (
@@ -36,78 +35,19 @@ from .domain import (
     NO_NAMES,
     Description,
     Names,
+    NotAuthorised,
     check_authority,
     check_complaint,
     describe,
     status_reason,
     trigger_for,
 )
-
-
-@dataclass(frozen=True)
-class PendingInquiry:
-    """An inquiry a service makes, with its agency's names for the citizen."""
-
-    inquiry: str
-    agency: str
-    agency_fa: str
-    agency_en: str
-
-
-@dataclass(frozen=True)
-class ServiceTerms:
-    """What tracking needs of a service's catalog version: its SLA and the inquiries it waits for."""
-
-    duration_working_days: int
-    inquiries: tuple[PendingInquiry, ...] = ()
-    # The whole catalog's names, for the timeline's words.
-    names: Names = NO_NAMES
-
-
-TermsOf = Callable[[str, int], ServiceTerms | None]
-
-
-def catalog_terms(catalog: Catalog) -> TermsOf:
-    """Service terms from the catalog (None for a version this deployment does not know)."""
-    cache: dict[tuple[str, int], ServiceTerms | None] = {}
-    names = Names(
-        agencies={agency.id: (agency.name.fa, agency.name.en) for agency in catalog.agencies()},
-        services={service.id: (service.title.fa, service.title.en) for service in catalog.all()},
-        inquiries={
-            inquiry.id: (inquiry.title.fa, inquiry.title.en)
-            for service in catalog.all()
-            for inquiry in service.inquiries
-            if inquiry.title is not None
-        },
-    )
-
-    def terms(service_id: str, version: int) -> ServiceTerms | None:
-        key = (service_id, version)
-        if key not in cache:
-            service = catalog.get_version(service_id, version)
-            if service is None:
-                cache[key] = None
-            else:
-                pending = []
-                for inquiry in service.inquiries:
-                    agency = catalog.agency(inquiry.agency)
-                    pending.append(
-                        PendingInquiry(
-                            inquiry.id,
-                            inquiry.agency,
-                            agency.name.fa if agency else inquiry.agency,
-                            agency.name.en if agency else inquiry.agency,
-                        )
-                    )
-                cache[key] = ServiceTerms(service.duration_working_days, tuple(pending), names)
-        return cache[key]
-
-    return terms
+from .domain_terms import ServiceTerms, TermsOf
 
 
 @dataclass(slots=True)
 class ProjectedRequest:
-    """A request's row while it is folded: plain data with the columns of `request_status` (models.RequestRecord).
+    """A request's row while it is folded: plain data with the columns of `request_status` (store.RequestRecord).
 
     Not the SQLModel class itself: instrumented ORM objects cost more to build and change than the whole fold.
     """
@@ -247,6 +187,172 @@ def _move_sla_clock(
         _due_on(record, cal)
 
 
+def _terms(record: ProjectedRequest | None, event: RequestEvent, terms_of: TermsOf) -> ServiceTerms | None:
+    """The terms of the request's service version (of the submission's, for a request not projected yet)."""
+    if record is not None:
+        return terms_of(record.service_id, record.catalog_version)
+    return terms_of(event.service_id, event.catalog_version) if isinstance(event, RequestSubmitted) else None
+
+
+def _refusal(record: ProjectedRequest | None, event: RequestEvent, names: Names) -> NotAuthorised | None:
+    """Why the event may not act on this request, if it may not."""
+    if record is None:
+        return None
+    # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
+    foreign = check_authority(event, agency=record.agency, service_id=record.service_id, names=names)
+    if foreign is None:
+        # Only the open complaint can be resolved: clearing it on any id would close the real one unanswered.
+        foreign = check_complaint(event, open_complaint_id=record.open_complaint_id)
+    return foreign
+
+
+def _applied_entry(event: RequestEvent, seq: int, state: RequestState, text: Description) -> TimelineLine:
+    return TimelineLine(
+        tracking_code=event.tracking_code,
+        seq=seq,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        applied=True,
+        status_after=state.value,
+        detail_fa=text.detail_fa,
+        detail_en=text.detail_en,
+    )
+
+
+def _new_request(event: RequestSubmitted, state: RequestState, digest: Callable[[str], str]) -> ProjectedRequest:
+    return ProjectedRequest(
+        tracking_code=event.tracking_code,
+        national_id_digest=digest(event.applicant.national_id),
+        service_id=event.service_id,
+        catalog_version=event.catalog_version,
+        agency=event.agency,
+        status=state.value,
+        submitted_at=event.occurred_at,
+        updated_at=event.occurred_at,
+    )
+
+
+Waiting = tuple[str | None, str | None]
+
+
+def _keep_submission(
+    record: ProjectedRequest,
+    event: RequestSubmitted | CorrectionSubmitted,
+    terms: ServiceTerms | None,
+    text: Description,
+    calendar: WorkingCalendar,
+) -> Waiting:
+    # Every inquiry runs again on a correction, with what the citizen changed.
+    everything = [f"{item.inquiry}@{item.agency}" for item in terms.inquiries] if terms else []
+    record.pending_inquiries = " ".join(everything)
+    record.documents = _documents(record, event.documents)
+    if isinstance(event, RequestSubmitted) and terms is not None:
+        record.duration_working_days = terms.duration_working_days
+        _due_on(record, calendar)
+    return _waiting_for_inquiries(everything, terms, text)
+
+
+def _keep_verification(record: ProjectedRequest, event: VerificationCompleted) -> None:
+    record.pending_inquiries = ""
+    if event.next_step is NextStep.REJECT:
+        record.decision = "reject"
+        record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
+        record.decided_at = event.occurred_at
+
+
+def _keep_decision(record: ProjectedRequest, event: RequestDecided) -> None:
+    record.decision = event.decision.value
+    record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
+    record.legal_basis = event.legal_basis
+    record.decided_at = event.occurred_at
+
+
+def _keep_result(record: ProjectedRequest, event: ResultDelivered) -> None:
+    record.result = json.dumps(
+        {
+            "document": event.result.model_dump(mode="json") if event.result else None,
+            "url": event.result_url,
+            "summary_fa": event.summary_fa,
+            "summary_en": event.summary_en,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    record.delivered_at = event.occurred_at
+
+
+def _keep_complaint(record: ProjectedRequest, event: ComplaintFiled | ComplaintResolved) -> None:
+    if isinstance(event, ComplaintFiled):
+        record.open_complaint_id = event.complaint_id
+        record.complaint_filed_at = event.occurred_at
+    else:
+        record.open_complaint_id = None
+        record.complaint_filed_at = None
+
+
+def _keep_facts(
+    record: ProjectedRequest,
+    event: RequestEvent,
+    terms: ServiceTerms | None,
+    text: Description,
+    calendar: WorkingCalendar,
+) -> Waiting:
+    """Keep what the event says beyond the state (inquiries, documents, decision, result, complaint); returns
+    what the request waits for now."""
+    if isinstance(event, RequestSubmitted | CorrectionSubmitted):
+        return _keep_submission(record, event, terms, text, calendar)
+    if isinstance(event, InquiryCompleted):
+        pending = [key for key in _pending(record) if key != f"{event.inquiry}@{event.agency}"]
+        record.pending_inquiries = " ".join(pending)
+        return _waiting_for_inquiries(pending, terms, text)
+    if isinstance(event, VerificationCompleted):
+        _keep_verification(record, event)
+    elif isinstance(event, RequestDecided):
+        _keep_decision(record, event)
+    elif isinstance(event, ResultDelivered):
+        _keep_result(record, event)
+    elif isinstance(event, ComplaintFiled | ComplaintResolved):
+        _keep_complaint(record, event)
+    return text.waiting_for_fa, text.waiting_for_en
+
+
+def _keep_state(
+    record: ProjectedRequest,
+    event: RequestEvent,
+    outcome: Applied,
+    waiting: Waiting,
+    previous: RequestState | None,
+    calendar: WorkingCalendar,
+) -> None:
+    """Move the row to the outcome's state and flags, what it waits for since when, and its SLA clock."""
+    record.status = outcome.state.value
+    record.sla_breached = outcome.flags.sla_breached
+    record.complaint_open = outcome.flags.complaint_open
+    if waiting != (record.waiting_for_fa, record.waiting_for_en) or record.waiting_since is None:
+        record.waiting_since = event.occurred_at if waiting[0] else None
+    record.waiting_for_fa, record.waiting_for_en = waiting
+    record.updated_at = max(record.updated_at, event.occurred_at)
+    _move_sla_clock(record, previous, event.occurred_at, calendar)
+
+
+def _status_changed(record: ProjectedRequest, event: RequestEvent, outcome: Applied) -> StatusChanged:
+    reason_fa, reason_en = status_reason(event)
+    return StatusChanged(
+        event_id=status_change_id(event.event_id),
+        tracking_code=event.tracking_code,
+        occurred_at=event.occurred_at,
+        caused_by=event.event_id,
+        caused_by_type=event.event_type,
+        service_id=record.service_id,
+        agency=record.agency,
+        previous_status=outcome.previous,
+        status=outcome.state,
+        reason_fa=reason_fa,
+        reason_en=reason_en,
+    )
+
+
 def fold(
     record: ProjectedRequest | None,
     event: RequestEvent,
@@ -261,18 +367,9 @@ def fold(
 
     `want_change=False` (a rebuild, which publishes nothing) skips building the StatusChanged.
     """
-    if record is not None:
-        terms = terms_of(record.service_id, record.catalog_version)
-    else:
-        terms = terms_of(event.service_id, event.catalog_version) if isinstance(event, RequestSubmitted) else None
+    terms = _terms(record, event, terms_of)
     names = terms.names if terms is not None else NO_NAMES
-    # An agency may act only on its own requests: intake checked the key's scope, not the request itself.
-    foreign = (
-        check_authority(event, agency=record.agency, service_id=record.service_id, names=names) if record else None
-    )
-    if foreign is None and record is not None:
-        # Only the open complaint can be resolved: clearing it on any id would close the real one unanswered.
-        foreign = check_complaint(event, open_complaint_id=record.open_complaint_id)
+    foreign = _refusal(record, event, names)
     if foreign is not None:
         return Folded(record, refused_entry(event, seq, foreign.reason_fa, foreign.reason_en), None)
     previous = RequestState(record.status) if record else None
@@ -281,94 +378,12 @@ def fold(
     if not isinstance(outcome, Applied):
         return Folded(record, refused_entry(event, seq, outcome.reason_fa, outcome.reason), None)
     text = describe(event, outcome.state, names)
-    entry = TimelineLine(
-        tracking_code=event.tracking_code,
-        seq=seq,
-        event_id=event.event_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        applied=True,
-        status_after=outcome.state.value,
-        detail_fa=text.detail_fa,
-        detail_en=text.detail_en,
-    )
+    entry = _applied_entry(event, seq, outcome.state, text)
     if record is None:
         assert isinstance(event, RequestSubmitted)  # only SUBMIT applies to no request
-        record = ProjectedRequest(
-            tracking_code=event.tracking_code,
-            national_id_digest=digest(event.applicant.national_id),
-            service_id=event.service_id,
-            catalog_version=event.catalog_version,
-            agency=event.agency,
-            status=outcome.state.value,
-            submitted_at=event.occurred_at,
-            updated_at=event.occurred_at,
-        )
-    waiting = (text.waiting_for_fa, text.waiting_for_en)
-    if isinstance(event, RequestSubmitted | CorrectionSubmitted):
-        # Every inquiry runs again on a correction, with what the citizen changed.
-        everything = [f"{item.inquiry}@{item.agency}" for item in terms.inquiries] if terms else []
-        record.pending_inquiries = " ".join(everything)
-        record.documents = _documents(record, event.documents)
-        waiting = _waiting_for_inquiries(everything, terms, text)
-        if isinstance(event, RequestSubmitted) and terms is not None:
-            record.duration_working_days = terms.duration_working_days
-            _due_on(record, calendar)
-    elif isinstance(event, InquiryCompleted):
-        pending = [key for key in _pending(record) if key != f"{event.inquiry}@{event.agency}"]
-        record.pending_inquiries = " ".join(pending)
-        waiting = _waiting_for_inquiries(pending, terms, text)
-    elif isinstance(event, VerificationCompleted):
-        record.pending_inquiries = ""
-        if event.next_step is NextStep.REJECT:
-            record.decision = "reject"
-            record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
-            record.decided_at = event.occurred_at
-    elif isinstance(event, RequestDecided):
-        record.decision = event.decision.value
-        record.decision_reason_fa, record.decision_reason_en = event.reason_fa, event.reason_en
-        record.legal_basis = event.legal_basis
-        record.decided_at = event.occurred_at
-    elif isinstance(event, ResultDelivered):
-        record.result = json.dumps(
-            {
-                "document": event.result.model_dump(mode="json") if event.result else None,
-                "url": event.result_url,
-                "summary_fa": event.summary_fa,
-                "summary_en": event.summary_en,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        record.delivered_at = event.occurred_at
-    elif isinstance(event, ComplaintFiled):
-        record.open_complaint_id = event.complaint_id
-        record.complaint_filed_at = event.occurred_at
-    elif isinstance(event, ComplaintResolved):
-        record.open_complaint_id = None
-        record.complaint_filed_at = None
-    record.status = outcome.state.value
-    record.sla_breached = outcome.flags.sla_breached
-    record.complaint_open = outcome.flags.complaint_open
-    if waiting != (record.waiting_for_fa, record.waiting_for_en) or record.waiting_since is None:
-        record.waiting_since = event.occurred_at if waiting[0] else None
-    record.waiting_for_fa, record.waiting_for_en = waiting
-    record.updated_at = max(record.updated_at, event.occurred_at)
-    _move_sla_clock(record, previous, event.occurred_at, calendar)
+        record = _new_request(event, outcome.state, digest)
+    waiting = _keep_facts(record, event, terms, text, calendar)
+    _keep_state(record, event, outcome, waiting, previous, calendar)
     if not outcome.changed or not want_change:
         return Folded(record, entry, None)
-    reason_fa, reason_en = status_reason(event)
-    change = StatusChanged(
-        event_id=status_change_id(event.event_id),
-        tracking_code=event.tracking_code,
-        occurred_at=event.occurred_at,
-        caused_by=event.event_id,
-        caused_by_type=event.event_type,
-        service_id=record.service_id,
-        agency=record.agency,
-        previous_status=outcome.previous,
-        status=outcome.state,
-        reason_fa=reason_fa,
-        reason_en=reason_en,
-    )
-    return Folded(record, entry, change)
+    return Folded(record, entry, _status_changed(record, event, outcome))

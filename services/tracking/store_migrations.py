@@ -1,6 +1,6 @@
 """tracking's schema, owned by Alembic: `migrate` brings any database (SQLite or PostgreSQL) to head at start.
 
-A database made before migrations existed (tables created from the models) is stamped at the first revision,
+A database made before migrations existed (tables created from store.py's models) is stamped at the first revision,
 whose tables it already has, and migrated on from there.
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import TABLES
+from .store import TABLES
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"

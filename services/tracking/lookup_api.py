@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
-from shared.domain.jalali import to_jalali_datetime_text, to_jalali_text
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.http import ProblemError, problem_responses, rate_limited, request_not_found
 
 from .consumers import Tracking
-from .domain import describe_notification
-from .folding import status_change_id
-from .models import (
-    ComplaintOut,
-    DecisionOut,
-    DocumentOut,
-    LookupIn,
-    NotificationChannel,
-    NotificationOut,
-    NotificationRecord,
-    NotificationState,
-    RequestRecord,
-    ResultOut,
-    StatusOut,
-    TimelineEntry,
-    TimelineOut,
-)
+from .schemas import LookupIn, StatusOut, status_of
 from .service import lookup, national_id_digest, notifications_of
 
 router = APIRouter(prefix="/api/v1/tracking")
@@ -43,97 +25,6 @@ router = APIRouter(prefix="/api/v1/tracking")
 def _not_found() -> ProblemError:
     # One answer for "no such code" and "wrong national ID", so a lookup reveals nothing to a guesser.
     return request_not_found()
-
-
-def notifications_out(entries: Sequence[TimelineEntry], rows: Sequence[NotificationRecord]) -> list[NotificationOut]:
-    """Each notification beside the status change it told about (found on the timeline), in the changes' order."""
-    changes = {status_change_id(entry.event_id): (index, entry) for index, entry in enumerate(entries) if entry.applied}
-    # A notification whose change is not on the timeline (none should be) goes last rather than nowhere.
-    unknown = (len(entries), None)
-
-    def place(row: NotificationRecord) -> tuple[int, str, str]:
-        return changes.get(row.status_event_id, unknown)[0], row.occurred_at.isoformat(), row.channel
-
-    shown = []
-    for row in sorted(rows, key=place):
-        detail_fa, detail_en = describe_notification(row.status, row.channel, row.state)
-        change = changes.get(row.status_event_id, unknown)[1]
-        shown.append(
-            NotificationOut(
-                status_event_id=row.status_event_id,
-                status=row.status,
-                status_changed_at=change.occurred_at if change else None,
-                # The table holds only what a NotificationOutcome carried (validated when it arrived).
-                channel=cast(NotificationChannel, row.channel),
-                state=cast(NotificationState, row.state),
-                occurred_at=row.occurred_at,
-                occurred_at_jalali=to_jalali_datetime_text(row.occurred_at),
-                detail_fa=detail_fa,
-                detail_en=detail_en,
-            )
-        )
-    return shown
-
-
-def status_of(
-    record: RequestRecord, entries: list[TimelineEntry], notifications: Sequence[NotificationRecord] = ()
-) -> StatusOut:
-    """The citizen's view of a projected request."""
-    result = json.loads(record.result) if record.result else None
-    return StatusOut(
-        tracking_code=record.tracking_code,
-        service_id=record.service_id,
-        catalog_version=record.catalog_version,
-        status=record.status,
-        sla_breached=record.sla_breached,
-        complaint_open=record.complaint_open,
-        waiting_for_fa=record.waiting_for_fa,
-        waiting_for_en=record.waiting_for_en,
-        waiting_since=record.waiting_since,
-        submitted_at=record.submitted_at,
-        submitted_at_jalali=to_jalali_datetime_text(record.submitted_at),
-        updated_at=record.updated_at,
-        updated_at_jalali=to_jalali_datetime_text(record.updated_at),
-        duration_working_days=record.duration_working_days,
-        due_on=record.due_on,
-        due_on_jalali=to_jalali_text(record.due_on) if record.due_on else None,
-        overdue=record.sla_breached,
-        documents=[DocumentOut.model_validate(item) for item in json.loads(record.documents)],
-        decision=DecisionOut(
-            decision=record.decision,
-            reason_fa=record.decision_reason_fa,
-            reason_en=record.decision_reason_en,
-            legal_basis=record.legal_basis,
-            decided_at=record.decided_at,
-        )
-        if record.decision and record.decided_at
-        else None,
-        result=ResultOut(
-            document=DocumentOut.model_validate(result["document"]) if result["document"] else None,
-            url=result["url"],
-            summary_fa=result["summary_fa"],
-            summary_en=result["summary_en"],
-            delivered_at=record.delivered_at,
-        )
-        if result and record.delivered_at
-        else None,
-        open_complaint=ComplaintOut(complaint_id=record.open_complaint_id, filed_at=record.complaint_filed_at)
-        if record.open_complaint_id and record.complaint_filed_at
-        else None,
-        timeline=[
-            TimelineOut(
-                event_type=entry.event_type,
-                occurred_at=entry.occurred_at,
-                occurred_at_jalali=to_jalali_datetime_text(entry.occurred_at),
-                applied=entry.applied,
-                status_after=entry.status_after,
-                detail_fa=entry.detail_fa,
-                detail_en=entry.detail_en,
-            )
-            for entry in entries
-        ],
-        notifications=notifications_out(entries, notifications),
-    )
 
 
 async def answer_for(deps: Tracking, tracking_code: str, national_id: str) -> StatusOut | None:

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import httpx
 import redis.asyncio as aioredis
-from sqlmodel import select
 
 from shared.rate_limits import REDIS_FAILURES
 
-from .models import RequestRecord
-from .service import Sessions
+from . import store
+from .store import RequestRecord, Sessions
 
 CODE_DIGITS = 6
 MAX_TRIES = 5
@@ -146,23 +145,9 @@ class NotifyCodeSender:
 
 async def latest_request(sessions: Sessions, subject: str) -> str | None:
     """The tracking code of the applicant's most recent request (its contact is the freshest)."""
-    async with sessions() as session:
-        rows = await session.exec(
-            select(RequestRecord.tracking_code)
-            .where(RequestRecord.national_id_digest == subject)
-            .order_by(RequestRecord.submitted_at.desc())  # type: ignore[attr-defined]
-            .limit(1)
-        )
-        return rows.first()
+    return await store.latest_request_of(sessions=sessions, subject=subject)
 
 
 async def requests_of(sessions: Sessions, subject: str, limit: int = 100) -> list[RequestRecord]:
     """The applicant's requests, newest first."""
-    async with sessions() as session:
-        rows = await session.exec(
-            select(RequestRecord)
-            .where(RequestRecord.national_id_digest == subject)
-            .order_by(RequestRecord.submitted_at.desc())  # type: ignore[attr-defined]
-            .limit(limit)
-        )
-        return list(rows)
+    return await store.requests_of(sessions=sessions, subject=subject, limit=limit)
