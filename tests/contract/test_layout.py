@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,17 @@ def test_no_module_or_function_outgrows_its_limit_unless_listed_with_a_reason() 
 
 def test_every_listed_exception_is_still_needed() -> None:
     assert not set(SIZE_EXCEPTIONS) - set(_oversized())
+
+
+def test_every_pure_domain_module_is_type_checked_strictly() -> None:
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    strict = {
+        module
+        for override in config["tool"]["mypy"]["overrides"]
+        if override.get("strict")
+        for module in override["module"]
+    }
+    domain_modules = {
+        f"services.{path.parent.name}.{path.stem}" for path in (REPO_ROOT / "services").glob("*/domain_*.py")
+    }
+    assert domain_modules - strict == set(), "add them to the strict override in pyproject.toml"
