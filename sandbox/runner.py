@@ -53,20 +53,9 @@ async def _all_ready(servers: list[_Server]) -> None:
         await server.ready.wait()
 
 
-async def serve_sandbox(
-    settings: SandboxSettings,
-    *,
-    stop: asyncio.Event | None = None,
-    on_ready: Callable[[SandboxEndpoints], None] | None = None,
-) -> None:
-    """Serve the agencies, the SMS gateway and the SMTP sink (SMTP and HTTP) until `stop` is set.
-
-    Without `stop` it serves until cancelled. `on_ready` is called once every server accepts connections.
-    Signals are not handled here; `python -m sandbox` turns SIGINT/SIGTERM into `stop`.
-    """
-    stop = stop if stop is not None else asyncio.Event()
-    store = MailStore()
-    apps: list[tuple[FastAPI, int]] = [
+def _sandbox_apps(settings: SandboxSettings, store: MailStore) -> list[tuple[FastAPI, int]]:
+    """Each sandbox HTTP app with the port it asks for: agencies, SMS gateway, SMTP sink's HTTP side."""
+    return [
         (
             create_agencies_app(faults=FaultRegistry(seed=settings.fault_seed, timeout_s=settings.fault_timeout_s)),
             settings.agencies_port,
@@ -81,30 +70,89 @@ async def serve_sandbox(
         ),
         (create_smtp_sink_http_app(store), settings.smtp_http_port),
     ]
-    # Bind every port before serving anything, so a taken port fails fast with nothing half started.
+
+
+def _bind_all(host: str, ports: list[int]) -> list[socket.socket]:
+    """A bound socket per port, or none at all: a taken port fails fast with nothing half started."""
     sockets: list[socket.socket] = []
     try:
-        for _, port in apps:
-            sockets.append(bind_tcp_socket(settings.host, port))
+        for port in ports:
+            sockets.append(bind_tcp_socket(host, port))
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
+    return sockets
 
-    smtp = SmtpSink(store, host=settings.host, port=settings.smtp_port)
-    servers = [
-        _Server(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=socket_port(sock),
-                log_level="warning",
-                lifespan="on",
-                timeout_graceful_shutdown=settings.shutdown_grace_s,
-            )
+
+def _http_server(app: FastAPI, sock: socket.socket, settings: SandboxSettings) -> _Server:
+    """A quiet uvicorn server for app on the already bound sock."""
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=socket_port(sock),
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
-        for (app, _), sock in zip(apps, sockets, strict=True)
-    ]
+    )
+
+
+def _endpoints(settings: SandboxSettings, sockets: list[socket.socket], smtp: SmtpSink) -> SandboxEndpoints:
+    """Where the started servers listen, by the ports their sockets actually got."""
+    host = url_host(settings.host)
+    agencies, sms, smtp_http = (socket_port(sock) for sock in sockets)
+    return SandboxEndpoints(
+        agencies_url=f"http://{host}:{agencies}",
+        sms_url=f"http://{host}:{sms}",
+        smtp_host=settings.host,
+        smtp_port=smtp.port,
+        smtp_http_url=f"http://{host}:{smtp_http}",
+    )
+
+
+async def _serve_until_stop(
+    servers: list[_Server],
+    tasks: list[asyncio.Task[None]],
+    stop: asyncio.Event,
+    announce: Callable[[], None],
+) -> None:
+    """Wait for every server to be ready, announce it, then wait for `stop` or for a server to end."""
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        all_ready = asyncio.create_task(_all_ready(servers))
+        await asyncio.wait([all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        all_ready.cancel()
+        if not any(task.done() for task in tasks):
+            announce()
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+
+
+async def serve_sandbox(
+    settings: SandboxSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[SandboxEndpoints], None] | None = None,
+) -> None:
+    """Serve the agencies, the SMS gateway and the SMTP sink (SMTP and HTTP) until `stop` is set.
+
+    Without `stop` it serves until cancelled. `on_ready` is called once every server accepts connections.
+    Signals are not handled here; `python -m sandbox` turns SIGINT/SIGTERM into `stop`.
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    store = MailStore()
+    apps = _sandbox_apps(settings, store)
+    sockets = _bind_all(settings.host, [port for _, port in apps])
+    smtp = SmtpSink(store, host=settings.host, port=settings.smtp_port)
+    servers = [_http_server(app, sock, settings) for (app, _), sock in zip(apps, sockets, strict=True)]
+
+    def announce() -> None:
+        if on_ready is not None:
+            on_ready(_endpoints(settings, sockets, smtp))
+
     tasks: list[asyncio.Task[None]] = []
     try:
         await smtp.start()
@@ -112,26 +160,7 @@ async def serve_sandbox(
             asyncio.create_task(server.serve(sockets=[sock]), name=f"sandbox-http-{socket_port(sock)}")
             for server, sock in zip(servers, sockets, strict=True)
         ]
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            all_ready = asyncio.create_task(_all_ready(servers))
-            await asyncio.wait([all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            all_ready.cancel()
-            if on_ready is not None and not any(task.done() for task in tasks):
-                host = url_host(settings.host)
-                agencies, sms, smtp_http = (socket_port(sock) for sock in sockets)
-                on_ready(
-                    SandboxEndpoints(
-                        agencies_url=f"http://{host}:{agencies}",
-                        sms_url=f"http://{host}:{sms}",
-                        smtp_host=settings.host,
-                        smtp_port=smtp.port,
-                        smtp_http_url=f"http://{host}:{smtp_http}",
-                    )
-                )
-            await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
+        await _serve_until_stop(servers, tasks, stop, announce)
         ended = [task for task in tasks if task.done()]
     finally:
         for server in servers:

@@ -8,6 +8,7 @@ import logging
 import random
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -172,84 +173,118 @@ class _ReceiptPoster:
             self._client = None
 
 
-def create_sms_gateway_app(
+@dataclass(frozen=True)
+class _SendOrder:
+    """One valid send request: the receptors, each with its localid, and the text they get."""
+
+    receptors: list[str]
+    localids: list[str | None]
+    message: str
+    sender: str
+
+
+def _check_send(receptors: list[str], message: str) -> JSONResponse | None:
+    """The provider's error for receptors and message it would refuse, in Kavenegar's order; None when valid."""
+    if not receptors:
+        return _provider_error(400, "receptor is required")
+    if not message.strip():
+        return _provider_error(400, "message is required")
+    if len(receptors) > MAX_RECEPTORS:
+        return _provider_error(414, f"at most {MAX_RECEPTORS} receptors per request")
+    if len(message) > MAX_MESSAGE_CHARS:
+        return _provider_error(413, f"message longer than {MAX_MESSAGE_CHARS} characters")
+    invalid = [receptor for receptor in receptors if not _RECEPTOR.fullmatch(receptor)]
+    if invalid:
+        return _provider_error(411, f"invalid receptor: {', '.join(invalid)}")
+    return None
+
+
+def _localids(raw_localid: str | None, receptors: list[str]) -> list[str | None] | None:
+    """One localid per receptor (None each when none was given); None when the counts do not match."""
+    if raw_localid is None:
+        return [None] * len(receptors)
+    if len(receptors) == 1:
+        return [raw_localid]
+    localids: list[str | None] = list(_split(raw_localid))
+    return localids if len(localids) == len(receptors) else None
+
+
+def _parse_send(fields: dict[str, str], default_sender: str) -> _SendOrder | JSONResponse:
+    """The send order the request fields describe, or the provider's error for them."""
+    receptors = _split(fields.get("receptor", ""))
+    message = fields.get("message", "")
+    problem = _check_send(receptors, message)
+    if problem is not None:
+        return problem
+    localids = _localids(fields.get("localid") or None, receptors)
+    if localids is None:
+        return _provider_error(400, "localid count must match receptor count")
+    return _SendOrder(receptors, localids, message, fields.get("sender") or default_sender)
+
+
+def _entry(sms: SmsMessage) -> dict[str, object]:
+    """One accepted message as Kavenegar's send answer lists it: queued, free."""
+    return {
+        "messageid": sms.messageid,
+        "message": sms.message,
+        "status": _QUEUED,
+        "statustext": _QUEUED_TEXT,
+        "sender": sms.sender,
+        "receptor": sms.receptor,
+        "date": int(sms.received_at.timestamp()),
+        "cost": 0,
+        "localid": sms.localid,
+    }
+
+
+async def _fault(state: _FaultState) -> JSONResponse | None:
+    """Apply the configured latency, then the outage answer when the gateway is down or the dice say fail."""
+    faults = state.faults
+    # Roll every time, so the dice sequence depends only on how many sends came before.
+    roll = state.dice.random()
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.down or roll < faults.error_rate:
+        return _provider_error(503, "service unavailable")
+    return None
+
+
+def _add_send_route(
+    app: FastAPI,
     *,
-    api_keys: set[str] | None = None,
-    receipt_url: str | None = None,
-    outbox: SmsOutbox | None = None,
-    default_sender: str = DEFAULT_SENDER,
-    seed: int = 0,
-    receipt_transport: httpx.AsyncBaseTransport | None = None,
-) -> FastAPI:
-    """The simulated SMS provider: `POST|GET /v1/{api_key}/sms/send.json`, `/messages` and `/control`."""
-    keys = frozenset(api_keys if api_keys is not None else {DEFAULT_API_KEY})
-    store = outbox if outbox is not None else SmsOutbox()
-    state = _FaultState(seed)
-    app = new_app("Khedmat sandbox: SMS gateway")
-    receipts = _ReceiptPoster(receipt_url, receipt_transport) if receipt_url is not None else None
-    if receipts is not None:
-        app.router.add_event_handler("shutdown", receipts.aclose)
-    app.state.outbox = store
+    keys: frozenset[str],
+    store: SmsOutbox,
+    state: _FaultState,
+    receipts: _ReceiptPoster | None,
+    default_sender: str,
+) -> None:
+    """Mount `POST|GET /v1/{api_key}/sms/send.json`, which records valid messages and answers as Kavenegar does."""
 
     @app.api_route("/v1/{api_key}/sms/send.json", methods=["GET", "POST"], response_model=None)
     async def send(api_key: str, request: Request, background: BackgroundTasks) -> JSONResponse:
-        faults = state.faults
-        # Roll every time, so the dice sequence depends only on how many sends came before.
-        roll = state.dice.random()
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
-        if faults.down or roll < faults.error_rate:
-            return _provider_error(503, "service unavailable")
+        outage = await _fault(state)
+        if outage is not None:
+            return outage
         if api_key not in keys:
             return _provider_error(401, "invalid api key")
         fields = await _read_fields(request)
         if fields is None:
             return _provider_error(400, "invalid request body")
-        receptors = _split(fields.get("receptor", ""))
-        message = fields.get("message", "")
-        if not receptors:
-            return _provider_error(400, "receptor is required")
-        if not message.strip():
-            return _provider_error(400, "message is required")
-        if len(receptors) > MAX_RECEPTORS:
-            return _provider_error(414, f"at most {MAX_RECEPTORS} receptors per request")
-        if len(message) > MAX_MESSAGE_CHARS:
-            return _provider_error(413, f"message longer than {MAX_MESSAGE_CHARS} characters")
-        invalid = [receptor for receptor in receptors if not _RECEPTOR.fullmatch(receptor)]
-        if invalid:
-            return _provider_error(411, f"invalid receptor: {', '.join(invalid)}")
-        raw_localid = fields.get("localid") or None
-        localids: list[str | None]
-        if raw_localid is None:
-            localids = [None] * len(receptors)
-        elif len(receptors) == 1:
-            localids = [raw_localid]
-        else:
-            localids = list(_split(raw_localid))
-            if len(localids) != len(receptors):
-                return _provider_error(400, "localid count must match receptor count")
-        sender = fields.get("sender") or default_sender
+        order = _parse_send(fields, default_sender)
+        if isinstance(order, JSONResponse):
+            return order
         accepted = [
-            store.add(receptor=receptor, message=message, sender=sender, localid=localid)
-            for receptor, localid in zip(receptors, localids, strict=True)
+            store.add(receptor=receptor, message=order.message, sender=order.sender, localid=localid)
+            for receptor, localid in zip(order.receptors, order.localids, strict=True)
         ]
         if receipts is not None:
             background.add_task(receipts.post, accepted)
-        entries = [
-            {
-                "messageid": sms.messageid,
-                "message": sms.message,
-                "status": _QUEUED,
-                "statustext": _QUEUED_TEXT,
-                "sender": sms.sender,
-                "receptor": sms.receptor,
-                "date": int(sms.received_at.timestamp()),
-                "cost": 0,
-                "localid": sms.localid,
-            }
-            for sms in accepted
-        ]
+        entries = [_entry(sms) for sms in accepted]
         return JSONResponse({"return": {"status": 200, "message": "ok"}, "entries": entries})
+
+
+def _add_inspection_routes(app: FastAPI, store: SmsOutbox, state: _FaultState) -> None:
+    """Mount `/messages` (what was sent) and `/control/faults` (how the gateway misbehaves) for tests."""
 
     @app.get("/messages")
     async def list_messages(receptor: str | None = None) -> list[SmsMessage]:
@@ -274,4 +309,25 @@ def create_sms_gateway_app(
         state.reset()
         return Response(status_code=204)
 
+
+def create_sms_gateway_app(
+    *,
+    api_keys: set[str] | None = None,
+    receipt_url: str | None = None,
+    outbox: SmsOutbox | None = None,
+    default_sender: str = DEFAULT_SENDER,
+    seed: int = 0,
+    receipt_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The simulated SMS provider: `POST|GET /v1/{api_key}/sms/send.json`, `/messages` and `/control`."""
+    keys = frozenset(api_keys if api_keys is not None else {DEFAULT_API_KEY})
+    store = outbox if outbox is not None else SmsOutbox()
+    state = _FaultState(seed)
+    app = new_app("Khedmat sandbox: SMS gateway")
+    receipts = _ReceiptPoster(receipt_url, receipt_transport) if receipt_url is not None else None
+    if receipts is not None:
+        app.router.add_event_handler("shutdown", receipts.aclose)
+    app.state.outbox = store
+    _add_send_route(app, keys=keys, store=store, state=state, receipts=receipts, default_sender=default_sender)
+    _add_inspection_routes(app, store, state)
     return app

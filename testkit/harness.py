@@ -62,7 +62,20 @@ class Stack:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.agencies_port, self.sms_port, self.smtp_port, self.smtp_http_port = (free_port() for _ in range(4))
-        common = {
+        ports = {name: free_port() for name in SERVICES}
+        common = self._common_env()
+        for name, env in self._process_env(ports).items():
+            port = self.agencies_port if name == "sandbox" else ports[name]
+            if name != "sandbox":
+                env[f"{name.upper()}_PORT"] = str(port)
+            module = "sandbox" if name == "sandbox" else f"services.{name}"
+            self.processes[name] = Process(
+                name, module, port, {**common, **env, **self.extra_env}, self.workdir / f"{name}.log"
+            )
+
+    def _common_env(self) -> dict[str, str]:
+        """The environment every process of the stack shares: this shell's, pointed at the test servers."""
+        return {
             **os.environ,
             "KHEDMAT_KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "KHEDMAT_REDIS_URL": self.servers.redis_url,
@@ -70,18 +83,29 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
-        specific = {
+
+    def _process_env(self, ports: dict[str, int]) -> dict[str, dict[str, str]]:
+        """Each process's own settings, by process name, wiring it to the others on their ports."""
+        # intake checks agency commands on tracking's internal route: one key of the stack's own, not the dev default.
+        internal_key = secrets.token_urlsafe(24)
+        return {
             "sandbox": {
                 "SANDBOX_AGENCIES_PORT": str(self.agencies_port),
                 "SANDBOX_SMS_PORT": str(self.sms_port),
                 "SANDBOX_SMTP_PORT": str(self.smtp_port),
                 "SANDBOX_SMTP_HTTP_PORT": str(self.smtp_http_port),
+                # The sandbox gateway reports each SMS delivered to notify, as a real provider's webhook would.
+                "SANDBOX_SMS_RECEIPT_URL": (
+                    f"http://127.0.0.1:{ports['notify']}/internal/v1/sms/receipts?token=dev-only-receipt-token"
+                ),
             },
             # e2e tests are not about rate limits (tests/integration covers them): one client submits a lot here.
             "intake": {
                 "INTAKE_RATE_LIMIT_PER_CLIENT": "100000/minute",
                 "INTAKE_RATE_LIMIT_PER_NATIONAL_ID": "100000/hour",
                 "INTAKE_BLOB_DIR": str(self.workdir / "blobs"),
+                "INTAKE_TRACKING_URL": f"http://127.0.0.1:{ports['tracking']}",
+                "INTAKE_TRACKING_KEY": internal_key,
             },
             "inquiry": {
                 "INQUIRY_AGENCIES_BASE_URL": f"http://127.0.0.1:{self.agencies_port}",
@@ -94,6 +118,8 @@ class Stack:
                 "TRACKING_GROUP_ID": f"{self.group_prefix}-tracking",
                 "TRACKING_LOOKUP_LIMIT_PER_CLIENT": "100000/minute",
                 "TRACKING_LOOKUP_LIMIT_PER_CODE": "100000/minute",
+                "TRACKING_INTERNAL_KEY": internal_key,
+                "TRACKING_NOTIFY_URL": f"http://127.0.0.1:{ports['notify']}",
             },
             "notify": {
                 "NOTIFY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'notify.db'}",
@@ -102,25 +128,6 @@ class Stack:
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
             },
         }
-        ports = {name: free_port() for name in SERVICES}
-        specific["intake"]["INTAKE_TRACKING_URL"] = f"http://127.0.0.1:{ports['tracking']}"
-        # intake checks agency commands on tracking's internal route: one key of the stack's own, not the dev default.
-        internal_key = secrets.token_urlsafe(24)
-        specific["intake"]["INTAKE_TRACKING_KEY"] = internal_key
-        specific["tracking"]["TRACKING_INTERNAL_KEY"] = internal_key
-        specific["tracking"]["TRACKING_NOTIFY_URL"] = f"http://127.0.0.1:{ports['notify']}"
-        # The sandbox gateway reports each SMS delivered to notify, as a real provider's webhook would.
-        specific["sandbox"]["SANDBOX_SMS_RECEIPT_URL"] = (
-            f"http://127.0.0.1:{ports['notify']}/internal/v1/sms/receipts?token=dev-only-receipt-token"
-        )
-        for name, env in specific.items():
-            port = self.agencies_port if name == "sandbox" else ports[name]
-            if name != "sandbox":
-                env[f"{name.upper()}_PORT"] = str(port)
-            module = "sandbox" if name == "sandbox" else f"services.{name}"
-            self.processes[name] = Process(
-                name, module, port, {**common, **env, **self.extra_env}, self.workdir / f"{name}.log"
-            )
 
     def start_groups_at_end(self) -> None:
         """Commit this stack's (fresh) consumer groups at the topics' end, so they skip earlier tests' events

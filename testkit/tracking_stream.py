@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,22 +40,25 @@ AGENCY = "judiciary"
 RESULT = DocumentRef(kind="certificate", sha256="c" * 64, media_type="application/pdf", size_bytes=2048)
 
 
-def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]:
-    """One request's events in order, along a path picked by `rng` (5 events on average)."""
-    assert submitted.event_type == "RequestSubmitted"
-    at = submitted.occurred_at
-    later = datetime.now(UTC) + timedelta(days=1)  # commands count: appended well before accept_by
-    code = submitted.tracking_code
+@dataclass(frozen=True)
+class _Request:
+    """Makes the events of one submitted request, each dated some minutes after its submission."""
 
-    def step(minutes: int) -> datetime:
-        return at + timedelta(minutes=minutes)
+    code: str
+    at: datetime
+    # Commands count only when appended before accept_by: give them well over a test's length.
+    later: datetime
 
-    def inquiries(cause: str, minute: int) -> list[RequestEvent]:
+    def step(self, minutes: int) -> datetime:
+        return self.at + timedelta(minutes=minutes)
+
+    def inquiries(self, cause: str, minute: int) -> list[RequestEvent]:
+        """Both inquiries of the certificate, passed, in answer to cause."""
         return [
             InquiryCompleted(
                 event_id=derived_event_id(cause, "InquiryCompleted", inquiry),
-                tracking_code=code,
-                occurred_at=step(minute),
+                tracking_code=self.code,
+                occurred_at=self.step(minute),
                 caused_by=cause,
                 inquiry=inquiry,
                 agency=agency,
@@ -63,23 +67,25 @@ def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]
             for inquiry, agency in (("identity", "civil-registry"), ("criminal-record", "judiciary"))
         ]
 
-    def verified(cause: str, next_step: NextStep, minute: int) -> VerificationCompleted:
+    def verified(self, cause: str, next_step: NextStep, minute: int) -> VerificationCompleted:
+        """The verdict on cause's inquiries, explained unless it approves."""
         explained = next_step is not NextStep.APPROVE
         return VerificationCompleted(
             event_id=derived_event_id(cause, "VerificationCompleted"),
-            tracking_code=code,
-            occurred_at=step(minute),
+            tracking_code=self.code,
+            occurred_at=self.step(minute),
             caused_by=cause,
             next_step=next_step,
             reason_fa="نیاز به بررسی" if explained else None,
             reason_en="needs a look" if explained else None,
         )
 
-    def decided(decision: Decision, minute: int) -> RequestDecided:
+    def decided(self, decision: Decision, minute: int) -> RequestDecided:
+        """The agency's decision, with its reason and (for a rejection) its legal basis."""
         return RequestDecided(
-            tracking_code=code,
-            occurred_at=step(minute),
-            accept_by=later,
+            tracking_code=self.code,
+            occurred_at=self.step(minute),
+            accept_by=self.later,
             agency=AGENCY,
             service_id=SERVICE_ID,
             decision=decision,
@@ -88,11 +94,12 @@ def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]
             legal_basis="قانون مجازات اسلامی، مادهٔ ۲۵" if decision is Decision.REJECT else None,
         )
 
-    def delivered(minute: int) -> ResultDelivered:
+    def delivered(self, minute: int) -> ResultDelivered:
+        """The certificate handed over."""
         return ResultDelivered(
-            tracking_code=code,
-            occurred_at=step(minute),
-            accept_by=later,
+            tracking_code=self.code,
+            occurred_at=self.step(minute),
+            accept_by=self.later,
             agency=AGENCY,
             service_id=SERVICE_ID,
             result=RESULT,
@@ -100,18 +107,20 @@ def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]
             summary_en="The certificate was issued",
         )
 
-    events: list[RequestEvent] = [submitted, *inquiries(submitted.event_id, 1)]
-    path = rng.random()
-    if path < 0.45:  # approved online, delivered
-        events += [verified(submitted.event_id, NextStep.APPROVE, 2), delivered(60)]
-    elif path < 0.65:  # reviewed: rejected with its legal basis, then complained about and answered
-        events += [verified(submitted.event_id, NextStep.AGENCY_REVIEW, 2), decided(Decision.REJECT, 30)]
-        events += [
-            ComplaintFiled(tracking_code=code, occurred_at=step(90), accept_by=later, complaint_id="c1", text="اعتراض"),
+    def complained(self) -> list[RequestEvent]:
+        """A complaint filed and the agency's answer to it."""
+        return [
+            ComplaintFiled(
+                tracking_code=self.code,
+                occurred_at=self.step(90),
+                accept_by=self.later,
+                complaint_id="c1",
+                text="اعتراض",
+            ),
             ComplaintResolved(
-                tracking_code=code,
-                occurred_at=step(120),
-                accept_by=later,
+                tracking_code=self.code,
+                occurred_at=self.step(120),
+                accept_by=self.later,
                 agency=AGENCY,
                 service_id=SERVICE_ID,
                 complaint_id="c1",
@@ -119,18 +128,47 @@ def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]
                 resolution_en="reviewed",
             ),
         ]
-    elif path < 0.85:  # corrected by the citizen, verified again, approved and delivered
+
+    def corrected(self, cause: str) -> list[RequestEvent]:
+        """Sent back for correction, corrected by the citizen, verified again, approved and delivered."""
         correction = CorrectionSubmitted(
-            tracking_code=code, occurred_at=step(3000), accept_by=later, fields={"purpose": "employment"}
+            tracking_code=self.code, occurred_at=self.step(3000), accept_by=self.later, fields={"purpose": "employment"}
         )
-        events += [verified(submitted.event_id, NextStep.NEEDS_CORRECTION, 2), correction]
-        events += [*inquiries(correction.event_id, 3001), verified(correction.event_id, NextStep.APPROVE, 3002)]
-        events.append(delivered(3100))
-    elif path < 0.95:  # cancelled while in review; a late decision is refused
-        events += [verified(submitted.event_id, NextStep.AGENCY_REVIEW, 2)]
-        events += [RequestCancelled(tracking_code=code, occurred_at=step(10), accept_by=later)]
-        events.append(decided(Decision.APPROVE, 20))
-    # else: still waiting for verification
+        return [
+            self.verified(cause, NextStep.NEEDS_CORRECTION, 2),
+            correction,
+            *self.inquiries(correction.event_id, 3001),
+            self.verified(correction.event_id, NextStep.APPROVE, 3002),
+            self.delivered(3100),
+        ]
+
+    def after_inquiries(self, cause: str, path: float) -> list[RequestEvent]:
+        """The events after the first inquiries along the path that `path` (in [0, 1)) picks."""
+        if path < 0.45:  # approved online, delivered
+            return [self.verified(cause, NextStep.APPROVE, 2), self.delivered(60)]
+        if path < 0.65:  # reviewed: rejected with its legal basis, then complained about and answered
+            return [
+                self.verified(cause, NextStep.AGENCY_REVIEW, 2),
+                self.decided(Decision.REJECT, 30),
+                *self.complained(),
+            ]
+        if path < 0.85:  # corrected by the citizen, verified again, approved and delivered
+            return self.corrected(cause)
+        if path < 0.95:  # cancelled while in review; a late decision is refused
+            return [
+                self.verified(cause, NextStep.AGENCY_REVIEW, 2),
+                RequestCancelled(tracking_code=self.code, occurred_at=self.step(10), accept_by=self.later),
+                self.decided(Decision.APPROVE, 20),
+            ]
+        return []  # still waiting for verification
+
+
+def lifecycle(submitted: RequestEvent, rng: random.Random) -> list[RequestEvent]:
+    """One request's events in order, along a path picked by `rng` (5 events on average)."""
+    assert submitted.event_type == "RequestSubmitted"
+    request = _Request(submitted.tracking_code, submitted.occurred_at, datetime.now(UTC) + timedelta(days=1))
+    events: list[RequestEvent] = [submitted, *request.inquiries(submitted.event_id, 1)]
+    events += request.after_inquiries(submitted.event_id, rng.random())
     if rng.random() < 0.02:  # a duplicate publication of some event
         events.insert(rng.randrange(1, len(events) + 1), events[rng.randrange(len(events))])
     return events

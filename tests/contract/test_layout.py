@@ -26,12 +26,6 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "services/inquiry/app.py:create_app": "not yet split (issue 15)",
     "services/notify/app.py:create_app": "not yet split (issue 15)",
     "services/tracking/app.py:create_app": "not yet split (issue 15)",
-    "shared/catalog.py": "not yet split (issue 15)",
-    "shared/events.py": "not yet split (issue 15)",
-    "sandbox/runner.py:serve_sandbox": "not yet split (issue 15)",
-    "sandbox/sms_gateway.py:create_sms_gateway_app": "not yet split (issue 15)",
-    "testkit/harness.py:__post_init__": "not yet split (issue 15)",
-    "testkit/tracking_stream.py:lifecycle": "not yet split (issue 15)",
 }
 # Modules not yet named for their room, each with the reason (none, ideally).
 UNMOVED_MODULES: dict[str, str] = {}
