@@ -8,7 +8,9 @@ from functools import partial
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
@@ -73,11 +75,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         notifications_concurrency=settings.notifications_concurrency,
     )
     consumer, outcomes = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
-
-    async def publish_breach(event: SlaBreached) -> object:
-        return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
-
-    watcher = SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
+    watcher = _sla_watcher(settings, sessions=sessions, broker=broker)
     bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
     return build_service_app(
         service=SERVICE_NAME,
@@ -87,18 +85,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         http=settings.http,
         tracer_provider=provider,
         routers=[router, history_router, internal_router],
-        # Started in order, stopped in reverse: the migrations first; at stop the relay and the SLA watcher are
-        # cancelled, then the bus (its consumers drain), then the change feed, notify's client, Redis, the database.
-        # The relay and the watcher wait for the bus, and one that crashes is restarted with a logged error.
-        parts=[
-            Part("database", start=partial(migrate, engine), stop=engine.dispose),
-            closing("redis", redis.aclose),
-            closing("notify client", deps.code_sender.aclose),
-            Part("change feed", start=deps.changes.start, stop=deps.changes.stop),
-            Part("kafka", start=bus.start, stop=bus.stop),
-            supervised("outbox-relay", relay.run, when=bus.connected.wait),
-            supervised("sla-watcher", watcher.run, when=bus.connected.wait),
-        ],
+        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher),
         bus=bus,
         database=engine,
         redis=redis,
@@ -110,6 +97,40 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
             "publications": PUBLICATIONS,
         },
     )
+
+
+def _parts(
+    engine: AsyncEngine,
+    *,
+    redis: aioredis.Redis,
+    deps: Tracking,
+    bus: BusConnection,
+    relay: OutboxRelay,
+    watcher: SlaWatcher,
+) -> list[Part]:
+    """tracking's parts, started in order and stopped in reverse: the migrations first; at stop the outbox relay
+    and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, notify's client,
+    Redis, the database."""
+    return [
+        Part("database", start=partial(migrate, engine), stop=engine.dispose),
+        closing("redis", redis.aclose),
+        closing("notify client", deps.code_sender.aclose),
+        Part("change feed", start=deps.changes.start, stop=deps.changes.stop),
+        Part("kafka", start=bus.start, stop=bus.stop),
+        # They wait for the bus; one that crashes is restarted with a logged error rather than left dead (a dead
+        # relay would stop StatusChanged being published until the pod restarts).
+        supervised("outbox-relay", relay.run, when=bus.connected.wait),
+        supervised("sla-watcher", watcher.run, when=bus.connected.wait),
+    ]
+
+
+def _sla_watcher(settings: TrackingSettings, *, sessions: Sessions, broker: KafkaBroker) -> SlaWatcher:
+    """The SLA watcher, publishing each breach to desk.requests."""
+
+    async def publish_breach(event: SlaBreached) -> object:
+        return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
+
+    return SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
 
 
 def _projector(
