@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
-from shared.edges import service_app
 from shared.events import NotificationOutcome
-from shared.http import install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
 from shared.rate_limits import PacedRate
 from shared.redis_client import make_redis
+from shared.service_kit import Part, build_service_app, closing, supervised
 from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
@@ -88,6 +85,63 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
     engine = make_engine(settings.database_url)
     redis = make_redis(settings.redis.url)
+    sms = _sms_gateway(settings, redis=redis, tracer_provider=provider)
+    notify = Notify(
+        sessions=make_sessionmaker(engine),
+        sms=sms,
+        email=_email_sender(settings, redis=redis, tracer_provider=provider),
+        renderer=Renderer(load_catalog()),
+        group_id=settings.group_id,
+        contact_wait_s=settings.contact_wait_s,
+        quiet=parse_quiet_hours(settings.quiet_hours),
+        policy=send_policy(settings, gateways=len(sms.gateways)),
+    )
+    dead_letters = DeadLetterPolicy()
+    broker = make_broker(
+        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
+    )
+    declared = subscriptions(notify, concurrency=settings.concurrency)
+    consumers = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=consumers)
+    return build_service_app(
+        service=SERVICE_NAME,
+        title="Khedmat notify",
+        description="Tells citizens by SMS and email when their request changes status (اطلاع‌رسانی).",
+        version=settings.deployment.service_version,
+        http=settings.http,
+        tracer_provider=provider,
+        routers=[internal_router],
+        # Started in order, stopped in reverse. Tables first: a consumer that starts before them would fail its
+        # first messages. At stop the background loops are cancelled first, then the bus (its consumers drain).
+        parts=[
+            Part("database", start=partial(_create_tables, engine), stop=engine.dispose),
+            closing("redis", redis.aclose),
+            closing("sms gateways", sms.aclose),
+            Part("kafka", start=bus.start, stop=bus.stop),
+            supervised("sweeper", partial(sweep_when_due, notify, every_s=settings.sweep_every_s)),
+            supervised(
+                "outcome relay",
+                partial(publish_outcomes_when_connected, notify, bus, every_s=settings.outcome_every_s),
+            ),
+        ],
+        bus=bus,
+        database=engine,
+        redis=redis,
+        state={"notify": notify, "settings": settings, "subscriptions": declared, "publications": PUBLICATIONS},
+        # Its API document lists only the problems its routes declare, not the kit's common ones.
+        responses={},
+    )
+
+
+async def _create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await create_tables(conn)
+
+
+def _sms_gateway(
+    settings: NotifySettings, *, redis: aioredis.Redis, tracer_provider: TracerProvider
+) -> FailoverSmsGateway:
+    """The primary SMS gateway, and the fallback when one is configured, each paced through Redis."""
     gateways = [
         KavenegarSmsClient(
             base_url=settings.sms_base_url,
@@ -113,12 +167,18 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
     for gateway in gateways:
         # The hook rewrites the span's URL: the API key sits in its path.
         HTTPXClientInstrumentor.instrument_client(
-            gateway.http, tracer_provider=provider, request_hook=gateway.redact_span
+            gateway.http, tracer_provider=tracer_provider, request_hook=gateway.redact_span
         )
-    sms = FailoverSmsGateway(
+    return FailoverSmsGateway(
         list(gateways), names=["primary", "fallback"][: len(gateways)], retry_primary_s=settings.sms_retry_primary_s
     )
-    email = SmtpEmailSender(
+
+
+def _email_sender(
+    settings: NotifySettings, *, redis: aioredis.Redis, tracer_provider: TracerProvider
+) -> SmtpEmailSender:
+    """The SMTP sender, paced through Redis."""
+    return SmtpEmailSender(
         host=settings.smtp_host,
         port=settings.smtp_port,
         mail_from=settings.mail_from,
@@ -126,77 +186,6 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         timeout_s=settings.send_timeout_s,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        tracer=provider.get_tracer(SERVICE_NAME),
+        tracer=tracer_provider.get_tracer(SERVICE_NAME),
         pace=PacedRate(redis, limit=settings.smtp_rate_limit, name="smtp"),
     )
-    notify = Notify(
-        sessions=make_sessionmaker(engine),
-        sms=sms,
-        email=email,
-        renderer=Renderer(load_catalog()),
-        group_id=settings.group_id,
-        contact_wait_s=settings.contact_wait_s,
-        quiet=parse_quiet_hours(settings.quiet_hours),
-        policy=send_policy(settings, gateways=len(gateways)),
-    )
-    dead_letters = DeadLetterPolicy()
-    broker = make_broker(
-        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
-    )
-
-    declared = subscriptions(notify, concurrency=settings.concurrency)
-    consumers = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=consumers)
-
-    async def database_ready() -> bool:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Tables first: a consumer that starts before them would fail its first messages.
-        async with engine.begin() as conn:
-            await create_tables(conn)
-        bus.start()
-        background = [
-            asyncio.create_task(sweep_when_due(notify, every_s=settings.sweep_every_s)),
-            asyncio.create_task(publish_outcomes_when_connected(notify, bus, every_s=settings.outcome_every_s)),
-        ]
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await bus.stop()
-            await sms.aclose()
-            await redis.aclose()
-            await engine.dispose()
-
-    app = service_app(
-        http=settings.http,
-        title="Khedmat notify",
-        version=settings.deployment.service_version,
-        description="Tells citizens by SMS and email when their request changes status (اطلاع‌رسانی).",
-        lifespan=lifespan,
-    )
-    app.state.notify = notify
-    app.state.settings = settings
-    app.state.bus = bus
-    app.state.subscriptions = declared
-    app.state.publications = PUBLICATIONS
-    install_problem_handlers(app)
-    install_http_metrics(app, service=SERVICE_NAME)
-    app.include_router(internal_router)
-    app.include_router(
-        operations_router(
-            service=SERVICE_NAME,
-            readiness_checks={"kafka": bus.ready, "database": database_ready},
-            degraded_checks={"redis": redis.ping},
-        )
-    )
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
-    return app

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
-from shared.edges import service_app
 from shared.events import SlaBreached
-from shared.http import COMMON_PROBLEM_RESPONSES, install_http_metrics, install_problem_handlers, operations_router
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
 from shared.redis_client import make_redis
+from shared.service_kit import Part, build_service_app, closing, supervised
 from shared.subscriptions import ConsumerParts, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
@@ -38,6 +35,7 @@ from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .service_outbox import OutboxRelay
 from .service_sla import SlaWatcher
 from .settings import TrackingSettings
+from .store import Sessions
 from .store_migrations import migrate
 
 SERVICE_NAME = "tracking"
@@ -60,30 +58,10 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     relay = OutboxRelay(
         sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
-    calendar = load_calendar()
-    a_year_on = tehran_day(datetime.now(UTC)) + timedelta(days=365)
-    if not calendar.covers(a_year_on):
-        # Due dates past the file's last year would count only the weekend: the file needs its next year.
-        log.warning("the holidays file does not cover %s: due dates after its last year ignore holidays", a_year_on)
-    projector = Projector(
-        sessions,
-        lookup_key,
-        catalog_terms(load_catalog(settings.catalog_dir)),
-        calendar,
-        tracer=provider.get_tracer(SERVICE_NAME),
-        consumer_group=settings.group_id,
-    )
+    projector = _projector(settings, sessions=sessions, lookup_key=lookup_key, tracer_provider=provider)
     redis = make_redis(settings.redis.url)
-    throttle = LookupThrottle(
-        redis,
-        per_client=settings.lookup_limit_per_client,
-        per_code=settings.lookup_limit_per_code,
-        code_key=lookup_key,
-    )
-    cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
-    changes = ChangeFeed(redis, cache, poll_s=settings.stream_poll_s)
-    projector.on_committed = cache.changed
-
+    deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key)
+    projector.on_committed = deps.cache.changed
     declared = subscriptions(
         group_id=settings.group_id,
         projection=projection_consumer(
@@ -93,16 +71,101 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         ),
         max_batch=settings.fold_batch,
         sessions=sessions,
-        on_stored=cache.changed,
+        on_stored=deps.cache.changed,
         notifications_concurrency=settings.notifications_concurrency,
     )
     consumer, outcomes = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
-    deps = Tracking(
+    watcher = _sla_watcher(settings, sessions=sessions, broker=broker)
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
+    return build_service_app(
+        service=SERVICE_NAME,
+        title="Khedmat tracking",
+        description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
+        version=settings.deployment.service_version,
+        http=settings.http,
+        tracer_provider=provider,
+        routers=[router, history_router, internal_router],
+        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher),
+        bus=bus,
+        database=engine,
+        redis=redis,
+        state={
+            "tracking": deps,
+            "internal_key": settings.internal_key.get_secret_value().encode(),
+            "consumer": consumer,
+            "subscriptions": declared,
+            "publications": PUBLICATIONS,
+        },
+    )
+
+
+def _parts(
+    engine: AsyncEngine,
+    *,
+    redis: aioredis.Redis,
+    deps: Tracking,
+    bus: BusConnection,
+    relay: OutboxRelay,
+    watcher: SlaWatcher,
+) -> list[Part]:
+    """tracking's parts, started in order and stopped in reverse: the migrations first; at stop the outbox relay
+    and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, notify's client,
+    Redis, the database."""
+    return [
+        Part("database", start=partial(migrate, engine), stop=engine.dispose),
+        closing("redis", redis.aclose),
+        closing("notify client", deps.code_sender.aclose),
+        Part("change feed", start=deps.changes.start, stop=deps.changes.stop),
+        Part("kafka", start=bus.start, stop=bus.stop),
+        # They wait for the bus; one that crashes is restarted with a logged error rather than left dead (a dead
+        # relay would stop StatusChanged being published until the pod restarts).
+        supervised("outbox-relay", relay.run, when=bus.connected.wait),
+        supervised("sla-watcher", watcher.run, when=bus.connected.wait),
+    ]
+
+
+def _sla_watcher(settings: TrackingSettings, *, sessions: Sessions, broker: KafkaBroker) -> SlaWatcher:
+    """The SLA watcher, publishing each breach to desk.requests."""
+
+    async def publish_breach(event: SlaBreached) -> object:
+        return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
+
+    return SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
+
+
+def _projector(
+    settings: TrackingSettings, *, sessions: Sessions, lookup_key: bytes, tracer_provider: TracerProvider
+) -> Projector:
+    """The projection's folder, with the catalog's terms and the working-day calendar."""
+    calendar = load_calendar()
+    a_year_on = tehran_day(datetime.now(UTC)) + timedelta(days=365)
+    if not calendar.covers(a_year_on):
+        # Due dates past the file's last year would count only the weekend: the file needs its next year.
+        log.warning("the holidays file does not cover %s: due dates after its last year ignore holidays", a_year_on)
+    return Projector(
+        sessions,
+        lookup_key,
+        catalog_terms(load_catalog(settings.catalog_dir)),
+        calendar,
+        tracer=tracer_provider.get_tracer(SERVICE_NAME),
+        consumer_group=settings.group_id,
+    )
+
+
+def _tracking(settings: TrackingSettings, *, sessions: Sessions, redis: aioredis.Redis, lookup_key: bytes) -> Tracking:
+    """The routes' dependencies: throttles, the status cache and its change feed, history tokens, one-time codes."""
+    cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
+    return Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
-        throttle=throttle,
+        throttle=LookupThrottle(
+            redis,
+            per_client=settings.lookup_limit_per_client,
+            per_code=settings.lookup_limit_per_code,
+            code_key=lookup_key,
+        ),
         cache=cache,
-        changes=changes,
+        changes=ChangeFeed(redis, cache, poll_s=settings.stream_poll_s),
         stream_max_s=settings.stream_max_s,
         tokens=HistoryTokens(lookup_key, ttl_s=settings.history_token_ttl_s),
         code_throttle=LookupThrottle(
@@ -115,69 +178,3 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         codes=OneTimeCodes(redis, key=lookup_key, ttl_s=settings.one_time_code_ttl_s),
         code_sender=NotifyCodeSender(settings.notify_url, internal_key=settings.notify_key.get_secret_value()),
     )
-
-    async def publish_breach(event: SlaBreached) -> object:
-        return await publish_event(broker, event, topic=Topic.REQUESTS, source=SOURCE)
-
-    watcher = SlaWatcher(sessions=sessions, publish=publish_breach, poll_s=settings.sla_check_s)
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
-
-    async def database_ready() -> bool:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        return True
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await migrate(engine)
-        bus.start()
-        changes.start()
-
-        def when_connected(name: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-            async def run() -> None:
-                await bus.connected.wait()
-                await work()
-
-            return asyncio.create_task(run(), name=name)
-
-        tasks = [when_connected("outbox-relay", relay.run), when_connected("sla-watcher", watcher.run)]
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await bus.stop()
-        await changes.stop()
-        await deps.code_sender.aclose()
-        await redis.aclose()
-        await engine.dispose()
-
-    app = service_app(
-        http=settings.http,
-        title="Khedmat tracking",
-        version=settings.deployment.service_version,
-        description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
-        lifespan=lifespan,
-        responses=COMMON_PROBLEM_RESPONSES,
-    )
-    app.state.tracking = deps
-    app.state.internal_key = settings.internal_key.get_secret_value().encode()
-    app.state.bus = bus
-    app.state.consumer = consumer
-    app.state.subscriptions = declared
-    app.state.publications = PUBLICATIONS
-    install_problem_handlers(app)
-    install_http_metrics(app, service=SERVICE_NAME)
-    app.include_router(router)
-    app.include_router(history_router)
-    app.include_router(internal_router)
-    app.include_router(
-        operations_router(
-            service=SERVICE_NAME,
-            readiness_checks={"kafka": bus.ready, "database": database_ready},
-            degraded_checks={"redis": redis.ping},
-        )
-    )
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
-    return app

@@ -195,3 +195,51 @@ async def test_a_supervised_loop_is_restarted_with_a_log_and_cancelled_at_stop(
             await asyncio.wait_for(running.wait(), 2)
     assert runs == 3
     assert caplog.text.count("sweeper failed; restarting") == 2
+
+
+async def test_a_supervised_loop_still_waiting_for_the_bus_is_cancelled_at_stop() -> None:
+    # tracking's outbox relay and SLA watcher wait for Kafka: a service stopped before it connects must still stop.
+    connected = asyncio.Event()
+    ran = False
+
+    async def work() -> None:
+        nonlocal ran
+        ran = True
+
+    part = supervised("outbox-relay", work, when=connected.wait)
+    async with lifespan_of([part])(FastAPI()):
+        await asyncio.sleep(0.01)
+    assert not ran
+    connected.set()
+    await asyncio.sleep(0.01)
+    assert not ran  # cancelled, not merely parked
+
+
+async def test_a_supervised_loop_that_crashes_after_the_bus_connected_restarts_without_waiting_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A crashed outbox relay left dead would stop StatusChanged being published until the pod restarts.
+    connected = asyncio.Event()
+    connected.set()
+    waits = 0
+    runs = 0
+    restarted = asyncio.Event()
+
+    async def when() -> None:
+        nonlocal waits
+        waits += 1
+        await connected.wait()
+
+    async def work() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("relay crashed")
+        restarted.set()
+        await asyncio.sleep(3600)
+
+    with caplog.at_level(logging.ERROR, logger="shared.service_kit"):
+        async with lifespan_of([supervised("outbox-relay", work, restart_after_s=0.01, when=when)])(FastAPI()):
+            await asyncio.wait_for(restarted.wait(), 2)
+    assert (waits, runs) == (1, 2)
+    assert "outbox-relay failed; restarting" in caplog.text
