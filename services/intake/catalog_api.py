@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from shared.catalog import Agency, Catalog, ServiceDefinition
 from shared.domain.digits import to_persian_digits
-from shared.http import FieldProblem, ProblemError, ProblemSpec, problem_responses
+from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.problems import ProblemSpec
 from shared.service_kit import state_dependency
 
 from .domain import UnknownService

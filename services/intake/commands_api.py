@@ -12,7 +12,8 @@ from fastapi.types import DecoratedCallable
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import ProblemSpec, bus_unavailable, problem_responses
+from shared.http import problem_responses
+from shared.problems import ProblemSpec, bus_unavailable
 from shared.service_kit import state_dependency
 
 from .adapters import CITIZEN_ADDRESS

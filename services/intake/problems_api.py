@@ -1,7 +1,7 @@
 """intake's answers to its use cases' failures: one exception handler, registered on the app, maps each to problem+json.
 
 The routes raise nothing of their own for a use case's failure: what a refusal looks like to the caller is
-said once, here (the shared answers, 429 and 503 on a down bus, are in shared/http.py).
+said once, here (the shared answers, 429 and 503 on a down bus, are in shared/problems.py).
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from shared.domain.tracking_code import TrackingCodeExhausted
-from shared.http import (
-    BUS_UNAVAILABLE,
-    REQUEST_NOT_FOUND,
-    FieldProblem,
-    ProblemError,
-    ProblemSpec,
-    rate_limited,
-    unavailable,
-)
+from shared.http import FieldProblem, ProblemError
+from shared.problems import BUS_UNAVAILABLE, REQUEST_NOT_FOUND, ProblemSpec, rate_limited, unavailable
 
 from .adapters import LookupThrottled, TrackingUnavailable
 from .adapters_blobs import BlobStoreUnavailable

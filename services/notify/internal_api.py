@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import FieldProblem, ProblemSpec, check_internal_key, problem_responses
+from shared.http import FieldProblem, problem_responses
+from shared.problems import ProblemSpec, check_internal_key
 
 from .schemas import NotificationOut, NotificationsOut, OneTimeCodeIn, OneTimeCodeOut, ReceiptIn
 from .service import Notification, Notify, OneTimeCodeNotSent, list_notifications, text_one_time_code

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
-from shared.http import ProblemSpec, problem_responses, rate_limited, unavailable
+from shared.http import problem_responses
+from shared.problems import ProblemSpec, rate_limited, unavailable
 
 from .consumers import Tracking
 from .schemas import CodeRequestIn, CodeRequestOut, HistoryOut, TokenIn, TokenOut, status_of

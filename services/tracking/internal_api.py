@@ -12,9 +12,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
-from shared.http import INTERNAL_UNAUTHENTICATED, ProblemSpec, check_internal_key, problem_responses
+from shared.http import problem_responses
+from shared.problems import INTERNAL_UNAUTHENTICATED, ProblemSpec, check_internal_key
 
 from .consumers import Tracking
 from .schemas import RequestFactsOut
@@ -53,13 +53,5 @@ async def get_request_facts(
     record = await request_facts(sessions=deps.sessions, tracking_code=code)
     if record is None:
         raise _UNKNOWN.error()
-    return RequestFactsOut(
-        tracking_code=record.tracking_code,
-        service_id=record.service_id,
-        catalog_version=record.catalog_version,
-        agency=record.agency,
-        status=RequestState(record.status),
-        sla_breached=record.sla_breached,
-        complaint_open=record.complaint_open,
-        open_complaint_id=record.open_complaint_id,
-    )
+    # The row's columns by name; its status string is read as the state it names.
+    return RequestFactsOut.model_validate(record, from_attributes=True)
