@@ -88,44 +88,6 @@ class ProblemError(Exception):
         )
 
 
-def request_not_found() -> ProblemError:
-    """The one answer for "no such code", "not your request" and "not a code": a lookup reveals nothing."""
-    return ProblemError(
-        status=404,
-        slug="request-not-found",
-        title_en="No request matches this tracking code and national ID",
-        title_fa="درخواستی با این کد رهگیری و کد ملی پیدا نشد",
-        detail_en="Check both numbers and try again.",
-        detail_fa="هر دو شماره را بررسی و دوباره تلاش کنید.",
-    )
-
-
-def rate_limited(retry_after_s: int) -> ProblemError:
-    """429 with Retry-After: the client (or the thing it asks about) used its budget for now."""
-    return ProblemError(
-        status=429,
-        slug="rate-limited",
-        title_en="Too many requests",
-        title_fa="تعداد درخواست‌ها بیش از حد مجاز است",
-        detail_en=f"Please try again in {retry_after_s} seconds.",
-        detail_fa=f"لطفاً {fa_number(retry_after_s)} ثانیهٔ دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": str(retry_after_s)},
-    )
-
-
-def bus_unavailable() -> ProblemError:
-    """503 while Kafka cannot acknowledge: nothing was recorded, retry shortly."""
-    return ProblemError(
-        status=503,
-        slug="bus-unavailable",
-        title_en="The service desk cannot record requests right now",
-        title_fa="میز خدمت در این لحظه نمی‌تواند درخواست را ثبت کند",
-        detail_en="Nothing was recorded. Please try again in a few seconds.",
-        detail_fa="چیزی ثبت نشد. لطفاً چند ثانیه دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": "5"},
-    )
-
-
 def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A problem+json response."""
     return JSONResponse(

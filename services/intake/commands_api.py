@@ -3,14 +3,17 @@ the app's handler, problems_api.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
+from fastapi.types import DecoratedCallable
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import ProblemError, bus_unavailable, problem_responses
+from shared.http import problem_responses
+from shared.problems import ProblemSpec, bus_unavailable
 from shared.service_kit import state_dependency
 
 from .adapters import CITIZEN_ADDRESS
@@ -30,6 +33,9 @@ from .service_commands import (
 
 router = APIRouter(prefix="/api/v1")
 
+# The event a command's use case publishes, kept exact so that a route can read its own fields.
+CommandT = TypeVar("CommandT", bound=Command)
+
 AGENCY_KEY_HEADER = "X-Agency-Key"
 
 
@@ -47,27 +53,31 @@ def _accepted(event: Command, complaint_id: str | None = None) -> CommandAccepte
     )
 
 
-def _agency_not_found() -> ProblemError:
-    return ProblemError(
-        status=404,
-        slug="request-not-found",
-        title_en="This is not a tracking code",
-        title_fa="این کد رهگیری معتبر نیست",
-        detail_en="A tracking code has 15 digits, the last being a check digit.",
-        detail_fa="کد رهگیری ۱۵ رقم دارد و رقم آخر آن رقم کنترل است.",
-    )
+_AGENCY_NOT_FOUND = ProblemSpec(
+    status=404,
+    slug="request-not-found",
+    title_en="This is not a tracking code",
+    title_fa="این کد رهگیری معتبر نیست",
+    detail_en="A tracking code has 15 digits, the last being a check digit.",
+    detail_fa="کد رهگیری ۱۵ رقم دارد و رقم آخر آن رقم کنترل است.",
+)
+
+_UNAUTHENTICATED = ProblemSpec(
+    status=401,
+    slug="agency-unauthenticated",
+    title_en="A valid agency key is required",
+    title_fa="کلید معتبر دستگاه لازم است",
+    detail_en=f"Send your agency's API key in the {AGENCY_KEY_HEADER} header.",
+    detail_fa=f"کلید دسترسی دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
+    headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'},
+)
 
 
-def _unauthenticated() -> ProblemError:
-    return ProblemError(
-        status=401,
-        slug="agency-unauthenticated",
-        title_en="A valid agency key is required",
-        title_fa="کلید معتبر دستگاه لازم است",
-        detail_en=f"Send your agency's API key in the {AGENCY_KEY_HEADER} header.",
-        detail_fa=f"کلید دسترسی دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
-        headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'},
-    )
+def _command_route(
+    path: str, responses: dict[int | str, dict[str, Any]], summary: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The decorator of one command's route: accepted (202) with the command's event, or a problem."""
+    return router.post(path, status_code=202, response_model=CommandAccepted, responses=responses, summary=summary)
 
 
 # --- dependencies ---------------------------------------------------------------------------------
@@ -85,7 +95,7 @@ def get_agency(intake: IntakeDep, key: Annotated[str | None, Security(_agency_ke
     """The agency behind the presented key (401 for a missing or unknown key); runs before the body is read."""
     grant = intake.agency_keys.authenticate(key)
     if grant is None:
-        raise _unauthenticated()
+        raise _UNAUTHENTICATED.error()
     return grant
 
 
@@ -113,30 +123,55 @@ def _agency_request(intake: Intake, grant: AgencyGrant, tracking_code: str, serv
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
-        raise _agency_not_found() from error
+        raise _AGENCY_NOT_FOUND.error() from error
     if not intake.is_connected():
         raise bus_unavailable()
     return code
 
 
+async def _citizen_command(
+    run: Callable[..., Awaitable[CommandT]],
+    intake: Intake,
+    request: Request,
+    tracking_code: str,
+    national_id: str,
+    **fields: Any,
+) -> CommandT:
+    """One citizen's command: the checked code and ID, then the use case `run` with the body's `fields`."""
+    code, normal_id = _citizen_request(intake, request, tracking_code, national_id)
+    return await run(intake=intake, tracking_code=code, national_id=normal_id, **fields)
+
+
+async def _agency_command(
+    run: Callable[..., Awaitable[CommandT]],
+    intake: Intake,
+    grant: AgencyGrant,
+    tracking_code: str,
+    service_id: str,
+    **fields: Any,
+) -> CommandT:
+    """One agency's command: scope and code checked, then the use case `run` with the body's `fields`."""
+    code = _agency_request(intake, grant, tracking_code, service_id)
+    return await run(intake=intake, grant=grant, tracking_code=code, service_id=service_id, **fields)
+
+
 # --- the citizen's commands -----------------------------------------------------------------------
 
 
-@router.post(
+@_command_route(
     "/requests/{tracking_code}/correction",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CITIZEN_RESPONSES,
-    summary="Correct a request that waits for your correction (tracking code + national ID)",
+    CITIZEN_RESPONSES,
+    "Correct a request that waits for your correction (tracking code + national ID)",
 )
 async def post_correction(
     tracking_code: TrackingCodePath, body: CorrectionIn, intake: IntakeDep, request: Request
 ) -> CommandAccepted:
-    code, national_id = _citizen_request(intake, request, tracking_code, body.national_id)
-    event = await submit_correction(
-        intake=intake,
-        tracking_code=code,
-        national_id=national_id,
+    event = await _citizen_command(
+        submit_correction,
+        intake,
+        request,
+        tracking_code,
+        body.national_id,
         fields=body.fields,
         documents=body.documents,
         note=body.note,
@@ -144,55 +179,47 @@ async def post_correction(
     return _accepted(event)
 
 
-@router.post(
+@_command_route(
     "/requests/{tracking_code}/cancellation",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CITIZEN_RESPONSES,
-    summary="Cancel a request that is not decided yet (tracking code + national ID)",
+    CITIZEN_RESPONSES,
+    "Cancel a request that is not decided yet (tracking code + national ID)",
 )
 async def post_cancellation(
     tracking_code: TrackingCodePath, body: CancellationIn, intake: IntakeDep, request: Request
 ) -> CommandAccepted:
-    code, national_id = _citizen_request(intake, request, tracking_code, body.national_id)
-    event = await cancel_request(intake=intake, tracking_code=code, national_id=national_id, reason=body.reason)
+    event = await _citizen_command(cancel_request, intake, request, tracking_code, body.national_id, reason=body.reason)
     return _accepted(event)
 
 
-@router.post(
+@_command_route(
     "/requests/{tracking_code}/complaint",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CITIZEN_RESPONSES,
-    summary="Complain about a decision, or about a request past its deadline (tracking code + national ID)",
+    CITIZEN_RESPONSES,
+    "Complain about a decision, or about a request past its deadline (tracking code + national ID)",
 )
 async def post_complaint(
     tracking_code: TrackingCodePath, body: ComplaintIn, intake: IntakeDep, request: Request
 ) -> CommandAccepted:
-    code, national_id = _citizen_request(intake, request, tracking_code, body.national_id)
-    event = await file_complaint(intake=intake, tracking_code=code, national_id=national_id, text=body.text)
+    event = await _citizen_command(file_complaint, intake, request, tracking_code, body.national_id, text=body.text)
     return _accepted(event, complaint_id=event.complaint_id)
 
 
 # --- the agency's commands ------------------------------------------------------------------------
 
 
-@router.post(
+@_command_route(
     "/agency/requests/{tracking_code}/decision",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=AGENCY_RESPONSES,
-    summary="Decide a request under the agency's review (X-Agency-Key)",
+    AGENCY_RESPONSES,
+    "Decide a request under the agency's review (X-Agency-Key)",
 )
 async def post_decision(
     tracking_code: TrackingCodePath, body: DecisionIn, grant: AgencyDep, intake: IntakeDep
 ) -> CommandAccepted:
-    code = _agency_request(intake, grant, tracking_code, body.service_id)
-    event = await decide(
-        intake=intake,
-        grant=grant,
-        tracking_code=code,
-        service_id=body.service_id,
+    event = await _agency_command(
+        decide,
+        intake,
+        grant,
+        tracking_code,
+        body.service_id,
         decision=body.decision,
         reason_fa=body.reason_fa,
         reason_en=body.reason_en,
@@ -201,22 +228,20 @@ async def post_decision(
     return _accepted(event)
 
 
-@router.post(
+@_command_route(
     "/agency/requests/{tracking_code}/result",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=AGENCY_RESPONSES,
-    summary="Deliver the result of an approved request (X-Agency-Key)",
+    AGENCY_RESPONSES,
+    "Deliver the result of an approved request (X-Agency-Key)",
 )
 async def post_result(
     tracking_code: TrackingCodePath, body: ResultIn, grant: AgencyDep, intake: IntakeDep
 ) -> CommandAccepted:
-    code = _agency_request(intake, grant, tracking_code, body.service_id)
-    event = await deliver_result(
-        intake=intake,
-        grant=grant,
-        tracking_code=code,
-        service_id=body.service_id,
+    event = await _agency_command(
+        deliver_result,
+        intake,
+        grant,
+        tracking_code,
+        body.service_id,
         document=body.result.document(),
         url=str(body.result.url) if body.result.url is not None else None,
         summary_fa=body.summary_fa,
@@ -225,12 +250,10 @@ async def post_result(
     return _accepted(event)
 
 
-@router.post(
+@_command_route(
     "/agency/requests/{tracking_code}/complaints/{complaint_id}/resolution",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=AGENCY_RESPONSES,
-    summary="Answer the open complaint about a request (X-Agency-Key)",
+    AGENCY_RESPONSES,
+    "Answer the open complaint about a request (X-Agency-Key)",
 )
 async def post_resolution(
     tracking_code: TrackingCodePath,
@@ -239,12 +262,12 @@ async def post_resolution(
     grant: AgencyDep,
     intake: IntakeDep,
 ) -> CommandAccepted:
-    code = _agency_request(intake, grant, tracking_code, body.service_id)
-    event = await resolve_complaint(
-        intake=intake,
-        grant=grant,
-        tracking_code=code,
-        service_id=body.service_id,
+    event = await _agency_command(
+        resolve_complaint,
+        intake,
+        grant,
+        tracking_code,
+        body.service_id,
         complaint_id=complaint_id,
         resolution_fa=body.resolution_fa,
         resolution_en=body.resolution_en,

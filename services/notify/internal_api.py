@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import FieldProblem, ProblemError, problem_responses
+from shared.http import FieldProblem, problem_responses
+from shared.problems import ProblemSpec, check_internal_key
 
 from .schemas import NotificationOut, NotificationsOut, OneTimeCodeIn, OneTimeCodeOut, ReceiptIn
 from .service import Notification, Notify, OneTimeCodeNotSent, list_notifications, text_one_time_code
@@ -24,6 +25,39 @@ def get_notify(request: Request) -> Notify:
 
 
 NotifyDep = Annotated[Notify, Depends(get_notify)]
+
+# The answers of these routes, each declared once.
+_INVALID_CODE = ProblemSpec(
+    status=422,
+    slug="invalid-tracking-code",
+    title_en="This is not a tracking code",
+    title_fa="این کد رهگیری معتبر نیست",
+)
+_NO_NOTIFICATIONS = ProblemSpec(
+    status=404,
+    slug="unknown-request",
+    title_en="No notifications for this tracking code",
+    title_fa="برای این کد رهگیری اعلانی وجود ندارد",
+)
+_SMS_UNAVAILABLE = ProblemSpec(
+    status=503,
+    slug="sms-unavailable",
+    title_en="The code could not be texted now",
+    title_fa="ارسال پیامک در این لحظه ممکن نشد",
+    headers={"Retry-After": "30"},
+)
+_UNKNOWN_CONTACT = ProblemSpec(
+    status=404,
+    slug="unknown-contact",
+    title_en="No contact is known for this request",
+    title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
+)
+_RECEIPT_UNAUTHENTICATED = ProblemSpec(
+    status=401,
+    slug="receipt-unauthenticated",
+    title_en="A valid receipt token is required",
+    title_fa="توکن معتبر گزارش تحویل لازم است",
+)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -45,19 +79,11 @@ def _out(row: Notification) -> NotificationOut:
 # --- internal: one-time codes for tracking --------------------------------------------------------
 
 internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
-INTERNAL_KEY_HEADER = "X-Internal-Key"
 
 
 def require_internal_key(request: Request) -> None:
     """Only the desk's own services (and operators) hold the internal key; anyone else gets the same 401."""
-    expected = request.app.state.settings.internal_key.get_secret_value()
-    if not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, ""), expected):
-        raise ProblemError(
-            status=401,
-            slug="internal-unauthenticated",
-            title_en="A valid internal key is required",
-            title_fa="کلید داخلی معتبر لازم است",
-        )
+    check_internal_key(request, request.app.state.settings.internal_key.get_secret_value().encode())
 
 
 InternalKey = Depends(require_internal_key)
@@ -72,28 +98,19 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
-        raise ProblemError(
-            status=422,
-            slug="invalid-tracking-code",
-            title_en="This is not a tracking code",
-            title_fa="این کد رهگیری معتبر نیست",
-            errors=[
+        raise _INVALID_CODE.error(
+            [
                 FieldProblem(
                     field="tracking_code",
                     code=error.reason,
                     message_en="A tracking code has 15 digits; please check it and try again.",
                     message_fa="کد رهگیری ۱۵ رقم دارد؛ لطفاً آن را بررسی و دوباره وارد کنید.",
                 )
-            ],
+            ]
         ) from None
     rows = await list_notifications(sessions=notify.sessions, tracking_code=code)
     if rows is None:
-        raise ProblemError(
-            status=404,
-            slug="unknown-request",
-            title_en="No notifications for this tracking code",
-            title_fa="برای این کد رهگیری اعلانی وجود ندارد",
-        )
+        raise _NO_NOTIFICATIONS.error()
     return NotificationsOut(
         tracking_code=code,
         tracking_code_display=format_for_display(code),
@@ -115,20 +132,9 @@ async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeC
             sessions=notify.sessions, sms=notify.sms, tracking_code=body.tracking_code, code=body.code
         )
     except OneTimeCodeNotSent as error:
-        raise ProblemError(
-            status=503,
-            slug="sms-unavailable",
-            title_en="The code could not be texted now",
-            title_fa="ارسال پیامک در این لحظه ممکن نشد",
-            headers={"Retry-After": "30"},
-        ) from error
+        raise _SMS_UNAVAILABLE.error() from error
     if mobile is None:
-        raise ProblemError(
-            status=404,
-            slug="unknown-contact",
-            title_en="No contact is known for this request",
-            title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
-        )
+        raise _UNKNOWN_CONTACT.error()
     return OneTimeCodeOut(mobile_hint=mask_mobile(mobile))
 
 
@@ -142,12 +148,7 @@ async def post_sms_receipt(body: ReceiptIn, request: Request, notify: NotifyDep,
     """Move the notification to delivered or failed; late, repeated or out-of-order receipts change nothing."""
     expected = request.app.state.settings.receipt_token.get_secret_value()
     if not hmac.compare_digest(token, expected):
-        raise ProblemError(
-            status=401,
-            slug="receipt-unauthenticated",
-            title_en="A valid receipt token is required",
-            title_fa="توکن معتبر گزارش تحویل لازم است",
-        )
+        raise _RECEIPT_UNAUTHENTICATED.error()
     await apply_receipt(
         sessions=notify.sessions,
         local_id=str(body.localid or ""),

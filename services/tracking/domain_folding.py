@@ -117,15 +117,23 @@ def status_change_id(cause_event_id: str) -> str:
 
 def refused_entry(event: RequestEvent, seq: int, reason_fa: str, reason_en: str) -> TimelineLine:
     """The timeline entry of an event that was refused: recorded with its reason, never applied."""
+    return _entry(event, seq, None, f"رویداد پذیرفته نشد: {reason_fa}", f"Event refused: {reason_en}")
+
+
+def _entry(
+    event: RequestEvent, seq: int, state: RequestState | None, detail_fa: str | None, detail_en: str | None
+) -> TimelineLine:
+    """The timeline entry of an event: applied when it moved the request to `state`, refused without one."""
     return TimelineLine(
         tracking_code=event.tracking_code,
         seq=seq,
         event_id=event.event_id,
         event_type=event.event_type,
         occurred_at=event.occurred_at,
-        applied=False,
-        detail_fa=f"رویداد پذیرفته نشد: {reason_fa}",
-        detail_en=f"Event refused: {reason_en}",
+        applied=state is not None,
+        status_after=None if state is None else state.value,
+        detail_fa=detail_fa,
+        detail_en=detail_en,
     )
 
 
@@ -207,17 +215,7 @@ def _refusal(record: ProjectedRequest | None, event: RequestEvent, names: Names)
 
 
 def _applied_entry(event: RequestEvent, seq: int, state: RequestState, text: Description) -> TimelineLine:
-    return TimelineLine(
-        tracking_code=event.tracking_code,
-        seq=seq,
-        event_id=event.event_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        applied=True,
-        status_after=state.value,
-        detail_fa=text.detail_fa,
-        detail_en=text.detail_en,
-    )
+    return _entry(event, seq, state, text.detail_fa, text.detail_en)
 
 
 def _new_request(event: RequestSubmitted, state: RequestState, digest: Callable[[str], str]) -> ProjectedRequest:

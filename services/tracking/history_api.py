@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
-from shared.http import ProblemError, problem_responses, rate_limited
+from shared.http import problem_responses
+from shared.problems import ProblemSpec, rate_limited, unavailable
 
 from .consumers import Tracking
 from .schemas import CodeRequestIn, CodeRequestOut, HistoryOut, TokenIn, TokenOut, status_of
@@ -19,28 +21,31 @@ router = APIRouter(prefix="/api/v1/tracking/history")
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _unavailable() -> ProblemError:
-    return ProblemError(
-        status=503,
-        slug="history-unavailable",
-        title_en="Your history cannot be opened right now",
-        title_fa="سابقهٔ درخواست‌ها در این لحظه در دسترس نیست",
-        detail_en="Nothing was sent. Please try again in a minute.",
-        detail_fa="چیزی ارسال نشد. لطفاً یک دقیقهٔ دیگر دوباره تلاش کنید.",
-        headers={"Retry-After": "60"},
-    )
+_UNAVAILABLE = unavailable(
+    "history-unavailable",
+    "Your history cannot be opened right now",
+    "سابقهٔ درخواست‌ها در این لحظه در دسترس نیست",
+    detail_en="Nothing was sent. Please try again in a minute.",
+    detail_fa="چیزی ارسال نشد. لطفاً یک دقیقهٔ دیگر دوباره تلاش کنید.",
+    retry_after_s=60,
+)
 
 
-def _not_signed_in(detail_en: str, detail_fa: str) -> ProblemError:
-    return ProblemError(
-        status=401,
-        slug="history-unauthenticated",
-        title_en="Please prove who you are first",
-        title_fa="ابتدا هویت خود را تأیید کنید",
-        detail_en=detail_en,
-        detail_fa=detail_fa,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+_WRONG_CODE = ProblemSpec(
+    status=401,
+    slug="history-unauthenticated",
+    title_en="Please prove who you are first",
+    title_fa="ابتدا هویت خود را تأیید کنید",
+    detail_en="The code is wrong, used or expired; ask for a new one.",
+    detail_fa="کد نادرست، استفاده‌شده یا منقضی است؛ کد تازه بخواهید.",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+# The same refusal, for a missing or stale token rather than a wrong code.
+_NO_TOKEN = dataclasses.replace(
+    _WRONG_CODE,
+    detail_en="Send the token from /history/token as a Bearer token; it lasts 15 minutes.",
+    detail_fa="توکنی را که هنگام ورود گرفته‌اید در سرآیند Authorization با پیشوند Bearer بفرستید؛ ۱۵ دقیقه اعتبار دارد.",
+)
 
 
 def _subject(deps: Tracking, national_id: str) -> str:
@@ -76,7 +81,7 @@ async def post_one_time_code(body: CodeRequestIn, request: Request) -> CodeReque
                 await deps.codes.withdraw(subject)
                 raise
         except HistoryUnavailable as error:
-            raise _unavailable() from error
+            raise _UNAVAILABLE.error() from error
     return CodeRequestOut(expires_in_s=deps.codes.ttl_s)
 
 
@@ -93,12 +98,9 @@ async def post_token(body: TokenIn, request: Request) -> TokenOut:
     try:
         redeemed = await deps.codes.redeem(subject, code)
     except HistoryUnavailable as error:
-        raise _unavailable() from error
+        raise _UNAVAILABLE.error() from error
     if not redeemed:
-        raise _not_signed_in(
-            "The code is wrong, used or expired; ask for a new one.",
-            "کد نادرست، استفاده‌شده یا منقضی است؛ کد تازه بخواهید.",
-        )
+        raise _WRONG_CODE.error()
     return TokenOut(token=deps.tokens.issue(subject), expires_in_s=deps.tokens.ttl_s)
 
 
@@ -114,8 +116,5 @@ async def get_history(
     deps: Tracking = request.app.state.tracking
     subject = deps.tokens.subject(credentials.credentials) if credentials else None
     if subject is None:
-        raise _not_signed_in(
-            "Send the token from /history/token as a Bearer token; it lasts 15 minutes.",
-            "توکنی را که هنگام ورود گرفته‌اید در سرآیند Authorization با پیشوند Bearer بفرستید؛ ۱۵ دقیقه اعتبار دارد.",
-        )
+        raise _NO_TOKEN.error()
     return HistoryOut(requests=[status_of(record, []) for record in await requests_of(deps.sessions, subject)])

@@ -8,40 +8,27 @@ it is responsible for (service, agency, state, flags, open complaint id), never 
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
-from shared.http import ProblemError, problem_responses
+from shared.http import problem_responses
+from shared.problems import INTERNAL_UNAUTHENTICATED, ProblemSpec, check_internal_key
 
 from .consumers import Tracking
 from .schemas import RequestFactsOut
 from .service import request_facts
 
-INTERNAL_KEY_HEADER = "X-Internal-Key"
-
 internal_router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 
-def _unauthenticated() -> ProblemError:
-    return ProblemError(
-        status=401,
-        slug="internal-unauthenticated",
-        title_en="A valid internal key is required",
-        title_fa="کلید داخلی معتبر لازم است",
-    )
-
-
-def _unknown() -> ProblemError:
-    return ProblemError(
-        status=404,
-        slug="request-unknown",
-        title_en="The projection holds no request with this tracking code",
-        title_fa="درخواستی با این کد رهگیری در پیگیری ثبت نشده است",
-    )
+_UNKNOWN = ProblemSpec(
+    status=404,
+    slug="request-unknown",
+    title_en="The projection holds no request with this tracking code",
+    title_fa="درخواستی با این کد رهگیری در پیگیری ثبت نشده است",
+)
 
 
 @internal_router.get(
@@ -54,23 +41,17 @@ async def get_request_facts(
     tracking_code: Annotated[str, Path(min_length=1, max_length=40)], request: Request
 ) -> RequestFactsOut:
     expected = request.app.state.internal_key
-    if not expected or not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, "").encode(), expected):
-        raise _unauthenticated()
+    if not expected:
+        # No key configured lets nobody in.
+        raise INTERNAL_UNAUTHENTICATED.error()
+    check_internal_key(request, expected)
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
-        raise _unknown() from error
+        raise _UNKNOWN.error() from error
     deps: Tracking = request.app.state.tracking
     record = await request_facts(sessions=deps.sessions, tracking_code=code)
     if record is None:
-        raise _unknown()
-    return RequestFactsOut(
-        tracking_code=record.tracking_code,
-        service_id=record.service_id,
-        catalog_version=record.catalog_version,
-        agency=record.agency,
-        status=RequestState(record.status),
-        sla_breached=record.sla_breached,
-        complaint_open=record.complaint_open,
-        open_complaint_id=record.open_complaint_id,
-    )
+        raise _UNKNOWN.error()
+    # The row's columns by name; its status string is read as the state it names.
+    return RequestFactsOut.model_validate(record, from_attributes=True)

@@ -13,7 +13,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
-from shared.http import ProblemError, problem_responses, rate_limited, request_not_found
+from shared.http import ProblemError, problem_responses
+from shared.problems import rate_limited, request_not_found
 
 from .consumers import Tracking
 from .schemas import LookupIn, StatusOut, status_of

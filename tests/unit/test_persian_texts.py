@@ -28,7 +28,8 @@ from shared.domain.state_machine import RequestState, Trigger, apply
 from shared.domain.text import MULTILINE_CONTROL_MESSAGES, RULE_MESSAGES
 from shared.edges import BodyTooLarge
 from shared.events import ComplaintFiled, ComplaintResolved, InquiryCompleted, RequestDecided, SlaBreached
-from shared.http import _VALIDATION_FA, bus_unavailable, rate_limited, request_not_found, validation_problem
+from shared.http import _VALIDATION_FA, validation_problem
+from shared.problems import bus_unavailable, rate_limited, request_not_found
 from testkit.tracking_stream import lifecycles
 
 REPO = Path(__file__).resolve().parents[2]
