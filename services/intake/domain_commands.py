@@ -16,18 +16,6 @@ from shared.domain.state_machine import (
     may_yet_allow,
 )
 
-STATE_FA = {
-    RequestState.SUBMITTED: "ثبت‌شده",
-    RequestState.AWAITING_PAYMENT: "در انتظار پرداخت",
-    RequestState.VERIFYING: "در حال بررسی",
-    RequestState.NEEDS_CORRECTION: "نیازمند اصلاح",
-    RequestState.IN_REVIEW: "در حال بررسی کارشناس",
-    RequestState.APPROVED: "تأییدشده",
-    RequestState.DELIVERED: "تحویل‌شده",
-    RequestState.REJECTED: "ردشده",
-    RequestState.CANCELLED: "لغوشده",
-}
-
 _DECISIONS = frozenset({Trigger.DECIDE_APPROVE, Trigger.DECIDE_REJECT, Trigger.DECIDE_NEEDS_CORRECTION})
 
 

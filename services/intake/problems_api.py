@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from shared.domain.state_machine import STATE_FA
 from shared.domain.tracking_code import TrackingCodeExhausted
 from shared.http import FieldProblem, ProblemError
 from shared.problems import BUS_UNAVAILABLE, REQUEST_NOT_FOUND, ProblemSpec, rate_limited, unavailable
@@ -17,7 +18,6 @@ from .adapters import LookupThrottled, TrackingUnavailable
 from .adapters_blobs import BlobStoreUnavailable
 from .adapters_guards import IdempotencyUnavailable, InvalidIdempotencyKey
 from .domain import FieldError, UnknownService
-from .domain_commands import STATE_FA
 from .service import (
     BusUnavailable,
     DocumentStoreUnavailable,

@@ -7,7 +7,6 @@ that must be refused are given over HTTP, and `desk.requests` is checked to have
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from shared.domain.tracking_code import TrackingCodeGenerator
 from testkit.data import submission
 from testkit.harness import Stack
 from testkit.kafka_tools import end_offsets
+from tests.e2e.test_request_flow import lookup, wait_for
 from tests.problems import assert_problem
 
 CIVIL_REGISTRY = {"X-Agency-Key": "dev-key-civil-registry"}
@@ -24,24 +24,6 @@ JUDICIARY = {"X-Agency-Key": "dev-key-judiciary"}
 SERVICE_ID = "birth-certificate-duplicate"
 WRONG_COMPLAINT = "00000000-0000-0000-0000-000000000000"
 RESOLUTION = {"service_id": SERVICE_ID, "resolution_fa": "پرونده بازبینی شد", "resolution_en": "The file was reviewed"}
-
-
-def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met in {timeout_s}s; last value: {last!r}")
-
-
-def lookup(stack: Stack, code: str, nid: str) -> dict[str, Any] | None:
-    response = httpx.post(
-        stack.url("tracking") + "/api/v1/tracking/lookup", json={"tracking_code": code, "national_id": nid}
-    )
-    return response.json() if response.status_code == 200 else None
 
 
 def agency(stack: Stack, code: str, command: str, payload: dict[str, Any], key: dict[str, str]) -> httpx.Response:
