@@ -120,6 +120,8 @@ INTERNAL_UNAUTHENTICATED: Final = ProblemSpec(
 
 
 def check_internal_key(request: Request, expected: bytes) -> None:
-    """401 unless the request presents `expected` in X-Internal-Key; the same answer for a missing or wrong key."""
-    if not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, "").encode(), expected):
+    """401 unless the request presents `expected` in X-Internal-Key; the same answer for a missing or wrong key.
+
+    An empty `expected` (no key configured) lets nobody in: an absent header would otherwise match it."""
+    if not expected or not hmac.compare_digest(request.headers.get(INTERNAL_KEY_HEADER, "").encode(), expected):
         raise INTERNAL_UNAUTHENTICATED.error()
