@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http import ProblemError, fa_number, problem_response
+from shared.http import ProblemError, problem_response
+from shared.problems import SHARED
 from shared.settings import HttpEdgeSettings
 
 SWAGGER_UI_PATH: Final = "/static/swagger-ui"
@@ -40,6 +41,7 @@ SECURITY_HEADERS: Final = {
 # Headers a browser page on an allowed origin may send and read.
 CORS_REQUEST_HEADERS: Final = ["Content-Type", "Authorization", "Idempotency-Key", "X-Agency-Key"]
 CORS_EXPOSED_HEADERS: Final = ["Retry-After"]
+_BODY_TOO_LARGE: Final = SHARED["body-too-large"]
 
 
 class SecurityHeadersMiddleware:
@@ -80,15 +82,7 @@ class BodyTooLarge(StarletteHTTPException):
 
     def problem(self) -> ProblemError:
         """The 413 problem naming the limit."""
-        kib = max(1, self.limit_bytes // 1024)
-        return ProblemError(
-            status=413,
-            slug="body-too-large",
-            title_en="The request is too large",
-            title_fa="درخواست بیش از حد بزرگ است",
-            detail_en=f"This request's body may be at most {kib} KB.",
-            detail_fa=f"بدنهٔ این درخواست حداکثر {fa_number(kib)} کیلوبایت است.",
-        )
+        return _BODY_TOO_LARGE.error(kib=max(1, self.limit_bytes // 1024))
 
 
 class BodyLimitMiddleware:

@@ -192,8 +192,8 @@ def _field_problem(error: Mapping[str, Any]) -> FieldProblem:
     )
 
 
-def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
-    """A 422 problem listing every field pydantic refused, without echoing the submitted values."""
+def validation_error(errors: list[FieldProblem]) -> ProblemError:
+    """422 listing the fields at fault: those pydantic refused and those a use case refused answer alike."""
     return ProblemError(
         status=422,
         slug="validation",
@@ -201,8 +201,13 @@ def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
         title_fa="درخواست معتبر نیست",
         detail_en="One or more fields are missing or malformed.",
         detail_fa="یک یا چند مورد وارد نشده یا نادرست است.",
-        errors=[_field_problem(error) for error in exc.errors()],
-    ).to_problem(instance)
+        errors=errors,
+    )
+
+
+def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
+    """A 422 problem listing every field pydantic refused, without echoing the submitted values."""
+    return validation_error([_field_problem(error) for error in exc.errors()]).to_problem(instance)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from shared.catalog import Agency, Catalog, ServiceDefinition
 from shared.domain.digits import to_persian_digits
-from shared.http import FieldProblem, ProblemError, problem_responses
-from shared.problems import ProblemSpec
+from shared.http import ProblemError, problem_responses
+from shared.problems import problems_beside
 from shared.service_kit import state_dependency
 
 from .domain import UnknownService
@@ -32,27 +32,13 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ServiceId = Annotated[str, Path(max_length=100, examples=["birth-certificate-duplicate"])]
 
 
-_UNKNOWN_VERSION = ProblemSpec(
-    status=404,
-    slug="unknown-service-version",
-    title_en="No such version of the service",
-    title_fa="چنین نسخه‌ای از خدمت وجود ندارد",
-    detail_en="Service '{service_id}' has no version {version}; its versions are {listed}.",
-    detail_fa="خدمت «{service_id}» نسخهٔ {version_fa} ندارد؛ نسخه‌های آن: {listed_fa}.",
-    field_problem=FieldProblem(
-        field="version",
-        code="unknown_version",
-        message_en="Choose one of the service's versions.",
-        message_fa="یکی از نسخه‌های این خدمت را انتخاب کنید.",
-    ),
-)
+_PROBLEMS: Final = problems_beside(__file__)
 
 
 def _unknown_version(service_id: str, version: int, versions: list[int]) -> ProblemError:
-    return _UNKNOWN_VERSION.error(
+    return _PROBLEMS["unknown-service-version"].error(
         service_id=service_id,
         version=version,
-        version_fa=to_persian_digits(str(version)),
         listed=", ".join(str(number) for number in versions),
         listed_fa=to_persian_digits("، ".join(str(number) for number in versions)),
     )

@@ -4,7 +4,7 @@ the app's handler, problems_api.py)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
@@ -13,7 +13,7 @@ from fastapi.types import DecoratedCallable
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import problem_responses
-from shared.problems import ProblemSpec, bus_unavailable
+from shared.problems import bus_unavailable, problems_beside
 from shared.service_kit import state_dependency
 
 from .adapters import CITIZEN_ADDRESS
@@ -53,24 +53,7 @@ def _accepted(event: Command, complaint_id: str | None = None) -> CommandAccepte
     )
 
 
-_AGENCY_NOT_FOUND = ProblemSpec(
-    status=404,
-    slug="request-not-found",
-    title_en="This is not a tracking code",
-    title_fa="این کد رهگیری معتبر نیست",
-    detail_en="A tracking code has 15 digits, the last being a check digit.",
-    detail_fa="کد رهگیری ۱۵ رقم دارد و رقم آخر آن رقم کنترل است.",
-)
-
-_UNAUTHENTICATED = ProblemSpec(
-    status=401,
-    slug="agency-unauthenticated",
-    title_en="A valid agency key is required",
-    title_fa="کلید معتبر دستگاه لازم است",
-    detail_en=f"Send your agency's API key in the {AGENCY_KEY_HEADER} header.",
-    detail_fa=f"کلید دسترسی دستگاه خود را در سرآیند {AGENCY_KEY_HEADER} بفرستید.",
-    headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'},
-)
+_PROBLEMS: Final = problems_beside(__file__)
 
 
 def _command_route(
@@ -95,7 +78,9 @@ def get_agency(intake: IntakeDep, key: Annotated[str | None, Security(_agency_ke
     """The agency behind the presented key (401 for a missing or unknown key); runs before the body is read."""
     grant = intake.agency_keys.authenticate(key)
     if grant is None:
-        raise _UNAUTHENTICATED.error()
+        raise _PROBLEMS["agency-unauthenticated"].error(
+            headers={"WWW-Authenticate": f'ApiKey header="{AGENCY_KEY_HEADER}"'}, header=AGENCY_KEY_HEADER
+        )
     return grant
 
 
@@ -123,7 +108,7 @@ def _agency_request(intake: Intake, grant: AgencyGrant, tracking_code: str, serv
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
-        raise _AGENCY_NOT_FOUND.error() from error
+        raise _PROBLEMS["agency-not-a-code"].error() from error
     if not intake.is_connected():
         raise bus_unavailable()
     return code

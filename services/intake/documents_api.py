@@ -11,12 +11,13 @@ from starlette.types import Message
 
 from shared.catalog import Catalog
 from shared.domain.text import SingleLineText
-from shared.http import FieldProblem, ProblemError, fa_number, problem_responses
+from shared.http import problem_responses
+from shared.problems import problems_beside
 from shared.service_kit import state_dependency
 
 from .schemas import DocumentUploaded
 from .service import Intake, RateLimited
-from .service_documents import DocumentErrorCode, find_requirement, max_size_bytes, store_upload
+from .service_documents import find_requirement, max_size_bytes, store_upload
 
 IntakeDep = Annotated[Intake, Depends(state_dependency("intake", Intake))]
 
@@ -47,23 +48,7 @@ def _body_limit(request: Request) -> int:
     return largest + MULTIPART_OVERHEAD_BYTES
 
 
-def _too_large(limit_bytes: int, detail_en: str, detail_fa: str) -> ProblemError:
-    return ProblemError(
-        status=413,
-        slug="document-too-large",
-        title_en="The file is too large",
-        title_fa="حجم فایل بیش از حد مجاز است",
-        detail_en=detail_en,
-        detail_fa=detail_fa,
-        errors=[
-            FieldProblem(
-                field="file",
-                code=DocumentErrorCode.TOO_LARGE,
-                message_en=f"An upload may be at most {limit_bytes // 1024} KB in all.",
-                message_fa=f"حجم کل هر بارگذاری حداکثر {fa_number(limit_bytes // 1024)} کیلوبایت است.",
-            )
-        ],
-    )
+_PROBLEMS: Final = problems_beside(__file__)
 
 
 class BoundedBodyRoute(APIRoute):
@@ -93,11 +78,7 @@ class BoundedBodyRoute(APIRoute):
                     raise _BodyTooLarge()
                 return await handler(Request(request.scope, receive))
             except _BodyTooLarge as error:
-                raise _too_large(
-                    limit,
-                    "The request body is larger than any document this desk accepts.",
-                    "بدنهٔ درخواست از بزرگ‌ترین مدرکی که میز خدمت می‌پذیرد بزرگ‌تر است.",
-                ) from error
+                raise _PROBLEMS["upload-too-large"].error(kib=limit // 1024) from error
 
         return bounded
 

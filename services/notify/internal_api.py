@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request
 
 from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
-from shared.http import FieldProblem, problem_responses
-from shared.problems import ProblemSpec, check_internal_key
+from shared.http import problem_responses
+from shared.problems import check_internal_key, problems_beside
 
 from .schemas import NotificationOut, NotificationsOut, OneTimeCodeIn, OneTimeCodeOut, ReceiptIn
 from .service import Notification, Notify, OneTimeCodeNotSent, list_notifications, text_one_time_code
@@ -26,38 +26,8 @@ def get_notify(request: Request) -> Notify:
 
 NotifyDep = Annotated[Notify, Depends(get_notify)]
 
-# The answers of these routes, each declared once.
-_INVALID_CODE = ProblemSpec(
-    status=422,
-    slug="invalid-tracking-code",
-    title_en="This is not a tracking code",
-    title_fa="این کد رهگیری معتبر نیست",
-)
-_NO_NOTIFICATIONS = ProblemSpec(
-    status=404,
-    slug="unknown-request",
-    title_en="No notifications for this tracking code",
-    title_fa="برای این کد رهگیری اعلانی وجود ندارد",
-)
-_SMS_UNAVAILABLE = ProblemSpec(
-    status=503,
-    slug="sms-unavailable",
-    title_en="The code could not be texted now",
-    title_fa="ارسال پیامک در این لحظه ممکن نشد",
-    headers={"Retry-After": "30"},
-)
-_UNKNOWN_CONTACT = ProblemSpec(
-    status=404,
-    slug="unknown-contact",
-    title_en="No contact is known for this request",
-    title_fa="نشانی تماسی برای این درخواست ثبت نشده است",
-)
-_RECEIPT_UNAUTHENTICATED = ProblemSpec(
-    status=401,
-    slug="receipt-unauthenticated",
-    title_en="A valid receipt token is required",
-    title_fa="توکن معتبر گزارش تحویل لازم است",
-)
+# The answers of these routes, each written once in problems.yaml.
+_PROBLEMS: Final = problems_beside(__file__)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -98,19 +68,10 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
     try:
         code = parse_tracking_code(tracking_code)
     except InvalidTrackingCode as error:
-        raise _INVALID_CODE.error(
-            [
-                FieldProblem(
-                    field="tracking_code",
-                    code=error.reason,
-                    message_en="A tracking code has 15 digits; please check it and try again.",
-                    message_fa="کد رهگیری ۱۵ رقم دارد؛ لطفاً آن را بررسی و دوباره وارد کنید.",
-                )
-            ]
-        ) from None
+        raise _PROBLEMS["invalid-tracking-code"].error(reason=error.reason) from None
     rows = await list_notifications(sessions=notify.sessions, tracking_code=code)
     if rows is None:
-        raise _NO_NOTIFICATIONS.error()
+        raise _PROBLEMS["unknown-request"].error()
     return NotificationsOut(
         tracking_code=code,
         tracking_code_display=format_for_display(code),
@@ -132,9 +93,9 @@ async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeC
             sessions=notify.sessions, sms=notify.sms, tracking_code=body.tracking_code, code=body.code
         )
     except OneTimeCodeNotSent as error:
-        raise _SMS_UNAVAILABLE.error() from error
+        raise _PROBLEMS["sms-unavailable"].error() from error
     if mobile is None:
-        raise _UNKNOWN_CONTACT.error()
+        raise _PROBLEMS["unknown-contact"].error()
     return OneTimeCodeOut(mobile_hint=mask_mobile(mobile))
 
 
@@ -148,7 +109,7 @@ async def post_sms_receipt(body: ReceiptIn, request: Request, notify: NotifyDep,
     """Move the notification to delivered or failed; late, repeated or out-of-order receipts change nothing."""
     expected = request.app.state.settings.receipt_token.get_secret_value()
     if not hmac.compare_digest(token, expected):
-        raise _RECEIPT_UNAUTHENTICATED.error()
+        raise _PROBLEMS["receipt-unauthenticated"].error()
     await apply_receipt(
         sessions=notify.sessions,
         local_id=str(body.localid or ""),
