@@ -4,23 +4,37 @@ the app's handler, problems_api.py)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Final, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
-from fastapi.types import DecoratedCallable
 
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
+from shared.events import ComplaintFiled, ComplaintResolved
 from shared.http import problem_responses
 from shared.problems import bus_unavailable, problems_beside
 from shared.service_kit import state_dependency
 
 from .adapters import CITIZEN_ADDRESS
 from .adapters_agency_keys import AgencyGrant
-from .schemas import CancellationIn, CommandAccepted, ComplaintIn, CorrectionIn, DecisionIn, ResolutionIn, ResultIn
+from .schemas import (
+    AgencyCommandIn,
+    CancellationIn,
+    CitizenCommandIn,
+    CommandAccepted,
+    CommandIn,
+    ComplaintIn,
+    CorrectionIn,
+    DecisionIn,
+    ResolutionIn,
+    ResultIn,
+)
 from .service import Command, Intake
 from .service_commands import (
+    AgencyTarget,
+    CitizenTarget,
     RequestNotFound,
     cancel_request,
     check_scope,
@@ -33,34 +47,21 @@ from .service_commands import (
 
 router = APIRouter(prefix="/api/v1")
 
-# The event a command's use case publishes, kept exact so that a route can read its own fields.
-CommandT = TypeVar("CommandT", bound=Command)
-
 AGENCY_KEY_HEADER = "X-Agency-Key"
 
 
-CITIZEN_RESPONSES = problem_responses(404, 409, 422, 429, 503)
-AGENCY_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503)
-
-
-def _accepted(event: Command, complaint_id: str | None = None) -> CommandAccepted:
+def _accepted(event: Command) -> CommandAccepted:
     return CommandAccepted(
         tracking_code=event.tracking_code,
         tracking_code_display=format_for_display(event.tracking_code),
         event_id=event.event_id,
         event_type=event.event_type,
-        complaint_id=complaint_id,
+        # The complaint a command files or answers: the id to follow it by.
+        complaint_id=event.complaint_id if isinstance(event, ComplaintFiled | ComplaintResolved) else None,
     )
 
 
 _PROBLEMS: Final = problems_beside(__file__)
-
-
-def _command_route(
-    path: str, responses: dict[int | str, dict[str, Any]], summary: str
-) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """The decorator of one command's route: accepted (202) with the command's event, or a problem."""
-    return router.post(path, status_code=202, response_model=CommandAccepted, responses=responses, summary=summary)
 
 
 # --- dependencies ---------------------------------------------------------------------------------
@@ -89,172 +90,140 @@ TrackingCodePath = Annotated[str, Path(min_length=1, max_length=40, examples=["1
 ComplaintIdPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
-def _citizen_request(intake: Intake, request: Request, tracking_code: str, national_id: str) -> tuple[str, str]:
-    """The canonical code and national ID, or the uniform 404; then 503 while the bus is down."""
+def _citizen_target(intake: Intake, request: Request, tracking_code: str, body: CitizenCommandIn) -> CitizenTarget:
+    """The request the citizen names (canonical code and national ID), or the uniform 404; 503 while the bus is
+    down."""
     # tracking's lookup, made for this citizen, is throttled under their address, not intake's.
     CITIZEN_ADDRESS.set(request.client.host if request.client else None)
     try:
-        code, normal_id = parse_tracking_code(tracking_code), normalize_national_id(national_id)
+        target = CitizenTarget(parse_tracking_code(tracking_code), normalize_national_id(body.national_id))
     except (InvalidTrackingCode, InvalidNationalId) as error:
         raise RequestNotFound(tracking_code) from error
     if not intake.is_connected():
         raise bus_unavailable()
-    return code, normal_id
+    return target
 
 
-def _agency_request(intake: Intake, grant: AgencyGrant, tracking_code: str, service_id: str) -> str:
-    """403 out of scope, 404 not a code, 503 while the bus is down; else the canonical code."""
-    check_scope(grant=grant, service_id=service_id)
+def _agency_target(intake: Intake, grant: AgencyGrant, tracking_code: str, body: AgencyCommandIn) -> AgencyTarget:
+    """403 out of scope, 404 not a code, 503 while the bus is down; else the request the agency names."""
+    check_scope(grant=grant, service_id=body.service_id)
     try:
-        code = parse_tracking_code(tracking_code)
+        target = AgencyTarget(grant, parse_tracking_code(tracking_code), body.service_id)
     except InvalidTrackingCode as error:
         raise _PROBLEMS["agency-not-a-code"].error() from error
     if not intake.is_connected():
         raise bus_unavailable()
-    return code
+    return target
 
 
-async def _citizen_command(
-    run: Callable[..., Awaitable[CommandT]],
-    intake: Intake,
-    request: Request,
-    tracking_code: str,
-    national_id: str,
-    **fields: Any,
-) -> CommandT:
-    """One citizen's command: the checked code and ID, then the use case `run` with the body's `fields`."""
-    code, normal_id = _citizen_request(intake, request, tracking_code, national_id)
-    return await run(intake=intake, tracking_code=code, national_id=normal_id, **fields)
+@dataclass(frozen=True)
+class CommandGiver:
+    """Who gives a kind of command: what the route learns of them (`who`, a parameter FastAPI fills), how it
+    checks the request they name (`target`), and the problems it may answer."""
+
+    who: Any
+    target: Callable[[Intake, Any, str, Any], CitizenTarget | AgencyTarget]
+    responses: dict[int | str, dict[str, Any]]
 
 
-async def _agency_command(
-    run: Callable[..., Awaitable[CommandT]],
-    intake: Intake,
-    grant: AgencyGrant,
-    tracking_code: str,
-    service_id: str,
-    **fields: Any,
-) -> CommandT:
-    """One agency's command: scope and code checked, then the use case `run` with the body's `fields`."""
-    code = _agency_request(intake, grant, tracking_code, service_id)
-    return await run(intake=intake, grant=grant, tracking_code=code, service_id=service_id, **fields)
+CITIZEN: Final = CommandGiver(Request, _citizen_target, problem_responses(404, 409, 422, 429, 503))
+AGENCY: Final = CommandGiver(AgencyDep, _agency_target, problem_responses(401, 403, 404, 409, 422, 503))
 
 
-# --- the citizen's commands -----------------------------------------------------------------------
+def _no_path_fields() -> dict[str, str]:
+    return {}
 
 
-@_command_route(
-    "/requests/{tracking_code}/correction",
-    CITIZEN_RESPONSES,
-    "Correct a request that waits for your correction (tracking code + national ID)",
-)
-async def post_correction(
-    tracking_code: TrackingCodePath, body: CorrectionIn, intake: IntakeDep, request: Request
-) -> CommandAccepted:
-    event = await _citizen_command(
+def _complaint_path_fields(complaint_id: ComplaintIdPath) -> dict[str, str]:
+    return {"complaint_id": complaint_id}
+
+
+@dataclass(frozen=True)
+class CommandRoute:
+    """One command's route, declared as data: its path and summary, its body, and the use case it runs with the
+    body's values (and `path_fields`, what its path says besides the tracking code)."""
+
+    path: str
+    summary: str
+    body: type[CommandIn]
+    run: Callable[..., Awaitable[Command]]
+    path_fields: Callable[..., dict[str, str]] = _no_path_fields
+
+    @property
+    def name(self) -> str:
+        """The route's name, which its OpenAPI operationId is made of: post_ and the command, the path's end."""
+        return "post_" + self.path.rsplit("/", 1)[1]
+
+
+CITIZEN_COMMANDS: Final = (
+    CommandRoute(
+        "/requests/{tracking_code}/correction",
+        "Correct a request that waits for your correction (tracking code + national ID)",
+        CorrectionIn,
         submit_correction,
-        intake,
-        request,
-        tracking_code,
-        body.national_id,
-        fields=body.fields,
-        documents=body.documents,
-        note=body.note,
-    )
-    return _accepted(event)
-
-
-@_command_route(
-    "/requests/{tracking_code}/cancellation",
-    CITIZEN_RESPONSES,
-    "Cancel a request that is not decided yet (tracking code + national ID)",
+    ),
+    CommandRoute(
+        "/requests/{tracking_code}/cancellation",
+        "Cancel a request that is not decided yet (tracking code + national ID)",
+        CancellationIn,
+        cancel_request,
+    ),
+    CommandRoute(
+        "/requests/{tracking_code}/complaint",
+        "Complain about a decision, or about a request past its deadline (tracking code + national ID)",
+        ComplaintIn,
+        file_complaint,
+    ),
 )
-async def post_cancellation(
-    tracking_code: TrackingCodePath, body: CancellationIn, intake: IntakeDep, request: Request
-) -> CommandAccepted:
-    event = await _citizen_command(cancel_request, intake, request, tracking_code, body.national_id, reason=body.reason)
-    return _accepted(event)
-
-
-@_command_route(
-    "/requests/{tracking_code}/complaint",
-    CITIZEN_RESPONSES,
-    "Complain about a decision, or about a request past its deadline (tracking code + national ID)",
-)
-async def post_complaint(
-    tracking_code: TrackingCodePath, body: ComplaintIn, intake: IntakeDep, request: Request
-) -> CommandAccepted:
-    event = await _citizen_command(file_complaint, intake, request, tracking_code, body.national_id, text=body.text)
-    return _accepted(event, complaint_id=event.complaint_id)
-
-
-# --- the agency's commands ------------------------------------------------------------------------
-
-
-@_command_route(
-    "/agency/requests/{tracking_code}/decision",
-    AGENCY_RESPONSES,
-    "Decide a request under the agency's review (X-Agency-Key)",
-)
-async def post_decision(
-    tracking_code: TrackingCodePath, body: DecisionIn, grant: AgencyDep, intake: IntakeDep
-) -> CommandAccepted:
-    event = await _agency_command(
+AGENCY_COMMANDS: Final = (
+    CommandRoute(
+        "/agency/requests/{tracking_code}/decision",
+        "Decide a request under the agency's review (X-Agency-Key)",
+        DecisionIn,
         decide,
-        intake,
-        grant,
-        tracking_code,
-        body.service_id,
-        decision=body.decision,
-        reason_fa=body.reason_fa,
-        reason_en=body.reason_en,
-        legal_basis=body.legal_basis,
-    )
-    return _accepted(event)
-
-
-@_command_route(
-    "/agency/requests/{tracking_code}/result",
-    AGENCY_RESPONSES,
-    "Deliver the result of an approved request (X-Agency-Key)",
-)
-async def post_result(
-    tracking_code: TrackingCodePath, body: ResultIn, grant: AgencyDep, intake: IntakeDep
-) -> CommandAccepted:
-    event = await _agency_command(
+    ),
+    CommandRoute(
+        "/agency/requests/{tracking_code}/result",
+        "Deliver the result of an approved request (X-Agency-Key)",
+        ResultIn,
         deliver_result,
-        intake,
-        grant,
-        tracking_code,
-        body.service_id,
-        document=body.result.document(),
-        url=str(body.result.url) if body.result.url is not None else None,
-        summary_fa=body.summary_fa,
-        summary_en=body.summary_en,
-    )
-    return _accepted(event)
-
-
-@_command_route(
-    "/agency/requests/{tracking_code}/complaints/{complaint_id}/resolution",
-    AGENCY_RESPONSES,
-    "Answer the open complaint about a request (X-Agency-Key)",
-)
-async def post_resolution(
-    tracking_code: TrackingCodePath,
-    complaint_id: ComplaintIdPath,
-    body: ResolutionIn,
-    grant: AgencyDep,
-    intake: IntakeDep,
-) -> CommandAccepted:
-    event = await _agency_command(
+    ),
+    CommandRoute(
+        "/agency/requests/{tracking_code}/complaints/{complaint_id}/resolution",
+        "Answer the open complaint about a request (X-Agency-Key)",
+        ResolutionIn,
         resolve_complaint,
-        intake,
-        grant,
-        tracking_code,
-        body.service_id,
-        complaint_id=complaint_id,
-        resolution_fa=body.resolution_fa,
-        resolution_en=body.resolution_en,
+        _complaint_path_fields,
+    ),
+)
+
+
+def _add_route(command: CommandRoute, giver: CommandGiver) -> None:
+    """Declare one command's route: accepted (202) with the command's event, or a problem."""
+
+    async def endpoint(
+        tracking_code: TrackingCodePath, body: CommandIn, intake: IntakeDep, who: Any, path_fields: dict[str, str]
+    ) -> CommandAccepted:
+        target = giver.target(intake, who, tracking_code, body)
+        return _accepted(await command.run(intake=intake, target=target, **path_fields, **body.command_fields()))
+
+    # FastAPI reads each parameter's model or dependency from the annotations: these are the command's own.
+    endpoint.__annotations__.update(
+        body=command.body, who=giver.who, path_fields=Annotated[dict[str, str], Depends(command.path_fields)]
     )
-    return _accepted(event, complaint_id=complaint_id)
+    router.add_api_route(
+        command.path,
+        endpoint,
+        methods=["POST"],
+        name=command.name,
+        status_code=202,
+        response_model=CommandAccepted,
+        responses=giver.responses,
+        summary=command.summary,
+    )
+
+
+for _command in CITIZEN_COMMANDS:
+    _add_route(_command, CITIZEN)
+for _command in AGENCY_COMMANDS:
+    _add_route(_command, AGENCY)

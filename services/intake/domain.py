@@ -37,6 +37,14 @@ class FieldError:
     message_fa: str
 
 
+class FieldsRefused(ValueError):
+    """Values that do not fit their service: every field at fault, each in words a citizen can act on."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(", ".join(error.field for error in errors))
+        self.errors = errors
+
+
 @dataclass(frozen=True)
 class ValidSubmission:
     """A submission whose every value is normalised and checked."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -93,10 +93,24 @@ Text1000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 Text2000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), MULTI_LINE]
 
 
-class CitizenCommandIn(BaseModel):
-    """The applicant's national ID: with the tracking code it proves the request is theirs."""
+class CommandIn(BaseModel):
+    """A command's body: the field that, with the path's tracking code, addresses the request, then the command's
+    own values."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # The national ID (the citizen's) or the service (the agency's): it says which request, not what to do.
+    addressed_by: ClassVar[str]
+
+    def command_fields(self) -> dict[str, Any]:
+        """The command's own values, as its use case's arguments of the same names."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != self.addressed_by}
+
+
+class CitizenCommandIn(CommandIn):
+    """The applicant's national ID: with the tracking code it proves the request is theirs."""
+
+    addressed_by = "national_id"
 
     national_id: TypedNumberText = Field(min_length=1, max_length=20, examples=["0012345679"])
 
@@ -134,10 +148,10 @@ class ComplaintIn(CitizenCommandIn):
     text: Text2000
 
 
-class AgencyCommandIn(BaseModel):
+class AgencyCommandIn(CommandIn):
     """The service the request is for: it must be in the key's scope and be the request's own service."""
 
-    model_config = ConfigDict(extra="forbid")
+    addressed_by = "service_id"
 
     service_id: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9-]*$")
 
@@ -217,6 +231,16 @@ class ResultIn(AgencyCommandIn):
     result: ResultRefIn
     summary_fa: Text1000
     summary_en: Text1000
+
+    def command_fields(self) -> dict[str, Any]:
+        """The result as a stored document or a link, and the summary."""
+        url = str(self.result.url) if self.result.url is not None else None
+        return {
+            "document": self.result.document(),
+            "url": url,
+            "summary_fa": self.summary_fa,
+            "summary_en": self.summary_en,
+        }
 
 
 class ResolutionIn(AgencyCommandIn):

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from shared.catalog import Catalog, ServiceDefinition
@@ -29,7 +29,7 @@ from .adapters_guards import (
     Replay,
     fingerprint,
 )
-from .domain import FieldError, UnknownService, validate_submission
+from .domain import FieldsRefused, UnknownService, validate_submission
 from .domain_commands import RequestFacts
 from .schemas import SubmissionIn
 from .service_documents import are_document_errors, validate_document_refs
@@ -105,12 +105,8 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-class InvalidSubmission(ValueError):
+class InvalidSubmission(FieldsRefused):
     """The submission's fields or documents do not fit its service."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__(", ".join(error.field for error in errors))
-        self.errors = errors
 
 
 class IdempotencyKeyReused(Exception):
@@ -136,7 +132,7 @@ async def submit_once(
     """Submit within the rate limits, once per Idempotency-Key: a retry of the same body replays its code.
 
     Raises RateLimited, BusUnavailable, InvalidIdempotencyKey, IdempotencyUnavailable, IdempotencyKeyReused,
-    IdempotencyKeyInFlight, and whatever `submit_request` raises (InvalidSubmission for the fields at fault).
+    IdempotencyKeyInFlight, and whatever `submit_request` raises.
     """
     decision = await intake.rate_limits.hit(client=client, national_id=submission.applicant.national_id)
     if not decision.allowed:
@@ -176,20 +172,9 @@ def fingerprint_of(submission: SubmissionIn) -> str:
 
 
 async def _submit(*, intake: Intake, submission: SubmissionIn, today: date) -> Accepted:
-    outcome = await submit_request(
-        catalog=intake.catalog,
-        generator=intake.generator,
-        publish=intake.publish_submission,
-        submission=submission,
-        store=intake.blob_store,
-        today=today,
-        accept_window_s=intake.accept_window_s,
-        grace_s=intake.grace_s,
-    )
-    if isinstance(outcome, list):
-        raise InvalidSubmission(outcome)
+    event = await submit_request(intake=intake, submission=submission, today=today)
     return Accepted(
-        tracking_code=outcome.tracking_code, service_id=outcome.service_id, catalog_version=outcome.catalog_version
+        tracking_code=event.tracking_code, service_id=event.service_id, catalog_version=event.catalog_version
     )
 
 
@@ -201,70 +186,57 @@ async def _release(*, intake: Intake, key: str, claim: str) -> None:
         log.warning("could not release an idempotency key; it expires by itself")
 
 
-async def submit_request(
-    *,
-    catalog: Catalog,
-    generator: TrackingCodeGenerator,
-    publish: Publish,
-    submission: SubmissionIn,
-    store: BlobStore,
-    today: date,
-    accept_window_s: float,
-    grace_s: float,
-) -> RequestSubmitted | list[FieldError]:
+async def submit_request(*, intake: Intake, submission: SubmissionIn, today: date) -> RequestSubmitted:
     """Validate a submission against its service, number it, and record it on the bus (acks=all).
 
-    Returns the recorded event, or the fields at fault (documents included: each must have been uploaded to
-    the blob store and be of a kind and format the service accepts). Raises UnknownService,
-    DocumentStoreUnavailable, or BusUnavailable when Kafka
-    did not append the event by its `accept_by` (the idempotent producer may still deliver it later; every
-    consumer then sees it was appended too late and ignores it, as `RequestSubmitted.counts` says).
+    Returns the recorded event. Raises InvalidSubmission with the fields at fault (documents included: each
+    must have been uploaded to the blob store and be of a kind and format the service accepts), UnknownService,
+    DocumentStoreUnavailable, or BusUnavailable when Kafka did not append the event by its `accept_by` (the
+    idempotent producer may still deliver it later; every consumer then sees it was appended too late and
+    ignores it, as `RequestSubmitted.counts` says).
     """
-    service: ServiceDefinition | None = catalog.get(submission.service_id)
+    service: ServiceDefinition | None = intake.catalog.get(submission.service_id)
     if service is None:
         raise UnknownService(submission.service_id)
-    applicant = submission.applicant
+    # The applicant's fields, as typed, are validate_submission's arguments of the same names.
     checked = validate_submission(
-        service=service,
-        national_id=applicant.national_id,
-        mobile=applicant.mobile,
-        email=applicant.email,
-        birth_date=applicant.birth_date,
-        language=applicant.language,
-        notification_channels=applicant.notification_channels,
-        fields=submission.fields,
-        today=today,
+        service=service, fields=submission.fields, today=today, **submission.applicant.model_dump()
     )
     try:
-        documents = await validate_document_refs(service=service, documents=submission.documents, store=store)
+        documents = await validate_document_refs(
+            service=service, documents=submission.documents, store=intake.blob_store
+        )
     except BlobStoreUnavailable as error:
         raise DocumentStoreUnavailable(type(error).__name__) from error
     errors = checked if isinstance(checked, list) else []
     if are_document_errors(documents):
-        return errors + documents
+        raise InvalidSubmission(errors + documents)
     if isinstance(checked, list):
-        return checked
+        raise InvalidSubmission(checked)
     event = RequestSubmitted(
-        tracking_code=generator.next_code(),
+        tracking_code=intake.generator.next_code(),
         service_id=service.id,
         catalog_version=service.version,
         agency=service.agency,
         applicant=checked.applicant,
         fields=checked.fields,
         documents=documents,
-        accept_by=utcnow() + timedelta(seconds=accept_window_s),
+        accept_by=accept_by(intake),
     )
-    await record_in_time(publish=publish, event=event, accept_window_s=accept_window_s, grace_s=grace_s)
+    await record_in_time(intake=intake, publish=intake.publish_submission, event=event)
     return event
 
 
-async def record_in_time(
-    *, publish: Callable[[E], Awaitable[Appended]], event: E, accept_window_s: float, grace_s: float
-) -> None:
+def accept_by(intake: Intake) -> datetime:
+    """When an event published now stops counting unless Kafka has appended it: the accept window from now."""
+    return utcnow() + timedelta(seconds=intake.accept_window_s)
+
+
+async def record_in_time(*, intake: Intake, publish: Callable[[E], Awaitable[Appended]], event: E) -> None:
     """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
     try:
         # Past accept_by an ack can no longer make the event count; the grace covers an ack in flight.
-        async with asyncio.timeout(accept_window_s + grace_s):
+        async with asyncio.timeout(intake.accept_window_s + intake.grace_s):
             metadata = await publish(event)
     except Exception as error:  # any failure to get Kafka's acknowledgement means "not accepted"
         raise BusUnavailable(type(error).__name__) from error

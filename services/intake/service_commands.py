@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from shared.catalog import Catalog
 from shared.domain.state_machine import Refused, Trigger, apply
@@ -44,14 +45,16 @@ from shared.events import (
     RequestCancelled,
     RequestDecided,
     ResultDelivered,
-    utcnow,
 )
 
 from .adapters import RequestView
 from .adapters_agency_keys import AgencyGrant
-from .domain import FieldError
+from .domain import FieldError, FieldsRefused
 from .domain_commands import AgencyRefusal, RequestFacts, check_agency_command, explain_refusal
-from .service import Command, Intake, record_in_time
+from .service import Command, Intake, accept_by, record_in_time
+
+# The event a command records, kept exact so that a use case returns its own event type.
+C = TypeVar("C", bound=Command)
 
 DECISION_TRIGGERS = {
     Decision.APPROVE: Trigger.DECIDE_APPROVE,
@@ -74,12 +77,8 @@ class CommandRefused(Exception):
         self.reason_en = reason_en
 
 
-class InvalidCorrection(ValueError):
+class InvalidCorrection(FieldsRefused):
     """The corrected values do not fit the service's form."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__(", ".join(error.field for error in errors))
-        self.errors = errors
 
 
 class OutOfScope(PermissionError):
@@ -94,14 +93,35 @@ class AgencyCommandRefused(Exception):
         self.refusal = refusal
 
 
+@dataclass(frozen=True)
+class CitizenTarget:
+    """The request a citizen's command is for, as the citizen names it (canonical code and national ID)."""
+
+    tracking_code: str
+    national_id: str
+
+
+@dataclass(frozen=True)
+class AgencyTarget:
+    """The request an agency's command is for: who gives it (the key's grant) and the service it names."""
+
+    grant: AgencyGrant
+    tracking_code: str
+    service_id: str
+
+    def event_fields(self) -> dict[str, str]:
+        """What every event of an agency's command says of who gave it on what."""
+        return {"tracking_code": self.tracking_code, "agency": self.grant.agency, "service_id": self.service_id}
+
+
 # --- shared steps ---------------------------------------------------------------------------------
 
 
-async def _owned_request(*, intake: Intake, tracking_code: str, national_id: str, trigger: Trigger) -> RequestView:
+async def _owned_request(*, intake: Intake, target: CitizenTarget, trigger: Trigger) -> RequestView:
     """The citizen's request, when the national ID is its applicant's and the state allows `trigger`."""
-    view = await intake.tracking.lookup(tracking_code=tracking_code, national_id=national_id)
+    view = await intake.tracking.lookup(tracking_code=target.tracking_code, national_id=target.national_id)
     if view is None:
-        raise RequestNotFound(tracking_code)
+        raise RequestNotFound(target.tracking_code)
     outcome = apply(view.status, trigger, view.flags)
     if isinstance(outcome, Refused):
         reason_fa, reason_en = explain_refusal(trigger, view.status, view.flags)
@@ -109,15 +129,11 @@ async def _owned_request(*, intake: Intake, tracking_code: str, national_id: str
     return view
 
 
-async def _record(*, intake: Intake, event: Command) -> None:
-    """Publish with acks=all; BusUnavailable unless Kafka appended the event by its `accept_by`."""
-    await record_in_time(
-        publish=intake.publish_command, event=event, accept_window_s=intake.accept_window_s, grace_s=intake.grace_s
-    )
-
-
-def _accept_by(intake: Intake) -> timedelta:
-    return timedelta(seconds=intake.accept_window_s)
+async def _record(intake: Intake, event_type: type[C], **fields: Any) -> C:
+    """The command's event, due by the accept window, published with acks=all; BusUnavailable unless in time."""
+    event = event_type(**fields, accept_by=accept_by(intake))
+    await record_in_time(intake=intake, publish=intake.publish_command, event=event)
+    return event
 
 
 def _is_persian(text: str) -> bool:
@@ -165,59 +181,44 @@ def check_corrected_fields(*, catalog: Catalog, view: RequestView, fields: dict[
 
 
 async def submit_correction(
-    *,
-    intake: Intake,
-    tracking_code: str,
-    national_id: str,
-    fields: dict[str, str],
-    documents: list[DocumentRef],
-    note: str | None,
+    *, intake: Intake, target: CitizenTarget, fields: dict[str, str], documents: list[DocumentRef], note: str | None
 ) -> CorrectionSubmitted:
     """Record the citizen's correction of a request that waits for one."""
-    view = await _owned_request(
-        intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.SUBMIT_CORRECTION
-    )
-    event = CorrectionSubmitted(
-        tracking_code=tracking_code,
-        fields=check_corrected_fields(catalog=intake.catalog, view=view, fields=fields),
+    view = await _owned_request(intake=intake, target=target, trigger=Trigger.SUBMIT_CORRECTION)
+    corrected = check_corrected_fields(catalog=intake.catalog, view=view, fields=fields)
+    note = (note.strip() or None) if note else None
+    return await _record(
+        intake,
+        CorrectionSubmitted,
+        tracking_code=target.tracking_code,
+        fields=corrected,
         documents=documents,
-        note=(note.strip() or None) if note else None,
-        accept_by=utcnow() + _accept_by(intake),
+        note=note,
     )
-    await _record(intake=intake, event=event)
-    return event
 
 
-async def cancel_request(
-    *, intake: Intake, tracking_code: str, national_id: str, reason: str | None
-) -> RequestCancelled:
+async def cancel_request(*, intake: Intake, target: CitizenTarget, reason: str | None) -> RequestCancelled:
     """Record the citizen's cancellation of a request not yet decided."""
-    await _owned_request(intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.CANCEL)
+    await _owned_request(intake=intake, target=target, trigger=Trigger.CANCEL)
     given = reason.strip() if reason else ""
-    event = RequestCancelled(
-        tracking_code=tracking_code,
-        # The citizen's own words go in the field of the script they were written in; nothing is translated.
-        reason_fa=given if given and _is_persian(given) else None,
-        reason_en=given if given and not _is_persian(given) else None,
-        accept_by=utcnow() + _accept_by(intake),
+    # The citizen's own words go in the field of the script they were written in; nothing is translated.
+    persian = bool(given) and _is_persian(given)
+    return await _record(
+        intake,
+        RequestCancelled,
+        tracking_code=target.tracking_code,
+        reason_fa=given if persian else None,
+        reason_en=given if given and not persian else None,
     )
-    await _record(intake=intake, event=event)
-    return event
 
 
-async def file_complaint(*, intake: Intake, tracking_code: str, national_id: str, text: str) -> ComplaintFiled:
+async def file_complaint(*, intake: Intake, target: CitizenTarget, text: str) -> ComplaintFiled:
     """Record the citizen's complaint about a decided request, or one past its deadline."""
-    await _owned_request(
-        intake=intake, tracking_code=tracking_code, national_id=national_id, trigger=Trigger.FILE_COMPLAINT
+    await _owned_request(intake=intake, target=target, trigger=Trigger.FILE_COMPLAINT)
+    complaint_id = str(uuid.uuid4())
+    return await _record(
+        intake, ComplaintFiled, tracking_code=target.tracking_code, complaint_id=complaint_id, text=text.strip()
     )
-    event = ComplaintFiled(
-        tracking_code=tracking_code,
-        complaint_id=str(uuid.uuid4()),
-        text=text.strip(),
-        accept_by=utcnow() + _accept_by(intake),
-    )
-    await _record(intake=intake, event=event)
-    return event
 
 
 # --- the agency's commands ------------------------------------------------------------------------
@@ -230,27 +231,22 @@ def check_scope(*, grant: AgencyGrant, service_id: str) -> None:
 
 
 async def _agency_request(
-    *,
-    intake: Intake,
-    grant: AgencyGrant,
-    tracking_code: str,
-    service_id: str,
-    trigger: Trigger,
-    complaint_id: str | None = None,
+    *, intake: Intake, target: AgencyTarget, trigger: Trigger, complaint_id: str | None = None
 ) -> RequestFacts:
     """The request's facts when this agency may give the command now; else AgencyCommandRefused.
 
     A refusal tracking's projection may yet catch up with is read again, boundedly (see the module docstring).
     """
-    check_scope(grant=grant, service_id=service_id)
+    grant = target.grant
+    check_scope(grant=grant, service_id=target.service_id)
     deadline = time.monotonic() + intake.settle_s
     while True:
-        facts = await intake.tracking.request_facts(tracking_code)
+        facts = await intake.tracking.request_facts(target.tracking_code)
         refusal = check_agency_command(
             facts,
             agency=grant.agency,
             scope=grant.services,
-            service_id=service_id,
+            service_id=target.service_id,
             trigger=trigger,
             complaint_id=complaint_id,
         )
@@ -266,92 +262,57 @@ async def _agency_request(
 async def decide(
     *,
     intake: Intake,
-    grant: AgencyGrant,
-    tracking_code: str,
-    service_id: str,
+    target: AgencyTarget,
     decision: Decision,
     reason_fa: str | None,
     reason_en: str | None,
     legal_basis: str | None,
 ) -> RequestDecided:
     """Record an agency's decision on a request it reviews."""
-    await _agency_request(
-        intake=intake,
-        grant=grant,
-        tracking_code=tracking_code,
-        service_id=service_id,
-        trigger=DECISION_TRIGGERS[decision],
-    )
-    event = RequestDecided(
-        tracking_code=tracking_code,
-        agency=grant.agency,
-        service_id=service_id,
+    await _agency_request(intake=intake, target=target, trigger=DECISION_TRIGGERS[decision])
+    return await _record(
+        intake,
+        RequestDecided,
+        **target.event_fields(),
         decision=decision,
         reason_fa=reason_fa,
         reason_en=reason_en,
         legal_basis=legal_basis,
-        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(intake=intake, event=event)
-    return event
 
 
 async def deliver_result(
     *,
     intake: Intake,
-    grant: AgencyGrant,
-    tracking_code: str,
-    service_id: str,
+    target: AgencyTarget,
     document: DocumentRef | None,
     url: str | None,
     summary_fa: str,
     summary_en: str,
 ) -> ResultDelivered:
     """Record that an agency delivered the result of an approved request."""
-    await _agency_request(
-        intake=intake, grant=grant, tracking_code=tracking_code, service_id=service_id, trigger=Trigger.DELIVER_RESULT
-    )
-    event = ResultDelivered(
-        tracking_code=tracking_code,
-        agency=grant.agency,
-        service_id=service_id,
+    await _agency_request(intake=intake, target=target, trigger=Trigger.DELIVER_RESULT)
+    return await _record(
+        intake,
+        ResultDelivered,
+        **target.event_fields(),
         result=document,
         result_url=url,
         summary_fa=summary_fa,
         summary_en=summary_en,
-        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(intake=intake, event=event)
-    return event
 
 
 async def resolve_complaint(
-    *,
-    intake: Intake,
-    grant: AgencyGrant,
-    tracking_code: str,
-    service_id: str,
-    complaint_id: str,
-    resolution_fa: str,
-    resolution_en: str,
+    *, intake: Intake, target: AgencyTarget, complaint_id: str, resolution_fa: str, resolution_en: str
 ) -> ComplaintResolved:
     """Record an agency's answer to the open complaint about one of its requests."""
-    await _agency_request(
-        intake=intake,
-        grant=grant,
-        tracking_code=tracking_code,
-        service_id=service_id,
-        trigger=Trigger.RESOLVE_COMPLAINT,
-        complaint_id=complaint_id,
-    )
-    event = ComplaintResolved(
-        tracking_code=tracking_code,
-        agency=grant.agency,
-        service_id=service_id,
+    await _agency_request(intake=intake, target=target, trigger=Trigger.RESOLVE_COMPLAINT, complaint_id=complaint_id)
+    return await _record(
+        intake,
+        ComplaintResolved,
+        **target.event_fields(),
         complaint_id=complaint_id,
         resolution_fa=resolution_fa,
         resolution_en=resolution_en,
-        accept_by=utcnow() + _accept_by(intake),
     )
-    await _record(intake=intake, event=event)
-    return event
