@@ -9,7 +9,9 @@ import asyncio
 import logging
 import math
 import time
-from typing import Final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
@@ -34,6 +36,33 @@ def parse_limits(value: str) -> list[RateLimitItem]:
 def retry_after_s(reset_at: float, now: float) -> int:
     """Whole seconds from now until the window frees a slot, rounded up and never below 1."""
     return max(1, math.ceil(reset_at - now))
+
+
+ScopeT = TypeVar("ScopeT", bound=str)
+
+
+@dataclass(frozen=True)
+class LimitDecision(Generic[ScopeT]):
+    """Whether a hit may go ahead; when denied, which limit (`scope`) and how many seconds until it may."""
+
+    allowed: bool
+    # Whole seconds until the denying limit frees a slot (at least 1 when denied); 0 when allowed.
+    retry_after_s: int = 0
+    scope: ScopeT | None = None
+    # True when Redis failed and the decision was taken without it (each service says how).
+    degraded: bool = False
+
+
+async def first_denial(
+    limiter: MovingWindowRateLimiter, items: Sequence[RateLimitItem], scope: ScopeT, identity: str
+) -> LimitDecision[ScopeT] | None:
+    """Count one hit of `identity` against each limit of `scope` in turn; the denial by the first one exhausted,
+    or None. The limits after a denying one are not counted: a refused hit spends nothing else's budget."""
+    for item in items:
+        if not await limiter.hit(item, scope, identity):
+            stats = await limiter.get_window_stats(item, scope, identity)
+            return LimitDecision(allowed=False, retry_after_s=retry_after_s(stats.reset_time, time.time()), scope=scope)
+    return None
 
 
 def shared_moving_window(redis: aioredis.Redis, *, key_prefix: str) -> MovingWindowRateLimiter:

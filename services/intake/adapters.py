@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from shared.domain.state_machine import Flags, RequestState
+from shared.problems import INTERNAL_KEY_HEADER
 
 from .domain_commands import RequestFacts
 
 LOOKUP_PATH = "/api/v1/tracking/lookup"
 FACTS_PATH = "/internal/v1/requests/"
-INTERNAL_KEY_HEADER = "X-Internal-Key"
 MAX_ANSWER_BYTES = 1024 * 1024
 
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class TrackingUnavailable(Exception):
@@ -70,47 +73,38 @@ class TrackingClient:
         """The request, when this national ID is its applicant's; None for "no such code" and "not yours" alike."""
         # Personal data goes in the body, never the URL (URLs end up in logs and span attributes).
         payload = {"tracking_code": tracking_code, "national_id": national_id}
-        try:
-            # httpx's timeout bounds each phase; this bounds the whole call the citizen is waiting on.
-            async with asyncio.timeout(self.timeout_s):
-                address = CITIZEN_ADDRESS.get()
-                headers = {"X-Forwarded-For": address} if address else None
-                response = await self.http.post(self.lookup_url, json=payload, headers=headers, timeout=self.timeout_s)
-        except (httpx.HTTPError, TimeoutError) as error:
-            raise TrackingUnavailable(type(error).__name__) from error
+        address = CITIZEN_ADDRESS.get()
+        headers = {"X-Forwarded-For": address} if address else None
+        response = await self._call(
+            self.http.post(self.lookup_url, json=payload, headers=headers, timeout=self.timeout_s)
+        )
         if response.status_code == 404:
             return None
         if response.status_code == 429:
             raise LookupThrottled(_retry_after(response.headers.get("Retry-After")))
-        if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
-            raise TrackingUnavailable(f"HTTP {response.status_code}")
-        try:
-            return _view(response.json())
-        except (ValueError, KeyError, TypeError) as error:
-            raise TrackingUnavailable("malformed answer") from error
+        return _read(response, _view)
 
     async def request_facts(self, tracking_code: str) -> RequestFacts | None:
         """What tracking's projection holds of the request (no personal data); None when it holds no such code."""
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self.http.get(
-                    self.facts_url + tracking_code,
-                    headers={INTERNAL_KEY_HEADER: self.internal_key},
-                    timeout=self.timeout_s,
-                )
-        except (httpx.HTTPError, TimeoutError) as error:
-            raise TrackingUnavailable(type(error).__name__) from error
+        headers = {INTERNAL_KEY_HEADER: self.internal_key}
+        response = await self._call(
+            self.http.get(self.facts_url + tracking_code, headers=headers, timeout=self.timeout_s)
+        )
         if response.status_code == 404:
             return None
         if response.status_code == 401:
             # A deployment error, not the agency's: INTAKE_TRACKING_KEY is not tracking's TRACKING_INTERNAL_KEY.
             log.error("tracking refused intake's internal key: check INTAKE_TRACKING_KEY")
-        if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
-            raise TrackingUnavailable(f"HTTP {response.status_code}")
+        return _read(response, _facts)
+
+    async def _call(self, sent: Awaitable[httpx.Response]) -> httpx.Response:
+        """tracking's answer to a call, within the time budget; TrackingUnavailable when none came."""
         try:
-            return _facts(response.json())
-        except (ValueError, KeyError, TypeError) as error:
-            raise TrackingUnavailable("malformed answer") from error
+            # httpx's timeout bounds each phase; this bounds the whole call the caller is waiting on.
+            async with asyncio.timeout(self.timeout_s):
+                return await sent
+        except (httpx.HTTPError, TimeoutError) as error:
+            raise TrackingUnavailable(type(error).__name__) from error
 
     async def aclose(self) -> None:
         """Close the connection pool, unless the client was injected."""
@@ -125,36 +119,40 @@ def _retry_after(value: str | None) -> int:
         return 60
 
 
-def _view(answer: Any) -> RequestView:
-    if not isinstance(answer, dict):
-        raise TypeError("lookup answer is not an object")
-    flags = (answer["sla_breached"], answer["complaint_open"])
-    if not all(isinstance(flag, bool) for flag in flags):
-        raise TypeError("lookup flags are not booleans")
-    return RequestView(
-        tracking_code=str(answer["tracking_code"]),
-        service_id=str(answer["service_id"]),
-        catalog_version=int(answer["catalog_version"]),
-        status=RequestState(answer["status"]),
-        flags=Flags(sla_breached=flags[0], complaint_open=flags[1]),
-    )
+def _read(response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> T:
+    """A 200 answer, bounded, as `parse` reads it; TrackingUnavailable for any other answer or a malformed one."""
+    if response.status_code != 200 or len(response.content) > MAX_ANSWER_BYTES:
+        raise TrackingUnavailable(f"HTTP {response.status_code}")
+    try:
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise TypeError("the answer is not an object")
+        return parse(answer)
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrackingUnavailable("malformed answer") from error
 
 
-def _facts(answer: Any) -> RequestFacts:
-    if not isinstance(answer, dict):
-        raise TypeError("facts answer is not an object")
+def _request_fields(answer: dict[str, Any]) -> dict[str, Any]:
+    """What every answer of tracking's says of a request: code, service, catalog version, state and flags."""
     flags = (answer["sla_breached"], answer["complaint_open"])
+    # Checked, never converted: bool("false") is True.
     if not all(isinstance(flag, bool) for flag in flags):
         raise TypeError("flags are not booleans")
+    return {
+        "tracking_code": str(answer["tracking_code"]),
+        "service_id": str(answer["service_id"]),
+        "catalog_version": int(answer["catalog_version"]),
+        "status": RequestState(answer["status"]),
+        "flags": Flags(sla_breached=flags[0], complaint_open=flags[1]),
+    }
+
+
+def _view(answer: dict[str, Any]) -> RequestView:
+    return RequestView(**_request_fields(answer))
+
+
+def _facts(answer: dict[str, Any]) -> RequestFacts:
     open_complaint = answer["open_complaint_id"]
     if open_complaint is not None and not isinstance(open_complaint, str):
         raise TypeError("open_complaint_id is not a string")
-    return RequestFacts(
-        tracking_code=str(answer["tracking_code"]),
-        service_id=str(answer["service_id"]),
-        catalog_version=int(answer["catalog_version"]),
-        agency=str(answer["agency"]),
-        status=RequestState(answer["status"]),
-        flags=Flags(sla_breached=flags[0], complaint_open=flags[1]),
-        open_complaint_id=open_complaint,
-    )
+    return RequestFacts(**_request_fields(answer), agency=str(answer["agency"]), open_complaint_id=open_complaint)

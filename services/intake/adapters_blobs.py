@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -89,6 +90,15 @@ def media_type_of(data: bytes) -> str:
     return MEDIA_TYPES[found] if found is not None else OCTET_STREAM
 
 
+@contextlib.contextmanager
+def _failing_as_unavailable(store: str, *failures: type[Exception]) -> Iterator[None]:
+    """Any of `failures` inside as BlobStoreUnavailable: the store could not be read or written."""
+    try:
+        yield
+    except failures as error:
+        raise BlobStoreUnavailable(f"{store}: {type(error).__name__}") from error
+
+
 # --- local files ------------------------------------------------------------------------------------
 
 
@@ -150,20 +160,16 @@ class LocalBlobStore:
     async def put(self, data: bytes) -> str:
         """Store the bytes once under their sha256 (atomic); return the sha256."""
         digest = sha256_hex(data)
-        try:
+        with _failing_as_unavailable("local blob store", OSError):
             await asyncio.to_thread(self._write, digest, data)
-        except OSError as error:
-            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
         return digest
 
     async def get(self, sha256: str) -> bytes | None:
         """The stored bytes, or None."""
         if not is_sha256(sha256):
             return None
-        try:
+        with _failing_as_unavailable("local blob store", OSError):
             return await asyncio.to_thread(self._read, sha256)
-        except OSError as error:
-            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
 
     async def exists(self, sha256: str) -> bool:
         """Whether the blob is stored."""
@@ -173,10 +179,8 @@ class LocalBlobStore:
         """The blob's media type and size, or None."""
         if not is_sha256(sha256):
             return None
-        try:
+        with _failing_as_unavailable("local blob store", OSError):
             return await asyncio.to_thread(self._metadata, sha256)
-        except OSError as error:
-            raise BlobStoreUnavailable(f"local blob store: {type(error).__name__}") from error
 
 
 # --- S3 -----------------------------------------------------------------------------------------------
@@ -250,31 +254,28 @@ class S3BlobStore:
     async def put(self, data: bytes) -> str:
         """Store the bytes once under their sha256 (S3 writes are atomic); return the sha256."""
         digest = sha256_hex(data)
-        try:
+        with _failing_as_unavailable("s3 blob store", ClientError, BotoCoreError):
             async with self._client() as client:
                 if await self._head(client, digest) is None:
                     await client.put_object(
                         Bucket=self.bucket, Key=self.key(digest), Body=data, ContentType=media_type_of(data)
                     )
-        except (ClientError, BotoCoreError) as error:
-            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
         return digest
 
     async def get(self, sha256: str) -> bytes | None:
         """The stored bytes, or None."""
         if not is_sha256(sha256):
             return None
-        try:
+        with _failing_as_unavailable("s3 blob store", ClientError, BotoCoreError):
             async with self._client() as client:
-                response = await client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+                try:
+                    response = await client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+                except ClientError as error:
+                    if _is_missing(error):
+                        return None
+                    raise
                 async with response["Body"] as body:
                     data: bytes = await body.read()
-        except ClientError as error:
-            if _is_missing(error):
-                return None
-            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
-        except BotoCoreError as error:
-            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
         return data
 
     async def exists(self, sha256: str) -> bool:
@@ -285,11 +286,9 @@ class S3BlobStore:
         """The blob's media type and size from its object's headers, or None."""
         if not is_sha256(sha256):
             return None
-        try:
+        with _failing_as_unavailable("s3 blob store", ClientError, BotoCoreError):
             async with self._client() as client:
                 head = await self._head(client, sha256)
-        except (ClientError, BotoCoreError) as error:
-            raise BlobStoreUnavailable(f"s3 blob store: {type(error).__name__}") from error
         if head is None:
             return None
         return BlobInfo(media_type=str(head.get("ContentType", OCTET_STREAM)), size_bytes=int(head["ContentLength"]))

@@ -6,18 +6,16 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem
 from prometheus_client import Counter
 
 from shared.domain.digits import normalize_digits
 from shared.domain.identity import InvalidNationalId, normalize_national_id
-from shared.rate_limits import REDIS_FAILURES, parse_limits, retry_after_s, shared_moving_window
+from shared.rate_limits import REDIS_FAILURES, LimitDecision, first_denial, parse_limits, shared_moving_window
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +179,8 @@ class IdempotencyStore:
 RateScope = Literal["client", "national_id", "upload_client"]
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    """Whether a submission may go ahead; when denied, which limit and how many seconds until it may."""
-
-    allowed: bool
-    retry_after_s: int = 0
-    scope: RateScope | None = None
-    # True when Redis failed and the request was let through uncounted (fail open).
-    degraded: bool = False
+# Whether a submission or an upload may go ahead; `degraded` when Redis failed and it was let through uncounted.
+RateDecision = LimitDecision[RateScope]
 
 
 def national_id_digest(national_id: str, key: bytes) -> str:
@@ -223,23 +214,13 @@ class RateLimits:
         self._national_id_key = national_id_key
         self._limiter = shared_moving_window(redis, key_prefix=RATE_LIMIT_PREFIX)
 
-    async def _check(self, items: list[RateLimitItem], scope: RateScope, identity: str) -> RateDecision | None:
-        for item in items:
-            if not await self._limiter.hit(item, scope, identity):
-                stats = await self._limiter.get_window_stats(item, scope, identity)
-                return RateDecision(
-                    allowed=False, retry_after_s=retry_after_s(stats.reset_time, time.time()), scope=scope
-                )
-        return None
-
     async def hit(self, *, client: str, national_id: str | None) -> RateDecision:
         """Count one submission against the client's and the national ID's limits (fails open without Redis)."""
         try:
-            denied = await self._check(self.per_client, "client", client)
+            denied: RateDecision | None = await first_denial(self._limiter, self.per_client, "client", client)
             if denied is None and national_id is not None:
-                denied = await self._check(
-                    self.per_national_id, "national_id", national_id_digest(national_id, self._national_id_key)
-                )
+                digest = national_id_digest(national_id, self._national_id_key)
+                denied = await first_denial(self._limiter, self.per_national_id, "national_id", digest)
         except REDIS_FAILURES as error:
             return _fail_open(error)
         return denied or RateDecision(allowed=True)
@@ -247,7 +228,9 @@ class RateLimits:
     async def hit_upload(self, *, client: str) -> RateDecision:
         """Count one document upload against the client's upload limit (fails open without Redis)."""
         try:
-            denied = await self._check(self.uploads_per_client, "upload_client", client)
+            denied: RateDecision | None = await first_denial(
+                self._limiter, self.uploads_per_client, "upload_client", client
+            )
         except REDIS_FAILURES as error:
             return _fail_open(error)
         return denied or RateDecision(allowed=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 from typing_extensions import TypeIs
 
@@ -41,23 +42,49 @@ def _formats_text(formats: list[DocumentFormat]) -> tuple[str, str]:
     return ", ".join(names[:-1]) + " or " + names[-1], "، ".join(names_fa[:-1]) + " یا " + names_fa[-1]
 
 
-def _format_error(field: str, requirement: RequiredDocument) -> FieldError:
-    formats_en, formats_fa = _formats_text(requirement.formats)
-    return FieldError(
-        field,
-        DocumentErrorCode.FORMAT,
-        f"'{requirement.title.en}' must be a {formats_en} file; the file's content is checked, not its name.",
-        f"«{requirement.title.fa}» باید فایل {formats_fa} باشد؛ محتوای فایل بررسی می‌شود، نه نام آن.",
-    )
+# Each fault with a document, once, in both languages; `{name}` fields are filled by `_document_error`.
+_MESSAGES: Final[dict[DocumentErrorCode, tuple[str, str]]] = {
+    DocumentErrorCode.EMPTY: ("The file is empty.", "فایل خالی است."),
+    DocumentErrorCode.TOO_LARGE: (
+        "'{title_en}' may be at most {max_size_kb} KB.",
+        "حجم «{title_fa}» حداکثر {max_size_kb_fa} کیلوبایت است.",
+    ),
+    DocumentErrorCode.FORMAT: (
+        "'{title_en}' must be a {formats_en} file; the file's content is checked, not its name.",
+        "«{title_fa}» باید فایل {formats_fa} باشد؛ محتوای فایل بررسی می‌شود، نه نام آن.",
+    ),
+    DocumentErrorCode.MISSING: ("'{title_en}' must be uploaded.", "بارگذاری «{title_fa}» الزامی است."),
+    DocumentErrorCode.UNKNOWN_KIND: (
+        "This service asks for no document named '{kind}'.",
+        "این خدمت مدرکی به نام «{kind}» نمی‌خواهد.",
+    ),
+    DocumentErrorCode.ID_FORMAT: (
+        "Give the document_id that uploading the file returned (64 hexadecimal characters).",
+        "شناسه‌ای را که پس از بارگذاری فایل دریافت کردید وارد کنید (۶۴ نویسه).",
+    ),
+    DocumentErrorCode.NOT_FOUND: (
+        "No uploaded file has this id; please upload '{title_en}' again.",
+        "فایلی با این شناسه بارگذاری نشده است؛ لطفاً «{title_fa}» را دوباره بارگذاری کنید.",
+    ),
+}
 
 
-def _too_large_error(field: str, requirement: RequiredDocument) -> FieldError:
-    return FieldError(
-        field,
-        DocumentErrorCode.TOO_LARGE,
-        f"'{requirement.title.en}' may be at most {requirement.max_size_kb} KB.",
-        f"حجم «{requirement.title.fa}» حداکثر {to_persian_digits(str(requirement.max_size_kb))} کیلوبایت است.",
-    )
+def _document_error(
+    field: str, code: DocumentErrorCode, requirement: RequiredDocument | None = None, **values: str
+) -> FieldError:
+    """The fault `code` with `field`, in words naming the document `requirement` (and `values`)."""
+    if requirement is not None:
+        formats_en, formats_fa = _formats_text(requirement.formats)
+        values |= {
+            "title_en": requirement.title.en,
+            "title_fa": requirement.title.fa,
+            "max_size_kb": str(requirement.max_size_kb),
+            "max_size_kb_fa": to_persian_digits(str(requirement.max_size_kb)),
+            "formats_en": formats_en,
+            "formats_fa": formats_fa,
+        }
+    message_en, message_fa = _MESSAGES[code]
+    return FieldError(field, code, message_en.format(**values), message_fa.format(**values))
 
 
 def max_size_bytes(requirement: RequiredDocument) -> int:
@@ -68,13 +95,13 @@ def max_size_bytes(requirement: RequiredDocument) -> int:
 def check_upload(data: bytes, requirement: RequiredDocument, *, field: str = "file") -> DocumentRef | list[FieldError]:
     """Check an uploaded file against its requirement (not empty, size, format by content)."""
     if not data:
-        return [FieldError(field, DocumentErrorCode.EMPTY, "The file is empty.", "فایل خالی است.")]
+        return [_document_error(field, DocumentErrorCode.EMPTY)]
     errors: list[FieldError] = []
     if len(data) > max_size_bytes(requirement):
-        errors.append(_too_large_error(field, requirement))
+        errors.append(_document_error(field, DocumentErrorCode.TOO_LARGE, requirement))
     found = sniff(data)
     if found is None or found not in requirement.formats:
-        errors.append(_format_error(field, requirement))
+        errors.append(_document_error(field, DocumentErrorCode.FORMAT, requirement))
     if errors or found is None:
         return errors
     return DocumentRef(
@@ -93,13 +120,16 @@ async def validate_document_refs(
     """A submission's documents (kind → upload id) as refs in catalog order, or every fault found."""
     # BlobStoreUnavailable propagates: the store could not answer, so nothing about the documents is known.
     required = {requirement.kind for requirement in service.required_documents}
-    errors: list[FieldError] = [_unknown_kind_error(kind) for kind in sorted(set(documents) - required)]
+    errors = [
+        _document_error(f"documents.{kind}", DocumentErrorCode.UNKNOWN_KIND, kind=_shown(kind))
+        for kind in sorted(set(documents) - required)
+    ]
     refs: list[DocumentRef] = []
     for requirement in service.required_documents:
         document_id = documents.get(requirement.kind, "").strip().lower()
         if not document_id:
             if requirement.mandatory:
-                errors.append(_missing_error(requirement))
+                errors.append(_document_error(f"documents.{requirement.kind}", DocumentErrorCode.MISSING, requirement))
             continue
         checked = await _check_reference(requirement, document_id, store=store)
         if isinstance(checked, FieldError):
@@ -109,44 +139,16 @@ async def validate_document_refs(
     return errors or refs
 
 
-def _unknown_kind_error(kind: str) -> FieldError:
-    return FieldError(
-        f"documents.{kind}",
-        DocumentErrorCode.UNKNOWN_KIND,
-        f"This service asks for no document named '{_shown(kind)}'.",
-        f"این خدمت مدرکی به نام «{_shown(kind)}» نمی‌خواهد.",
-    )
-
-
-def _missing_error(requirement: RequiredDocument) -> FieldError:
-    return FieldError(
-        f"documents.{requirement.kind}",
-        DocumentErrorCode.MISSING,
-        f"'{requirement.title.en}' must be uploaded.",
-        f"بارگذاری «{requirement.title.fa}» الزامی است.",
-    )
-
-
 async def _check_reference(
     requirement: RequiredDocument, document_id: str, *, store: BlobStore
 ) -> DocumentRef | FieldError:
     """The ref of one uploaded document the requirement accepts, or the fault found with it."""
     path = f"documents.{requirement.kind}"
     if not is_sha256(document_id):
-        return FieldError(
-            path,
-            DocumentErrorCode.ID_FORMAT,
-            "Give the document_id that uploading the file returned (64 hexadecimal characters).",
-            "شناسه‌ای را که پس از بارگذاری فایل دریافت کردید وارد کنید (۶۴ نویسه).",
-        )
+        return _document_error(path, DocumentErrorCode.ID_FORMAT)
     info = await store.metadata(document_id)
     if info is None:
-        return FieldError(
-            path,
-            DocumentErrorCode.NOT_FOUND,
-            f"No uploaded file has this id; please upload '{requirement.title.en}' again.",
-            f"فایلی با این شناسه بارگذاری نشده است؛ لطفاً «{requirement.title.fa}» را دوباره بارگذاری کنید.",
-        )
+        return _document_error(path, DocumentErrorCode.NOT_FOUND, requirement)
     return _stored_fits(requirement, document_id, info, path=path)
 
 
@@ -155,10 +157,10 @@ def _stored_fits(
 ) -> DocumentRef | FieldError:
     stored_format = FORMATS_BY_MEDIA_TYPE.get(info.media_type)
     if stored_format is None or stored_format not in requirement.formats:
-        return _format_error(path, requirement)
+        return _document_error(path, DocumentErrorCode.FORMAT, requirement)
     # The same bytes may have been uploaded for another service whose limit is larger.
     if info.size_bytes > max_size_bytes(requirement):
-        return _too_large_error(path, requirement)
+        return _document_error(path, DocumentErrorCode.TOO_LARGE, requirement)
     return DocumentRef(
         kind=requirement.kind, sha256=document_id, media_type=info.media_type, size_bytes=info.size_bytes
     )
