@@ -103,7 +103,8 @@ __all__ = [
 ]
 
 
-RequestEvent = Annotated[
+# Written once: the topic's discriminated parse type below, and part of AnyEvent.
+_RequestEvents = (
     RequestSubmitted
     | InquiryCompleted
     | VerificationCompleted
@@ -113,9 +114,9 @@ RequestEvent = Annotated[
     | RequestDecided
     | ResultDelivered
     | ComplaintResolved
-    | SlaBreached,
-    Field(discriminator="event_type"),
-]
+    | SlaBreached
+)
+RequestEvent = Annotated[_RequestEvents, Field(discriminator="event_type")]
 """Any event of the `desk.requests` topic."""
 
 
@@ -162,18 +163,4 @@ def parse_inbox_event(payload: bytes | dict[str, Any]) -> ReviewRequested:
     return _inbox_event_adapter.validate_python(_payload(payload))
 
 
-AnyEvent = (
-    RequestSubmitted
-    | InquiryCompleted
-    | VerificationCompleted
-    | CorrectionSubmitted
-    | RequestCancelled
-    | ComplaintFiled
-    | RequestDecided
-    | ResultDelivered
-    | ComplaintResolved
-    | SlaBreached
-    | StatusChanged
-    | ReviewRequested
-    | NotificationOutcome
-)
+AnyEvent = _RequestEvents | StatusChanged | ReviewRequested | NotificationOutcome

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import Gauge, Histogram
 
 from shared.envelope import decode_headers
-from shared.kafka import LAG_EVERY_S, DeadLetterPolicy, make_consumer, record_lag, scrub
+from shared.group_member import GroupMember
+from shared.kafka import DeadLetterPolicy, scrub
 from shared.settings import KafkaSettings
+from shared.telemetry import span_described_by_caller
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class _Lane:
     task: asyncio.Task[None] | None = None
 
 
-class KeyOrderedConsumer:
+class KeyOrderedConsumer(GroupMember):
     """A consumer group member that runs records concurrently across keys and in order within one."""
 
     def __init__(
@@ -134,45 +136,31 @@ class KeyOrderedConsumer:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.kafka, self.topic, self.group_id, self.handler = kafka, topic, group_id, handler
-        self.dead_letters = dead_letters
+        super().__init__(kafka, topic, group_id, dead_letters, client_id, tracer_provider, "khedmat.keyed_consumer")
+        self.handler = handler
         self.concurrency = concurrency
-        self.client_id = client_id
         self.commit_interval_s = commit_interval_s
         # A rebalance may wait long for records to finish (the member stays in the group meanwhile); a stopping
         # process may not: its supervisor kills it after a grace period (honcho 5 s, Kubernetes 30 s), and
         # what is abandoned is uncommitted, so the group redelivers it.
         self.drain_timeout_s = drain_timeout_s
         self.stop_drain_s = stop_drain_s
-        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("khedmat.keyed_consumer")
-        self._consumer: AIOKafkaConsumer | None = None
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._lanes: dict[bytes, _Lane] = {}
         self._in_flight = 0
         self._slot_freed = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
         self._last_commit = 0.0
         self._last_poll = time.monotonic()
-        self._last_lag = 0.0
         self._in_flight_gauge = IN_FLIGHT.labels(group_id, topic)
         self._handler_seconds = HANDLER_SECONDS.labels(group_id, topic)
 
     # ----------------------------------------------------------------------------------------------- lifecycle
-    async def start(self) -> None:
-        """Join the group and begin consuming in the background."""
-        consumer = make_consumer(self.kafka, group_id=self.group_id, client_id=self.client_id)
-        consumer.subscribe([self.topic], listener=_DrainOnRevoke(self))
-        await consumer.start()
-        self._consumer = consumer
-        self._loop_task = asyncio.create_task(self._run(), name=f"consume-{self.topic}")
+    def _listener(self) -> ConsumerRebalanceListener:
+        return _DrainOnRevoke(self)
 
     async def stop(self) -> None:
         """Stop fetching, let in-flight records finish (bounded), commit what is done, leave the group."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await self._stop_loop()
         await self._drain(set(self._progress), timeout_s=self.stop_drain_s)
         # Past the drain budget: abandon what still runs; it is uncommitted, so the group redelivers it.
         unfinished = [lane.task for lane in self._lanes.values() if lane.task is not None]
@@ -182,8 +170,7 @@ class KeyOrderedConsumer:
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._commit(force=True)
-            await self._consumer.stop()
-            self._consumer = None
+        await self._leave()
 
     # --------------------------------------------------------------------------------------------- fetch loop
     async def _run(self) -> None:
@@ -215,9 +202,7 @@ class KeyOrderedConsumer:
             return
         batches = await consumer.getmany(timeout_ms=100, max_records=free)
         self._last_poll = time.monotonic()
-        if self._last_poll - self._last_lag >= LAG_EVERY_S:
-            self._last_lag = self._last_poll
-            await record_lag(consumer, self.group_id)
+        await self._record_lag_now_and_then(consumer)
         for records in batches.values():
             for record in records:
                 self._dispatch(record)
@@ -281,13 +266,8 @@ class KeyOrderedConsumer:
         if record.key is not None:
             # The key is the tracking code: an identifier, not personal data.
             attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
-        with self._tracer.start_as_current_span(
-            f"{record.topic} process",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
+        with span_described_by_caller(
+            self.tracer, f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
             try:
                 await self.handler(record)

@@ -16,11 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
@@ -36,8 +37,12 @@ from shared.http import (
     operations_router,
     problem_response,
 )
-from shared.kafka import BusConnection
-from shared.settings import HttpEdgeSettings
+from shared.kafka import BusConnection, Consumer, DeadLetterPolicy, make_broker
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings
+from shared.subscriptions import ConsumerParts, Subscription, build_consumers
+from shared.tasks import cancel_and_wait
+from shared.telemetry import make_tracer_provider
+from shared.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +104,7 @@ def supervised(
         task = asyncio.create_task(run(), name=name)
 
     async def stop() -> None:
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     return Part(name, start=start, stop=stop)
 
@@ -226,3 +227,67 @@ def build_service_app(
     app.include_router(operations_router(service=service, readiness_checks=readiness, degraded_checks=degraded))
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls=UNTRACED_URLS)
     return app
+
+
+class KitSettings(Protocol):
+    """What the kit reads of a service's settings (every service's settings class has these)."""
+
+    @property
+    def kafka(self) -> KafkaSettings: ...
+
+    @property
+    def deployment(self) -> DeploymentSettings: ...
+
+    @property
+    def http(self) -> HttpEdgeSettings: ...
+
+
+@dataclass(frozen=True)
+class ServiceKit:
+    """What every service builds first from its settings (its tracer provider and its broker), and the calls
+    that build the rest the same way in every service: its consumers, its bus connection and its app."""
+
+    name: str
+    settings: KitSettings
+    tracer_provider: TracerProvider
+    broker: KafkaBroker
+    dead_letters: DeadLetterPolicy | None
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        settings: KitSettings,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        consumes: bool = True,
+    ) -> ServiceKit:
+        """The kit of service `name`; a service that `consumes` gets dead letters published by its broker."""
+        provider = tracer_provider or make_tracer_provider(name, deployment=settings.deployment)
+        dead_letters = DeadLetterPolicy() if consumes else None
+        broker = make_broker(kafka=settings.kafka, client_id=name, tracer_provider=provider, dead_letters=dead_letters)
+        return cls(name, settings, provider, broker, dead_letters)
+
+    def consumers(self, subscriptions: Sequence[Subscription]) -> list[Consumer]:
+        """The consumers of the service's declared subscriptions."""
+        if self.dead_letters is None:
+            raise ValueError(f"{self.name} was built as a service that consumes nothing")
+        parts = ConsumerParts(self.settings.kafka, self.dead_letters, self.name, self.tracer_provider)
+        return build_consumers(subscriptions, parts)
+
+    def bus(self, topics: list[TopicSpec], consumers: list[Consumer] | None = None) -> BusConnection:
+        """The connection to Kafka that creates `topics`, starts the broker, then the consumers."""
+        return BusConnection(self.broker, kafka=self.settings.kafka, topics=topics, consumers=consumers)
+
+    def app(self, *, title: str, description: str, routers: Sequence[APIRouter], **options: Any) -> FastAPI:
+        """The service's app (`build_service_app`, whose other keyword arguments `options` are)."""
+        return build_service_app(
+            service=self.name,
+            title=title,
+            description=description,
+            version=self.settings.deployment.service_version,
+            http=self.settings.http,
+            tracer_provider=self.tracer_provider,
+            routers=routers,
+            **options,
+        )

@@ -6,8 +6,16 @@ settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`,
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where a development default of a secret is allowed: anywhere else it would be a publicly known key.
+DEVELOPMENT_ENVIRONMENTS = frozenset({"local", "test"})
+_DEVELOPMENT_DEFAULT = "development default"
+DevelopmentSecret = Annotated[SecretStr, _DEVELOPMENT_DEFAULT]
+"""A secret whose default is for local and test runs only: `ServiceSettings` refuses it anywhere else."""
 
 
 class KafkaSettings(BaseSettings):
@@ -52,3 +60,27 @@ class HttpEdgeSettings(BaseSettings):
     cors_allowed_origins: list[str] = Field(default_factory=list)
     # Largest request body a route accepts unless it has its own limit (uploads do); larger ones get 413.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service's settings class (under its own prefix) holds besides its own settings: the shared
+    infrastructure, and the refusal of a development secret outside local and test runs."""
+
+    # A subclass names its prefix; what the environment holds for other services is none of its business.
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
+
+    @model_validator(mode="after")
+    def _no_development_secrets(self) -> Self:
+        if self.deployment.deployment_environment in DEVELOPMENT_ENVIRONMENTS:
+            return self
+        for name, field in type(self).model_fields.items():
+            if _DEVELOPMENT_DEFAULT in field.metadata and getattr(self, name) == field.default:
+                variable = f"{self.model_config.get('env_prefix', '')}{name}".upper()
+                raise ValueError(f"{variable} must be set to a secret outside local and test runs")
+        return self

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, TypeVar, Union
@@ -54,6 +54,10 @@ class ConsumerParts:
     dead_letters: DeadLetterPolicy
     client_id: str
     tracer_provider: TracerProvider
+
+    def arguments(self) -> dict[str, Any]:
+        """These parts as keyword arguments: every consumer class here takes each under its field's name."""
+        return {part.name: getattr(self, part.name) for part in fields(self)}
 
 
 ConsumerFactory = Callable[["Subscription", ConsumerParts], Consumer]
@@ -101,14 +105,11 @@ def build_consumers(subscriptions: Sequence[Subscription], parts: ConsumerParts)
         assert subscription.handler is not None  # __post_init__: a key-ordered subscription has its handler
         consumers.append(
             KeyOrderedConsumer(
-                kafka=parts.kafka,
+                **parts.arguments(),
                 topic=subscription.topic,
                 group_id=subscription.group,
                 handler=subscription.handler,
-                dead_letters=parts.dead_letters,
                 concurrency=subscription.concurrency,
-                client_id=parts.client_id,
-                tracer_provider=parts.tracer_provider,
             )
         )
     return consumers

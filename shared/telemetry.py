@@ -18,6 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
@@ -29,7 +30,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import Attributes
 
 from shared.settings import DeploymentSettings
 
@@ -157,6 +159,26 @@ def _scrub_attribute(name: str, value: Any) -> Any:
     return value
 
 
+def span_described_by_caller(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    kind: SpanKind,
+    attributes: Attributes,
+    context: Context | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """A current span that records no exception and sets no status by itself: its caller describes a failure in
+    words fit to leave the process (an exception's text may carry a citizen's data or a secret)."""
+    return tracer.start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
 def _scrubbed_attributes(attributes: Mapping[str, Any] | None) -> BoundedAttributes | None:
     """The attributes scrubbed, keeping the dropped count; None when nothing changed."""
     if not attributes:
@@ -167,6 +189,20 @@ def _scrubbed_attributes(attributes: Mapping[str, Any] | None) -> BoundedAttribu
     bounded = BoundedAttributes(maxlen=None, attributes=scrubbed, immutable=True)
     bounded.dropped = getattr(attributes, "dropped", 0)
     return bounded
+
+
+# What a ReadableSpan is built from besides its attributes, events and status: copied as they are.
+_UNSCRUBBED_SPAN_PARTS = (
+    "name",
+    "context",
+    "parent",
+    "resource",
+    "links",
+    "kind",
+    "start_time",
+    "end_time",
+    "instrumentation_scope",
+)
 
 
 def scrubbed_span(span: ReadableSpan) -> ReadableSpan:
@@ -191,18 +227,10 @@ def scrubbed_span(span: ReadableSpan) -> ReadableSpan:
     bounded_events.extend(events)
     bounded_events.dropped = span.dropped_events
     return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
+        **{name: getattr(span, name) for name in _UNSCRUBBED_SPAN_PARTS},
         attributes=attributes if attributes is not None else span.attributes,
         events=bounded_events,
-        links=span.links,
-        kind=span.kind,
         status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )
 
 

@@ -13,8 +13,8 @@ from datetime import date
 from typing import Any, TypeGuard
 
 from .adapters import CivilRegistry, IdentityAnswer, MobileRegistry, PostalAddress, PostalRegistry
+from .adapters_agencies import Agencies
 from .adapters_resilience import AnswerCache
-from .service import Agencies
 
 _POSTAL_FIELDS: dict[str, type] = typing.get_type_hints(PostalAddress)
 

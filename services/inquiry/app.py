@@ -12,17 +12,14 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import BusConnection, DeadLetterPolicy, make_broker
 from shared.redis_client import make_redis
-from shared.service_kit import Part, build_service_app, closing
-from shared.subscriptions import ConsumerParts, build_consumers
-from shared.telemetry import make_tracer_provider
+from shared.service_kit import Part, ServiceKit, closing
 from shared.topics import TopicSpec, agency_inbox_topic, core_topics
 
+from .adapters_agencies import Agencies, http_agencies
 from .adapters_cache import with_cache
 from .adapters_resilience import AgencyRateLimit, AnswerCache, CircuitBreaker, ResilientGuard
 from .consumers import Inquiry, publications, subscriptions
-from .service import Agencies, http_agencies
 from .settings import InquirySettings
 from .store import PublishMarks, create_tables
 
@@ -32,32 +29,26 @@ SERVICE_NAME = "inquiry"
 def create_app(settings: InquirySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build inquiry: its tables are created before its subscribers start, on the broker started in the lifespan."""
     settings = settings or InquirySettings()
-    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    kit = ServiceKit.of(SERVICE_NAME, settings, tracer_provider)
     engine = make_engine(settings.database_url)
-    dead_letters = DeadLetterPolicy()
-    broker = make_broker(
-        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
-    )
     redis = make_redis(settings.redis.url)
-    agencies, clients = _agencies(settings, redis=redis, tracer_provider=provider)
+    agencies, clients = _agencies(settings, redis=redis, tracer_provider=kit.tracer_provider)
     cache = AnswerCache(redis, hmac_key=settings.cache_key.get_secret_value().encode())
     catalog = load_catalog(settings.catalog_dir)
     sessions = make_sessionmaker(engine)
     marks = PublishMarks(sessions)
-    deps = Inquiry(catalog=catalog, agencies=with_cache(agencies, cache), broker=broker, sessions=sessions, marks=marks)
+    deps = Inquiry(
+        catalog=catalog, agencies=with_cache(agencies, cache), broker=kit.broker, sessions=sessions, marks=marks
+    )
     declared = subscriptions(deps, group_id=settings.group_id, concurrency=settings.concurrency)
-    [consumer] = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
+    [consumer] = kit.consumers(declared)
     # Reviews go to the agency that offers the service: those agencies get an inbox.
     agency_ids = sorted({service.agency for service in catalog.all()})
     inboxes = [TopicSpec(agency_inbox_topic(agency)) for agency in agency_ids]
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics() + inboxes, consumers=[consumer])
-    return build_service_app(
-        service=SERVICE_NAME,
+    bus = kit.bus(core_topics() + inboxes, [consumer])
+    return kit.app(
         title="Khedmat inquiry",
         description="",
-        version=settings.deployment.service_version,
-        http=settings.http,
-        tracer_provider=provider,
         routers=[],
         # Started in order, stopped in reverse: the tables before the publish marks and the bus, and at stop
         # the bus first (its consumers drain), then the marks, the agency clients, Redis, the database.

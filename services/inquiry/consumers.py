@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from faststream.kafka import KafkaBroker
 
@@ -87,10 +88,6 @@ async def handle_request_record(deps: Inquiry, record: Record) -> None:
 
 def subscriptions(deps: Inquiry, *, group_id: str, concurrency: int) -> list[Subscription]:
     """inquiry's one subscription: desk.requests, key-ordered, `handle_request_record` per record."""
-
-    async def handle(record: Record) -> None:
-        await handle_request_record(deps, record)
-
     return [
         Subscription(
             name="inquiry",
@@ -98,7 +95,7 @@ def subscriptions(deps: Inquiry, *, group_id: str, concurrency: int) -> list[Sub
             group=group_id,
             events=VERIFIED_EVENTS,
             description=SUBSCRIPTION_DESCRIPTION,
-            handler=handle,
+            handler=partial(handle_request_record, deps),
             concurrency=concurrency,
         )
     ]

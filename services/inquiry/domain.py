@@ -30,6 +30,18 @@ class InquiryResult:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why an inquiry did not pass, in Persian and English; `{name}` fields are filled for each request."""
+
+    fa: str
+    en: str
+
+    def filled(self, **values: object) -> tuple[str, str]:
+        """(Persian, English) with the fields filled from `values`."""
+        return self.fa.format(**values), self.en.format(**values)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The next step, and why."""
 

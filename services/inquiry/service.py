@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
-import httpx
 from prometheus_client import Counter
 
 from shared.catalog import Catalog, Inquiry
@@ -25,26 +24,12 @@ from shared.events import (
 )
 from shared.kafka import PermanentError
 
-from .adapters import (
-    AgencyRefused,
-    AgencyUnavailable,
-    CallGuard,
-    CivilRegistry,
-    HttpCivilRegistry,
-    HttpJudiciary,
-    HttpMobileRegistry,
-    HttpPostalRegistry,
-    HttpPropertyRegistry,
-    HttpTaxAdministration,
-    Judiciary,
-    MobileRegistry,
-    PostalRegistry,
-    PropertyRegistry,
-    TaxAdministration,
-    count_attempts,
-    make_agency_client,
-)
-from .domain import InquiryResult, corrected, decide, review_request
+from .adapters import AgencyRefused, AgencyUnavailable, count_attempts
+
+# Re-exported: callers of these use cases (the bus edge, tests) take the agencies and their HTTP bundle from here.
+from .adapters_agencies import Agencies as Agencies
+from .adapters_agencies import http_agencies as http_agencies
+from .domain import InquiryResult, Reason, corrected, decide, review_request
 from .store import Outcome, Sessions, load_submission_input, record_verification, recorded_and_published
 
 INQUIRIES = Counter(
@@ -60,39 +45,55 @@ VERIFICATIONS = Counter(
 MAX_PROPERTY_ID_LENGTH = 64
 _POSTAL_CODE = re.compile(r"[0-9]{10}")
 
-
-@dataclass(frozen=True)
-class Agencies:
-    """The agency adapters inquiry can call; an agency left as None is not configured here."""
-
-    civil_registry: CivilRegistry
-    mobile_registry: MobileRegistry | None = None
-    postal: PostalRegistry | None = None
-    tax: TaxAdministration | None = None
-    judiciary: Judiciary | None = None
-    property_registry: PropertyRegistry | None = None
-
-
-def http_agencies(
-    base_url: str, *, timeout_s: float, max_attempts: int, guard: CallGuard | None = None
-) -> tuple[Agencies, list[httpx.AsyncClient]]:
-    """Every agency over HTTP under one base URL, one pooled client each; the caller closes the clients."""
-    clients: list[httpx.AsyncClient] = []
-
-    def client() -> httpx.AsyncClient:
-        made = make_agency_client(base_url, timeout_s=timeout_s)
-        clients.append(made)
-        return made
-
-    agencies = Agencies(
-        civil_registry=HttpCivilRegistry(client(), max_attempts=max_attempts, guard=guard),
-        mobile_registry=HttpMobileRegistry(client(), max_attempts=max_attempts, guard=guard),
-        postal=HttpPostalRegistry(client(), max_attempts=max_attempts, guard=guard),
-        tax=HttpTaxAdministration(client(), max_attempts=max_attempts, guard=guard),
-        judiciary=HttpJudiciary(client(), max_attempts=max_attempts, guard=guard),
-        property_registry=HttpPropertyRegistry(client(), max_attempts=max_attempts, guard=guard),
-    )
-    return agencies, clients
+# Why a check failed, in words the citizen can act on.
+MISSING_FIELD = Reason(
+    "فیلد «{label_fa}» ({field}) خالی است یا درست نیست؛ آن را وارد و درخواست را اصلاح کنید.",
+    "The field {field} is missing or not valid; fill it in and submit a correction.",
+)
+BIRTH_DATE_MISMATCH = Reason(
+    "تاریخ تولد با سابقهٔ ثبت احوال هم‌خوان نیست؛ آن را بررسی و اصلاح کنید.",
+    "The birth date does not match the civil registry's record; please check and correct it.",
+)
+DECEASED = Reason(
+    "این کد ملی در ثبت احوال به نام فرد درگذشته ثبت شده است.",
+    "The civil registry records this national ID as deceased.",
+)
+LINE_OF_ANOTHER = Reason(
+    "این شمارهٔ همراه به نام کد ملی شما ثبت نشده است؛ شماره‌ای را که به نام خودتان است وارد کنید.",
+    "This mobile number is not registered to your national ID: use a line in your own name.",
+)
+UNKNOWN_POSTAL_CODE = Reason(
+    "شرکت ملی پست نشانی‌ای برای کد پستی {postal_code_fa} ندارد؛ کد پستی را از روی قبض برق یا گاز بررسی و اصلاح کنید.",
+    "Iran Post has no address for postal code {postal_code}: check it on an electricity or gas bill "
+    "and submit a correction.",
+)
+TAX_DEBT = Reason(
+    "بدهی مالیاتی {debt_fa} ریال دارید؛ آن را از درگاه سازمان امور مالیاتی بپردازید و سپس درخواست را اصلاح کنید.",
+    "Tax debt of {debt:,} rials: settle it through the tax administration's gateway, then submit a correction.",
+)
+NOT_TAX_CLEARED = Reason(
+    "سازمان امور مالیاتی مفاصاحساب شما را تأیید نکرد؛ وضعیت پرونده را با ادارهٔ مالیات بررسی کنید.",
+    "The tax administration did not clear you: check your tax file with your tax office, then submit a correction.",
+)
+CRIMINAL_RECORD = Reason(
+    "مرکز سجل قضایی برای این کد ملی سابقهٔ کیفری ثبت کرده است؛ اگر آن را نادرست می‌دانید، با کد رهگیری اعتراض ثبت کنید.",
+    "The judiciary's records centre lists a criminal record for this national ID: if you believe it is "
+    "wrong, file a complaint with your tracking code.",
+)
+NOT_PROPERTY_OWNER = Reason(
+    "سازمان ثبت اسناد و املاک شما را مالک ملک {property_id} نمی‌شناسد؛ شناسهٔ ملک را از روی سند "
+    "تک‌برگ بررسی و اصلاح کنید.",
+    "The property registry does not list you as an owner of property {property_id}: check the id on "
+    "your single-page deed and submit a correction.",
+)
+# Why an inquiry could not be run (the request goes to an officer's review).
+NOT_CONFIGURED = Reason(
+    "استعلام از این دستگاه در این استقرار پیکربندی نشده است.",
+    "Inquiries at {agency} are not configured in this deployment.",
+)
+NO_ANSWER = Reason("سامانهٔ دستگاه پاسخ نداد.", "The agency's system did not answer.")
+UNUSABLE_ANSWER = Reason("پاسخ دستگاه قابل استفاده نبود.", "The agency's answer could not be used.")
+NOT_ONLINE_YET = Reason("این استعلام هنوز به‌صورت برخط پشتیبانی نمی‌شود.", "This inquiry is not supported online yet.")
 
 
 class _NotConfigured(Exception):
@@ -112,22 +113,18 @@ def _passed(inquiry: Inquiry) -> InquiryResult:
     return InquiryResult(inquiry.id, inquiry.agency, InquiryOutcome.PASSED)
 
 
-def _failed(inquiry: Inquiry, reason_fa: str, reason_en: str) -> InquiryResult:
-    return InquiryResult(inquiry.id, inquiry.agency, InquiryOutcome.FAILED, reason_fa=reason_fa, reason_en=reason_en)
+def _not_passed(inquiry: Inquiry, outcome: InquiryOutcome, reason: Reason, **values: object) -> InquiryResult:
+    """An inquiry that ended short of passing, with its reason's fields filled from `values`."""
+    reason_fa, reason_en = reason.filled(**values)
+    return InquiryResult(inquiry.id, inquiry.agency, outcome, reason_fa=reason_fa, reason_en=reason_en)
 
 
-def _unavailable(inquiry: Inquiry, reason_fa: str, reason_en: str) -> InquiryResult:
-    return InquiryResult(
-        inquiry.id, inquiry.agency, InquiryOutcome.UNAVAILABLE, reason_fa=reason_fa, reason_en=reason_en
-    )
+def _failed(inquiry: Inquiry, reason: Reason, **values: object) -> InquiryResult:
+    return _not_passed(inquiry, InquiryOutcome.FAILED, reason, **values)
 
 
-def _missing_field(inquiry: Inquiry, field: str, label_fa: str) -> InquiryResult:
-    return _failed(
-        inquiry,
-        f"فیلد «{label_fa}» ({field}) خالی است یا درست نیست؛ آن را وارد و درخواست را اصلاح کنید.",
-        f"The field {field} is missing or not valid; fill it in and submit a correction.",
-    )
+def _unavailable(inquiry: Inquiry, reason: Reason, **values: object) -> InquiryResult:
+    return _not_passed(inquiry, InquiryOutcome.UNAVAILABLE, reason, **values)
 
 
 async def _identity(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
@@ -135,17 +132,9 @@ async def _identity(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencie
         national_id=event.applicant.national_id, birth_date=event.applicant.birth_date
     )
     if not answer.match:
-        return _failed(
-            inquiry,
-            "تاریخ تولد با سابقهٔ ثبت احوال هم‌خوان نیست؛ آن را بررسی و اصلاح کنید.",
-            "The birth date does not match the civil registry's record; please check and correct it.",
-        )
+        return _failed(inquiry, BIRTH_DATE_MISMATCH)
     if not answer.alive:
-        return _failed(
-            inquiry,
-            "این کد ملی در ثبت احوال به نام فرد درگذشته ثبت شده است.",
-            "The civil registry records this national ID as deceased.",
-        )
+        return _failed(inquiry, DECEASED)
     return _passed(inquiry)
 
 
@@ -153,27 +142,17 @@ async def _mobile_ownership(inquiry: Inquiry, event: RequestSubmitted, agencies:
     registry = _configured(agencies.mobile_registry)
     if await registry.check_ownership(event.applicant.national_id, event.applicant.mobile):
         return _passed(inquiry)
-    return _failed(
-        inquiry,
-        "این شمارهٔ همراه به نام کد ملی شما ثبت نشده است؛ شماره‌ای را که به نام خودتان است وارد کنید.",
-        "This mobile number is not registered to your national ID: use a line in your own name.",
-    )
+    return _failed(inquiry, LINE_OF_ANOTHER)
 
 
 async def _postal_address(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
     postal = _configured(agencies.postal)
     postal_code = normalize_digits(event.fields.get("postal_code", "").strip())
     if not _POSTAL_CODE.fullmatch(postal_code):
-        return _missing_field(inquiry, "postal_code", "کد پستی")
+        return _failed(inquiry, MISSING_FIELD, field="postal_code", label_fa="کد پستی")
     if await postal.address(postal_code) is not None:
         return _passed(inquiry)
-    return _failed(
-        inquiry,
-        f"شرکت ملی پست نشانی‌ای برای کد پستی {to_persian_digits(postal_code)} ندارد؛ "
-        "کد پستی را از روی قبض برق یا گاز بررسی و اصلاح کنید.",
-        f"Iran Post has no address for postal code {postal_code}: check it on an electricity or gas bill "
-        "and submit a correction.",
-    )
+    return _failed(inquiry, UNKNOWN_POSTAL_CODE, postal_code=postal_code, postal_code_fa=to_persian_digits(postal_code))
 
 
 async def _tax_clearance(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
@@ -182,47 +161,26 @@ async def _tax_clearance(inquiry: Inquiry, event: RequestSubmitted, agencies: Ag
     if cleared:
         return _passed(inquiry)
     if debt_rials > 0:
-        return _failed(
-            inquiry,
-            f"بدهی مالیاتی {to_persian_digits(f'{debt_rials:,}').replace(',', '٬')} ریال دارید؛ "
-            "آن را از درگاه سازمان امور مالیاتی بپردازید و سپس درخواست را اصلاح کنید.",
-            f"Tax debt of {debt_rials:,} rials: settle it through the tax administration's gateway, "
-            "then submit a correction.",
-        )
-    return _failed(
-        inquiry,
-        "سازمان امور مالیاتی مفاصاحساب شما را تأیید نکرد؛ وضعیت پرونده را با ادارهٔ مالیات بررسی کنید.",
-        "The tax administration did not clear you: check your tax file with your tax office, then submit a correction.",
-    )
+        debt_fa = to_persian_digits(f"{debt_rials:,}").replace(",", "٬")
+        return _failed(inquiry, TAX_DEBT, debt=debt_rials, debt_fa=debt_fa)
+    return _failed(inquiry, NOT_TAX_CLEARED)
 
 
 async def _criminal_record(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
     judiciary = _configured(agencies.judiciary)
     if await judiciary.criminal_record(event.applicant.national_id):
         return _passed(inquiry)
-    return _failed(
-        inquiry,
-        "مرکز سجل قضایی برای این کد ملی سابقهٔ کیفری ثبت کرده است؛ اگر آن را نادرست می‌دانید، "
-        "با کد رهگیری اعتراض ثبت کنید.",
-        "The judiciary's records centre lists a criminal record for this national ID: if you believe it is "
-        "wrong, file a complaint with your tracking code.",
-    )
+    return _failed(inquiry, CRIMINAL_RECORD)
 
 
 async def _property_ownership(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
     registry = _configured(agencies.property_registry)
     property_id = event.fields.get("property_id", "").strip()
     if not property_id or len(property_id) > MAX_PROPERTY_ID_LENGTH:
-        return _missing_field(inquiry, "property_id", "شناسهٔ یکتای ملک")
+        return _failed(inquiry, MISSING_FIELD, field="property_id", label_fa="شناسهٔ یکتای ملک")
     if await registry.ownership(event.applicant.national_id, property_id):
         return _passed(inquiry)
-    return _failed(
-        inquiry,
-        f"سازمان ثبت اسناد و املاک شما را مالک ملک {property_id} نمی‌شناسد؛ شناسهٔ ملک را از روی سند "
-        "تک‌برگ بررسی و اصلاح کنید.",
-        f"The property registry does not list you as an owner of property {property_id}: check the id on "
-        "your single-page deed and submit a correction.",
-    )
+    return _failed(inquiry, NOT_PROPERTY_OWNER, property_id=property_id)
 
 
 Check = Callable[[Inquiry, RequestSubmitted, Agencies], Awaitable[InquiryResult]]
@@ -242,26 +200,18 @@ async def _run(check: Check, inquiry: Inquiry, event: RequestSubmitted, agencies
     try:
         return await check(inquiry, event, agencies)
     except _NotConfigured:
-        return _unavailable(
-            inquiry,
-            "استعلام از این دستگاه در این استقرار پیکربندی نشده است.",
-            f"Inquiries at {inquiry.agency} are not configured in this deployment.",
-        )
+        return _unavailable(inquiry, NOT_CONFIGURED, agency=inquiry.agency)
     except AgencyUnavailable:
-        return _unavailable(inquiry, "سامانهٔ دستگاه پاسخ نداد.", "The agency's system did not answer.")
+        return _unavailable(inquiry, NO_ANSWER)
     except AgencyRefused:
-        return _unavailable(inquiry, "پاسخ دستگاه قابل استفاده نبود.", "The agency's answer could not be used.")
+        return _unavailable(inquiry, UNUSABLE_ANSWER)
 
 
 async def run_inquiry(inquiry: Inquiry, event: RequestSubmitted, agencies: Agencies) -> InquiryResult:
     """One inquiry; an agency that stays down after its retry budget gives UNAVAILABLE, never an exception."""
     check = CHECKS.get((inquiry.agency, inquiry.check))
     if check is None:
-        return _unavailable(
-            inquiry,
-            "این استعلام هنوز به‌صورت برخط پشتیبانی نمی‌شود.",
-            "This inquiry is not supported online yet.",
-        )
+        return _unavailable(inquiry, NOT_ONLINE_YET)
     with count_attempts() as tally:
         result = await _run(check, inquiry, event, agencies)
     # Adapters that make no HTTP calls (or were refused before calling) still count as one attempt.

@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
-
-DEV_CACHE_KEY = "dev-only-inquiry-cache-key-change-me"
+from shared.settings import DevelopmentSecret, ServiceSettings
 
 
-class InquirySettings(BaseSettings):
+class InquirySettings(ServiceSettings):
     """Where the agencies are and how patiently inquiry asks them."""
 
-    model_config = SettingsConfigDict(env_prefix="INQUIRY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="INQUIRY_")
 
-    host: str = "127.0.0.1"
     port: int = 8083
     group_id: str = "inquiry"
     # Requests verified at once per replica (each request's own events still one after another): with agencies
@@ -45,23 +42,11 @@ class InquirySettings(BaseSettings):
     )
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     # Keys the answer cache's Redis keys (an HMAC of the inputs), so no national ID is ever a Redis key.
-    cache_key: SecretStr = SecretStr(DEV_CACHE_KEY)
+    cache_key: DevelopmentSecret = SecretStr("dev-only-inquiry-cache-key-change-me")
     catalog_dir: Path = DEFAULT_CATALOG_DIR
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _breaker_threshold_fits_its_window(self) -> InquirySettings:
         if self.breaker_failure_threshold > self.breaker_window:
             raise ValueError("INQUIRY_BREAKER_FAILURE_THRESHOLD cannot exceed INQUIRY_BREAKER_WINDOW")
-        return self
-
-    @model_validator(mode="after")
-    def _no_placeholder_secrets(self) -> InquirySettings:
-        if self.deployment.deployment_environment not in {"local", "test"} and (
-            self.cache_key.get_secret_value() == DEV_CACHE_KEY
-        ):
-            raise ValueError("INQUIRY_CACHE_KEY must be set to a secret outside local and test runs")
         return self

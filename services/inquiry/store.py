@@ -4,7 +4,6 @@ inputs and publish marks) and every statement on them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from shared.events import (
     parse_inbox_event,
     parse_request_event,
 )
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ class PublishMarks:
         self._task = asyncio.create_task(self._run(), name="inquiry-publish-marks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.flush()
 
 

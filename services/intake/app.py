@@ -21,10 +21,9 @@ from shared.events import (
     RequestSubmitted,
     ResultDelivered,
 )
-from shared.kafka import BusConnection, make_broker, publish_event
+from shared.kafka import BusConnection, publish_event
 from shared.redis_client import make_redis
-from shared.service_kit import Part, build_service_app, closing
-from shared.telemetry import make_tracer_provider
+from shared.service_kit import Part, ServiceKit, closing
 from shared.topics import Topic, core_topics
 
 from .adapters import TrackingClient
@@ -69,23 +68,19 @@ PUBLISHED: tuple[tuple[type[RequestSubmitted | CommandEvent], str], ...] = (
 def create_app(settings: IntakeSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build intake: one FastAPI app whose lifespan connects the Kafka producer."""
     settings = settings or IntakeSettings()
-    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
-    broker = make_broker(kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider)
+    kit = ServiceKit.of(SERVICE_NAME, settings, tracer_provider, consumes=False)
+    broker = kit.broker
     for schema, description in PUBLISHED:
         broker.publisher(
             Topic.REQUESTS, title=f"desk.requests:{schema.__name__}", description=description, schema=schema
         )
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics())
+    bus = kit.bus(core_topics())
     # One Redis client (short timeouts, no retries) shared by idempotency keys and rate limits.
     redis = make_redis(settings.redis.url)
-    intake = _intake(settings, broker=broker, bus=bus, redis=redis, tracer_provider=provider)
-    return build_service_app(
-        service=SERVICE_NAME,
+    intake = _intake(settings, broker=broker, bus=bus, redis=redis, tracer_provider=kit.tracer_provider)
+    return kit.app(
         title="Khedmat intake",
         description="The service catalog and the command side of the service desk (میز خدمت).",
-        version=settings.deployment.service_version,
-        http=settings.http,
-        tracer_provider=provider,
         # The upload route bounds its own body: its limit is the catalog's largest document (documents_api.py).
         body_limits={UPLOAD_PATH: None},
         routers=[requests_router, catalog_router, commands_router, documents_router],

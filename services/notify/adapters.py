@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from shared.kafka import scrub
 from shared.rate_limits import PacedRate
+from shared.telemetry import span_described_by_caller
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +246,19 @@ class SmtpEmailSender:
         pace: PacedRate | None = None,
     ) -> None:
         self.pace = pace
-        self.host = host
-        self.port = port
         self.mail_from = mail_from
-        self.starttls = starttls
-        self.timeout_s = timeout_s
-        self.username = username
-        self.password = password
         self.tracer = tracer or trace.get_tracer("notify")
         self.domain = mail_from.rpartition("@")[2] or "localhost"
+        # How each message reaches the relay (aiosmtplib.send's options); one connection per message.
+        self.relay: dict[str, Any] = {
+            "hostname": host,
+            "port": port,
+            "start_tls": starttls,
+            "use_tls": False,
+            "timeout": timeout_s,
+            "username": username,
+            "password": password,
+        }
 
     def build(self, *, to: str, subject: str, body: str, message_key: str) -> EmailMessage:
         """The message: From, To, Subject (RFC 2047 encoded when needed), Date and a stable Message-ID."""
@@ -274,29 +279,14 @@ class SmtpEmailSender:
         if self.pace is not None:
             await self.pace.acquire()
         attributes: dict[str, str | int] = {
-            "server.address": self.host,
-            "server.port": self.port,
+            "server.address": self.relay["hostname"],
+            "server.port": self.relay["port"],
             "network.transport": "tcp",
         }
-        with self.tracer.start_as_current_span(
-            "smtp send",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with span_described_by_caller(self.tracer, "smtp send", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
                 await aiosmtplib.send(
-                    message.as_bytes(policy=WIRE_POLICY),
-                    sender=self.mail_from,
-                    recipients=[to],
-                    hostname=self.host,
-                    port=self.port,
-                    start_tls=self.starttls,
-                    use_tls=False,
-                    timeout=self.timeout_s,
-                    username=self.username,
-                    password=self.password,
+                    message.as_bytes(policy=WIRE_POLICY), sender=self.mail_from, recipients=[to], **self.relay
                 )
             except Exception as error:
                 failure = _classify_smtp_error(error)

@@ -16,12 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.events import NotificationOutcome
-from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
+from shared.kafka import BusConnection, publish_event
 from shared.rate_limits import PacedRate
 from shared.redis_client import make_redis
-from shared.service_kit import Part, build_service_app, closing, supervised
-from shared.subscriptions import ConsumerParts, build_consumers
-from shared.telemetry import make_tracer_provider
+from shared.service_kit import Part, ServiceKit, closing, supervised
 from shared.topics import Topic, core_topics
 
 from .adapters import FailoverSmsGateway, KavenegarSmsClient, SmtpEmailSender
@@ -82,34 +80,25 @@ def send_policy(settings: NotifySettings, *, gateways: int) -> SendPolicy:
 def create_app(settings: NotifySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build notify: one FastAPI app whose lifespan creates the tables, then connects the consumers."""
     settings = settings or NotifySettings()
-    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    kit = ServiceKit.of(SERVICE_NAME, settings, tracer_provider)
     engine = make_engine(settings.database_url)
     redis = make_redis(settings.redis.url)
-    sms = _sms_gateway(settings, redis=redis, tracer_provider=provider)
+    sms = _sms_gateway(settings, redis=redis, tracer_provider=kit.tracer_provider)
     notify = Notify(
         sessions=make_sessionmaker(engine),
         sms=sms,
-        email=_email_sender(settings, redis=redis, tracer_provider=provider),
+        email=_email_sender(settings, redis=redis, tracer_provider=kit.tracer_provider),
         renderer=Renderer(load_catalog()),
         group_id=settings.group_id,
         contact_wait_s=settings.contact_wait_s,
         quiet=parse_quiet_hours(settings.quiet_hours),
         policy=send_policy(settings, gateways=len(sms.gateways)),
     )
-    dead_letters = DeadLetterPolicy()
-    broker = make_broker(
-        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
-    )
     declared = subscriptions(notify, concurrency=settings.concurrency)
-    consumers = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=consumers)
-    return build_service_app(
-        service=SERVICE_NAME,
+    bus = kit.bus(core_topics(), kit.consumers(declared))
+    return kit.app(
         title="Khedmat notify",
         description="Tells citizens by SMS and email when their request changes status (اطلاع‌رسانی).",
-        version=settings.deployment.service_version,
-        http=settings.http,
-        tracer_provider=provider,
         routers=[internal_router],
         # Started in order, stopped in reverse. Tables first: a consumer that starts before them would fail its
         # first messages. At stop the background loops are cancelled first, then the bus (its consumers drain).

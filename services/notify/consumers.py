@@ -9,6 +9,7 @@ second, and desk.requests carries every lifecycle event). The AsyncAPI document 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from shared.events import NotificationOutcome, RequestSubmitted, StatusChanged
 from shared.kafka import PermanentError
@@ -78,13 +79,6 @@ async def _notify_when_contact_known(deps: Notify, event: StatusChanged) -> list
 def subscriptions(deps: Notify, *, concurrency: int) -> list[Subscription]:
     """notify's two subscriptions, key-ordered, each in a consumer group of its own (the topics are read
     independently: a status change waits in place a little for its contact, `_notify_when_contact_known`)."""
-
-    async def handle_request(record: Record) -> None:
-        await handle_request_record(deps, record)
-
-    async def handle_status(record: Record) -> None:
-        await handle_status_record(deps, record)
-
     return [
         Subscription(
             name="notify-contacts",
@@ -92,7 +86,7 @@ def subscriptions(deps: Notify, *, concurrency: int) -> list[Subscription]:
             group=f"{deps.group_id}-contacts",
             events=(RequestSubmitted,),
             description=CONTACTS_SUBSCRIPTION_DESCRIPTION,
-            handler=handle_request,
+            handler=partial(handle_request_record, deps),
             concurrency=concurrency,
         ),
         Subscription(
@@ -101,7 +95,7 @@ def subscriptions(deps: Notify, *, concurrency: int) -> list[Subscription]:
             group=deps.group_id,
             events=(StatusChanged,),
             description=STATUS_SUBSCRIPTION_DESCRIPTION,
-            handler=handle_status,
+            handler=partial(handle_status_record, deps),
             concurrency=concurrency,
         ),
     ]

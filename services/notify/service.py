@@ -19,6 +19,7 @@ from .adapters_templates import Renderer
 from .domain import URGENT_STATUSES, Channel, NotificationState, QuietHours, can_send, channels_for
 from .store import (
     Contact,
+    RoundEnd,
     Sessions,
     claim_notification,
     count_attempt,
@@ -275,9 +276,10 @@ async def deliver(
         return None
     tries = min(policy.tries_per_delivery, policy.attempt_budget - notification.attempts)
     if tries <= 0:
-        return await _finish(
+        end = await record_round(
             sessions, notification_id, budget=policy.attempt_budget, delivered=False, error="attempt budget spent"
         )
+        return _counted(end, notification_id, delivered=False)
     provider_id: str | None = None
     try:
         async for attempt in _retrying(policy, tries):
@@ -294,7 +296,7 @@ async def deliver(
             error,
             extra={"tracking_code": notification.tracking_code},
         )
-        return await _finish(
+        end = await record_round(
             sessions,
             notification_id,
             budget=policy.attempt_budget,
@@ -302,36 +304,20 @@ async def deliver(
             retryable=error.retryable,
             error=str(error),
         )
+        return _counted(end, notification_id, delivered=False)
     except BaseException:
         # Not a send failure (the database, a cancellation): give the lease back so a redelivery can retry
         # at once rather than after it runs out. Best effort: a crash leaves it to run out instead.
         await release_lease(sessions, notification_id)
         raise
-    return await _finish(
+    end = await record_round(
         sessions, notification_id, budget=policy.attempt_budget, delivered=True, provider_id=provider_id
     )
+    return _counted(end, notification_id, delivered=True)
 
 
-async def _finish(
-    sessions: Sessions,
-    notification_id: int,
-    *,
-    budget: int,
-    delivered: bool,
-    retryable: bool = False,
-    provider_id: str | None = None,
-    error: str | None = None,
-) -> NotificationState:
-    """Record how a round of attempts ended (the lease given back), and count and log it."""
-    end = await record_round(
-        sessions,
-        notification_id,
-        budget=budget,
-        delivered=delivered,
-        retryable=retryable,
-        provider_id=provider_id,
-        error=error,
-    )
+def _counted(end: RoundEnd, notification_id: int, *, delivered: bool) -> NotificationState:
+    """Count and log how a round of attempts ended (recorded, the lease given back, by `record_round`)."""
     if delivered:
         NOTIFICATIONS.labels(end.channel, "sent").inc()
         log.info(

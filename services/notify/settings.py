@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.notify.domain import parse_quiet_hours
 from shared.rate_limits import parse_limits
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
-
-DEV_SMS_API_KEY = "sandbox-sms-key"
-
+from shared.settings import DevelopmentSecret, ServiceSettings
 
 # Shared with tracking's development default (TRACKING_NOTIFY_KEY), so a local desk works out of the box.
 DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
-DEV_RECEIPT_TOKEN = "dev-only-receipt-token"
 
 
-class NotifySettings(BaseSettings):
+class NotifySettings(ServiceSettings):
     """How notify listens, where it keeps its records, how it reaches the SMS gateway and mail relay."""
 
-    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_")
 
-    host: str = "127.0.0.1"
     port: int = 8084
     database_url: str = "sqlite+aiosqlite:///var/notify.db"
     sms_base_url: str = "http://127.0.0.1:8091"
     # Kavenegar puts the key in the URL path, so it is a secret that must stay out of logs, errors and spans.
-    sms_api_key: SecretStr = SecretStr(DEV_SMS_API_KEY)
+    sms_api_key: DevelopmentSecret = SecretStr("sandbox-sms-key")
     sms_sender: str = "10004346"
     # A second gateway to fail over to (same API shape), used when set; its key is as secret as the first's.
     sms_fallback_base_url: str | None = None
@@ -49,10 +44,10 @@ class NotifySettings(BaseSettings):
     smtp_rate_limit: str = "50/second"
     # How often notification outcomes not yet on desk.notifications are looked for (when none are pending).
     outcome_every_s: float = Field(default=1.0, gt=0)
-    # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
-    receipt_token: SecretStr = SecretStr(DEV_RECEIPT_TOKEN)
     # What tracking presents to have a one-time code texted to a request's applicant (internal route).
-    internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
+    internal_key: DevelopmentSecret = SecretStr(DEV_INTERNAL_KEY)
+    # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
+    receipt_token: DevelopmentSecret = SecretStr("dev-only-receipt-token")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=1, le=65535)
     # True demands STARTTLS and fails when the relay does not offer it; False speaks plain SMTP (a local
@@ -66,10 +61,6 @@ class NotifySettings(BaseSettings):
     # How long a status change waits in place for its request's contact (read from the other topic) before
     # it is handed back for redelivery; covers a contacts consumer that is catching up on a backlog.
     contact_wait_s: float = Field(default=10.0, ge=0)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
 
     @model_validator(mode="after")
     def _quiet_hours_readable(self) -> NotifySettings:
@@ -81,20 +72,4 @@ class NotifySettings(BaseSettings):
         for rate in (self.sms_rate_limit, self.sms_fallback_rate_limit, self.smtp_rate_limit):
             if rate is not None:
                 parse_limits(rate)
-        return self
-
-    @model_validator(mode="after")
-    def _no_placeholder_secrets(self) -> NotifySettings:
-        if self.deployment.deployment_environment not in {"local", "test"} and (
-            self.sms_api_key.get_secret_value() == DEV_SMS_API_KEY
-        ):
-            raise ValueError("NOTIFY_SMS_API_KEY must be set to a secret outside local and test runs")
-        if self.deployment.deployment_environment not in {"local", "test"} and (
-            self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
-        ):
-            raise ValueError("NOTIFY_INTERNAL_KEY must be set to a secret outside local and test runs")
-        if self.deployment.deployment_environment not in {"local", "test"} and (
-            self.receipt_token.get_secret_value() == DEV_RECEIPT_TOKEN
-        ):
-            raise ValueError("NOTIFY_RECEIPT_TOKEN must be set to a secret outside local and test runs")
         return self

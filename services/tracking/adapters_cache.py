@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from shared.rate_limits import REDIS_FAILURES
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,8 @@ class ChangeFeed:
             self._task = asyncio.create_task(self._listen(), name="tracking-change-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _listen(self) -> None:
         assert self.redis is not None

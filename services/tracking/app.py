@@ -16,15 +16,13 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
 from shared.events import SlaBreached
-from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
+from shared.kafka import BusConnection, publish_event
 from shared.redis_client import make_redis
-from shared.service_kit import Part, build_service_app, closing, supervised
-from shared.subscriptions import ConsumerParts, build_consumers
-from shared.telemetry import make_tracer_provider
+from shared.service_kit import Part, ServiceKit, closing, supervised
 from shared.topics import Topic, core_topics
 
 from .adapters_cache import ChangeFeed, StatusCache
-from .adapters_throttle import LookupThrottle
+from .adapters_throttle import LOOKUP_THROTTLE_PREFIX, LookupThrottle
 from .consumers import PUBLICATIONS, Tracking, projection_consumer, subscriptions
 from .domain_terms import catalog_terms
 from .history_api import router as history_router
@@ -47,16 +45,13 @@ SOURCE = "/khedmat/tracking"
 def create_app(settings: TrackingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build tracking: the projection's tables are created before the consumer starts folding."""
     settings = settings or TrackingSettings()
-    provider = tracer_provider or make_tracer_provider(SERVICE_NAME, deployment=settings.deployment)
+    kit = ServiceKit.of(SERVICE_NAME, settings, tracer_provider)
+    provider = kit.tracer_provider
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    dead_letters = DeadLetterPolicy()
-    broker = make_broker(
-        kafka=settings.kafka, client_id=SERVICE_NAME, tracer_provider=provider, dead_letters=dead_letters
-    )
     lookup_key = settings.lookup_key.get_secret_value().encode()
     relay = OutboxRelay(
-        sessions=sessions, broker=broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
+        sessions=sessions, broker=kit.broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
     projector = _projector(settings, sessions=sessions, lookup_key=lookup_key, tracer_provider=provider)
     redis = make_redis(settings.redis.url)
@@ -74,16 +69,12 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         on_stored=deps.cache.changed,
         notifications_concurrency=settings.notifications_concurrency,
     )
-    consumer, outcomes = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
-    watcher = _sla_watcher(settings, sessions=sessions, broker=broker)
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
-    return build_service_app(
-        service=SERVICE_NAME,
+    consumer, outcomes = kit.consumers(declared)
+    watcher = _sla_watcher(settings, sessions=sessions, broker=kit.broker)
+    bus = kit.bus(core_topics(), [consumer, outcomes])
+    return kit.app(
         title="Khedmat tracking",
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
-        version=settings.deployment.service_version,
-        http=settings.http,
-        tracer_provider=provider,
         routers=[router, history_router, internal_router],
         parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher),
         bus=bus,
@@ -155,24 +146,24 @@ def _projector(
 def _tracking(settings: TrackingSettings, *, sessions: Sessions, redis: aioredis.Redis, lookup_key: bytes) -> Tracking:
     """The routes' dependencies: throttles, the status cache and its change feed, history tokens, one-time codes."""
     cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
+
+    def throttle(per_client: str, per_code: str, key_prefix: str = LOOKUP_THROTTLE_PREFIX) -> LookupThrottle:
+        return LookupThrottle(
+            redis, per_client=per_client, per_code=per_code, code_key=lookup_key, key_prefix=key_prefix
+        )
+
     return Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
-        throttle=LookupThrottle(
-            redis,
-            per_client=settings.lookup_limit_per_client,
-            per_code=settings.lookup_limit_per_code,
-            code_key=lookup_key,
-        ),
+        throttle=throttle(settings.lookup_limit_per_client, settings.lookup_limit_per_code),
         cache=cache,
         changes=ChangeFeed(redis, cache, poll_s=settings.stream_poll_s),
         stream_max_s=settings.stream_max_s,
         tokens=HistoryTokens(lookup_key, ttl_s=settings.history_token_ttl_s),
-        code_throttle=LookupThrottle(
-            redis,
-            per_client=settings.one_time_code_limit_per_client,
-            per_code=settings.one_time_code_limit_per_national_id,
-            code_key=lookup_key,
+        # The one-time codes' own budgets: per client and per national ID (its digest counted as the code).
+        code_throttle=throttle(
+            settings.one_time_code_limit_per_client,
+            settings.one_time_code_limit_per_national_id,
             key_prefix="khedmat:tracking:one-time-code",
         ),
         codes=OneTimeCodes(redis, key=lookup_key, ttl_s=settings.one_time_code_ttl_s),

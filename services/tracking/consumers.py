@@ -16,10 +16,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -29,7 +29,8 @@ from prometheus_client import Counter, Histogram
 
 from shared.envelope import decode_headers
 from shared.events import EventBase, NotificationOutcome, RequestEvent, SlaBreached, StatusChanged
-from shared.kafka import LAG_EVERY_S, Consumer, DeadLetterPolicy, make_consumer, record_lag, scrub
+from shared.group_member import GroupMember
+from shared.kafka import Consumer, DeadLetterPolicy, scrub
 from shared.keyed_consumer import Record
 from shared.settings import KafkaSettings
 from shared.subscriptions import ConsumerParts, Kind, Publication, Subscription, read_event, read_record
@@ -124,8 +125,10 @@ class ResumeFromProjection(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("resuming %s from the projection's offsets %s", topic, stored)
 
 
-class ProjectionConsumer:
+class ProjectionConsumer(GroupMember):
     """Consumes a topic in batches and folds each batch into the projection; the live half of tracking."""
+
+    loop_name = "fold"
 
     def __init__(
         self,
@@ -141,50 +144,27 @@ class ProjectionConsumer:
         max_batch: int = 500,
         on_folded: Callable[[int], None] = lambda changes: None,
     ) -> None:
-        self.kafka = kafka
-        self.topic = topic
-        self.group_id = group_id
+        super().__init__(kafka, topic, group_id, dead_letters, client_id, tracer_provider, "khedmat.tracking.consumer")
         self.projector = projector
-        self.dead_letters = dead_letters
-        self.client_id = client_id
-        self.tracer = tracer_provider.get_tracer("khedmat.tracking.consumer")
         self.from_beginning = new_projection_start == "beginning"
         self.max_batch = max_batch
         self.on_folded = on_folded
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._folded = FOLDED.labels("live")
         self._seconds = BATCH_SECONDS.labels("live")
 
-    async def start(self) -> None:
-        """Join the group and fold in the background."""
-        consumer = make_consumer(self.kafka, group_id=self.group_id, client_id=self.client_id)
-        listener = ResumeFromProjection(self.projector, lambda: self._consumer, from_beginning=self.from_beginning)
-        consumer.subscribe([self.topic], listener=listener)
-        # Known to the listener before start(): the first assignment may come while start() still runs.
-        self._consumer = consumer
-        await consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"fold-{self.topic}")
+    def _listener(self) -> ConsumerRebalanceListener:
+        return ResumeFromProjection(self.projector, lambda: self._consumer, from_beginning=self.from_beginning)
 
     async def stop(self) -> None:
         """Stop after the batch in hand is folded (or abandoned: it is refolded from the stored offsets)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self._stop_loop()
+        await self._leave()
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        last_lag = 0.0
         while True:
             fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-            if time.monotonic() - last_lag >= LAG_EVERY_S:
-                last_lag = time.monotonic()
-                await record_lag(self._consumer, self.group_id)
+            await self._record_lag_now_and_then(self._consumer)
             records = [record for batch in fetched.values() for record in batch]
             if records:
                 await self.fold(records)
@@ -263,10 +243,6 @@ def subscriptions(
     notifications_concurrency: int,
 ) -> list[Subscription]:
     """tracking's two subscriptions: the projection's fold of desk.requests, and the notification outcomes."""
-
-    async def handle_notification(record: Record) -> None:
-        await handle_notification_record(record, sessions=sessions, on_stored=on_stored)
-
     return [
         Subscription(
             name="tracking",
@@ -284,7 +260,7 @@ def subscriptions(
             group=f"{group_id}-notifications",
             events=(NotificationOutcome,),
             description=NOTIFICATIONS_DESCRIPTION,
-            handler=handle_notification,
+            handler=partial(handle_notification_record, sessions=sessions, on_stored=on_stored),
             concurrency=notifications_concurrency,
         ),
     ]
@@ -297,13 +273,10 @@ def projection_consumer(
 
     def build(subscription: Subscription, parts: ConsumerParts) -> Consumer:
         return ProjectionConsumer(
-            kafka=parts.kafka,
+            **parts.arguments(),
             topic=subscription.topic,
             group_id=subscription.group,
             projector=projector,
-            dead_letters=parts.dead_letters,
-            client_id=parts.client_id,
-            tracer_provider=parts.tracer_provider,
             new_projection_start=new_projection_start,
             max_batch=subscription.concurrency,
             on_folded=on_folded,

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 from shared.domain.digits import to_persian_digits
 from shared.domain.jalali import to_jalali_text
-from shared.domain.state_machine import RequestState, Trigger
+from shared.domain.state_machine import STATE_NAMES, RequestState, Trigger
 from shared.events import (
     AgencyCommand,
     ComplaintFiled,
     ComplaintResolved,
     CorrectionSubmitted,
     Decision,
+    EventBase,
     InquiryCompleted,
     InquiryOutcome,
     NextStep,
@@ -62,27 +63,26 @@ _WAITING_IN_STATE: dict[RequestState, tuple[str | None, str | None]] = {
 }
 
 
+# The trigger of each event type whose trigger does not depend on what the event says.
+_TRIGGERS: dict[type[EventBase], Trigger] = {
+    RequestSubmitted: Trigger.SUBMIT,
+    InquiryCompleted: Trigger.INQUIRY_DONE,
+    CorrectionSubmitted: Trigger.SUBMIT_CORRECTION,
+    RequestCancelled: Trigger.CANCEL,
+    ComplaintFiled: Trigger.FILE_COMPLAINT,
+    ComplaintResolved: Trigger.RESOLVE_COMPLAINT,
+    SlaBreached: Trigger.BREACH_SLA,
+    ResultDelivered: Trigger.DELIVER_RESULT,
+}
+
+
 def trigger_for(event: RequestEvent) -> Trigger:
     """The state-machine trigger an event carries."""
-    if isinstance(event, RequestSubmitted):
-        return Trigger.SUBMIT
-    if isinstance(event, InquiryCompleted):
-        return Trigger.INQUIRY_DONE
     if isinstance(event, VerificationCompleted):
         return _VERIFIED[event.next_step]
-    if isinstance(event, CorrectionSubmitted):
-        return Trigger.SUBMIT_CORRECTION
-    if isinstance(event, RequestCancelled):
-        return Trigger.CANCEL
-    if isinstance(event, ComplaintFiled):
-        return Trigger.FILE_COMPLAINT
-    if isinstance(event, ComplaintResolved):
-        return Trigger.RESOLVE_COMPLAINT
     if isinstance(event, RequestDecided):
         return _DECIDED[event.decision]
-    if isinstance(event, SlaBreached):
-        return Trigger.BREACH_SLA
-    return Trigger.DELIVER_RESULT
+    return _TRIGGERS[type(event)]
 
 
 @dataclass(frozen=True)
@@ -323,18 +323,6 @@ def states_overtaken_by(arriving: str) -> list[str]:
     return [stored for stored in NOTIFICATION_STATES if notification_outcome_wins(stored, arriving)]
 
 
-# The status a notification told about, as the citizen reads it.
-_STATE_NAMES: dict[RequestState, tuple[str, str]] = {
-    RequestState.SUBMITTED: ("ثبت‌شده", "submitted"),
-    RequestState.AWAITING_PAYMENT: ("در انتظار پرداخت", "awaiting payment"),
-    RequestState.VERIFYING: ("در حال بررسی", "being verified"),
-    RequestState.NEEDS_CORRECTION: ("نیازمند اصلاح", "needs correction"),
-    RequestState.IN_REVIEW: ("در حال بررسی کارشناس", "in the agency's review"),
-    RequestState.APPROVED: ("تأییدشده", "approved"),
-    RequestState.DELIVERED: ("تحویل‌شده", "delivered"),
-    RequestState.REJECTED: ("ردشده", "rejected"),
-    RequestState.CANCELLED: ("لغوشده", "cancelled"),
-}
 _CHANNEL_NAMES: dict[str, tuple[str, str]] = {"sms": ("پیامک", "SMS"), "email": ("ایمیل", "email")}
 _OUTCOME_WORDS: dict[tuple[str, str], tuple[str, str]] = {
     ("sms", "sent"): ("ارسال شد", "was sent"),
@@ -349,7 +337,7 @@ _OUTCOME_WORDS: dict[tuple[str, str], tuple[str, str]] = {
 def describe_notification(status: str, channel: str, state: str) -> tuple[str, str]:
     """Timeline-style words (Persian, English) for one notification: which status it told about, how it went."""
     try:
-        status_fa, status_en = _STATE_NAMES[RequestState(status)]
+        status_fa, status_en = STATE_NAMES[RequestState(status)]
     except ValueError:  # a state a newer build added: its code reads better than nothing
         status_fa, status_en = status, status
     channel_fa, channel_en = _CHANNEL_NAMES.get(channel, (channel, channel))

@@ -201,27 +201,33 @@ def notifications_out(entries: Sequence[TimelineEntry], rows: Sequence[Notificat
     return shown
 
 
+# The answer's fields that are the projected row's own columns, as they are.
+_AS_PROJECTED = (
+    "tracking_code",
+    "service_id",
+    "catalog_version",
+    "status",
+    "sla_breached",
+    "complaint_open",
+    "waiting_for_fa",
+    "waiting_for_en",
+    "waiting_since",
+    "submitted_at",
+    "updated_at",
+    "duration_working_days",
+    "due_on",
+)
+
+
 def status_of(
     record: RequestRecord, entries: list[TimelineEntry], notifications: Sequence[NotificationRecord] = ()
 ) -> StatusOut:
     """The citizen's view of a projected request."""
     result = json.loads(record.result) if record.result else None
     return StatusOut(
-        tracking_code=record.tracking_code,
-        service_id=record.service_id,
-        catalog_version=record.catalog_version,
-        status=record.status,
-        sla_breached=record.sla_breached,
-        complaint_open=record.complaint_open,
-        waiting_for_fa=record.waiting_for_fa,
-        waiting_for_en=record.waiting_for_en,
-        waiting_since=record.waiting_since,
-        submitted_at=record.submitted_at,
+        **{name: getattr(record, name) for name in _AS_PROJECTED},
         submitted_at_jalali=to_jalali_datetime_text(record.submitted_at),
-        updated_at=record.updated_at,
         updated_at_jalali=to_jalali_datetime_text(record.updated_at),
-        duration_working_days=record.duration_working_days,
-        due_on=record.due_on,
         due_on_jalali=to_jalali_text(record.due_on) if record.due_on else None,
         overdue=record.sla_breached,
         documents=[DocumentOut.model_validate(item) for item in json.loads(record.documents)],

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Protocol
 
-from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
 
@@ -18,10 +18,16 @@ from .store import Sessions, mark_published, pending_outbox
 log = logging.getLogger(__name__)
 
 
+class RecordPublisher(Protocol):
+    """Publishes one record as it was stored (value, key and headers ready): what the relay needs of a broker."""
+
+    async def publish(self, message: bytes, topic: str, *, key: bytes, headers: dict[str, str]) -> object: ...
+
+
 class OutboxRelay:
     """Moves committed outbox rows to Kafka; a crash between commit and publish only delays them."""
 
-    def __init__(self, *, sessions: Sessions, broker: KafkaBroker, tracer: Tracer, poll_s: float) -> None:
+    def __init__(self, *, sessions: Sessions, broker: RecordPublisher, tracer: Tracer, poll_s: float) -> None:
         self.sessions = sessions
         self.broker = broker
         self.tracer = tracer

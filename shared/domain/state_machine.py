@@ -52,18 +52,19 @@ class Trigger(StrEnum):
     BREACH_SLA = "breach_sla"
 
 
-# Persian names for the timeline's words about a refused event (a citizen reads them).
-STATE_FA: dict[RequestState, str] = {
-    RequestState.SUBMITTED: "ثبت‌شده",
-    RequestState.AWAITING_PAYMENT: "در انتظار پرداخت",
-    RequestState.VERIFYING: "در حال بررسی",
-    RequestState.NEEDS_CORRECTION: "نیازمند اصلاح",
-    RequestState.IN_REVIEW: "در حال بررسی کارشناس",
-    RequestState.APPROVED: "تأییدشده",
-    RequestState.DELIVERED: "تحویل‌شده",
-    RequestState.REJECTED: "ردشده",
-    RequestState.CANCELLED: "لغوشده",
+# The states' names as a citizen reads them (Persian, English): the timeline's words and notifications.
+STATE_NAMES: dict[RequestState, tuple[str, str]] = {
+    RequestState.SUBMITTED: ("ثبت‌شده", "submitted"),
+    RequestState.AWAITING_PAYMENT: ("در انتظار پرداخت", "awaiting payment"),
+    RequestState.VERIFYING: ("در حال بررسی", "being verified"),
+    RequestState.NEEDS_CORRECTION: ("نیازمند اصلاح", "needs correction"),
+    RequestState.IN_REVIEW: ("در حال بررسی کارشناس", "in the agency's review"),
+    RequestState.APPROVED: ("تأییدشده", "approved"),
+    RequestState.DELIVERED: ("تحویل‌شده", "delivered"),
+    RequestState.REJECTED: ("ردشده", "rejected"),
+    RequestState.CANCELLED: ("لغوشده", "cancelled"),
 }
+STATE_FA: dict[RequestState, str] = {state: fa for state, (fa, _en) in STATE_NAMES.items()}
 TRIGGER_FA: dict[Trigger, str] = {
     Trigger.SUBMIT: "ثبت درخواست",
     Trigger.REQUIRE_PAYMENT: "درخواست پرداخت",

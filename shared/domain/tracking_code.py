@@ -75,29 +75,27 @@ class DecodedCode:
 
 # --- Verhoeff -------------------------------------------------------------------------------------
 
-_VERHOEFF_D: Final = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
-    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
-    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
-    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
-    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
-    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
-    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
-    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
-    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-)
-_VERHOEFF_P: Final = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
-    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
-    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
-    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
-    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
-    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
-    (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
-)
-_VERHOEFF_INV: Final = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
+
+def _dihedral_product(j: int, k: int) -> int:
+    """j·k in the dihedral group D5, its elements numbered 0-4 (rotations) and 5-9 (reflections)."""
+    if j < 5:
+        return (j + k) % 5 + (0 if k < 5 else 5)
+    return (j - k) % 5 + (5 if k < 5 else 0)
+
+
+def _permutation_powers(first: tuple[int, ...], count: int) -> tuple[tuple[int, ...], ...]:
+    """The identity and the next `count - 1` powers of the permutation `first`."""
+    rows = [tuple(range(10))]
+    while len(rows) < count:
+        rows.append(tuple(first[digit] for digit in rows[-1]))
+    return tuple(rows)
+
+
+# Verhoeff's tables, built from their definitions: D5's product, the powers of Verhoeff's permutation of the
+# digits (position i uses the i-th power, i mod 8), and each element's inverse in D5.
+_VERHOEFF_D: Final = tuple(tuple(_dihedral_product(j, k) for k in range(10)) for j in range(10))
+_VERHOEFF_P: Final = _permutation_powers((1, 5, 7, 6, 2, 8, 3, 0, 9, 4), 8)
+_VERHOEFF_INV: Final = tuple(next(k for k in range(10) if _VERHOEFF_D[j][k] == 0) for j in range(10))
 
 
 def _verhoeff_checksum(digits: str, offset: int) -> int:

@@ -635,7 +635,7 @@ class FakeBroker:
 def relay_for(sessions: Sessions, broker: FakeBroker) -> OutboxRelay:
     return OutboxRelay(
         sessions=sessions,
-        broker=broker,  # type: ignore[arg-type]
+        broker=broker,
         tracer=TracerProvider().get_tracer("t"),
         poll_s=0.01,
     )
