@@ -12,7 +12,7 @@ from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings,
 DEV_SMS_API_KEY = "sandbox-sms-key"
 
 
-# Shared with tracking's development default (TRACKING_NOTIFY_KEY), so a local desk works out of the box.
+# Shared with identity's development default (IDENTITY_NOTIFY_KEY), so a local desk works out of the box.
 DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
 DEV_RECEIPT_TOKEN = "dev-only-receipt-token"
 
@@ -51,7 +51,7 @@ class NotifySettings(BaseSettings):
     outcome_every_s: float = Field(default=1.0, gt=0)
     # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
     receipt_token: SecretStr = SecretStr(DEV_RECEIPT_TOKEN)
-    # What tracking presents to have a one-time code texted to a request's applicant (internal route).
+    # What the desk's services present on the internal routes (identity, to have a sign-in code texted).
     internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=1, le=65535)

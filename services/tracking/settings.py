@@ -9,11 +9,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
+from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings, SessionSettings
 
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
-# notify's development default (NOTIFY_INTERNAL_KEY).
-DEV_NOTIFY_KEY = "dev-only-internal-key-change-me"
 # What intake presents on tracking's internal route; intake's development default (INTAKE_TRACKING_KEY) is the same.
 DEV_INTERNAL_KEY = "dev-only-tracking-internal-key-change-me"
 
@@ -46,16 +44,9 @@ class TrackingSettings(BaseSettings):
     # Lookup budgets (limits' syntax, several joined by ";"), per client address and per tracking code.
     lookup_limit_per_client: str = "30/minute;300/hour"
     lookup_limit_per_code: str = "10/minute;50/day"
-    # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
-    # History login: notify texts the one-time code (it holds the mobiles); its internal route's key.
-    notify_url: str = "http://127.0.0.1:8084"
-    notify_key: SecretStr = SecretStr(DEV_NOTIFY_KEY)
     # What the other services (intake, checking a command) present on tracking's internal route.
     internal_key: SecretStr = SecretStr(DEV_INTERNAL_KEY)
-    one_time_code_ttl_s: int = Field(default=300, ge=60, le=900)
-    one_time_code_limit_per_client: str = "10/hour"
-    one_time_code_limit_per_national_id: str = "3/10minutes;10/day"
-    history_token_ttl_s: int = Field(default=900, ge=60, le=3600)
+    # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
     lookup_cache_ttl_s: int = Field(default=30, ge=1, le=3600)
     # A live stream (SSE) ends after this long; the client reconnects. Without Redis it re-reads this often.
     stream_max_s: float = Field(default=1800.0, gt=0)
@@ -64,6 +55,8 @@ class TrackingSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
+    # Where identity publishes the keys of citizens' access tokens (the history takes a session).
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> TrackingSettings:
@@ -71,10 +64,6 @@ class TrackingSettings(BaseSettings):
             self.lookup_key.get_secret_value() == DEV_LOOKUP_KEY
         ):
             raise ValueError("TRACKING_LOOKUP_KEY must be set to a secret outside local and test runs")
-        if self.deployment.deployment_environment not in {"local", "test"} and (
-            self.notify_key.get_secret_value() == DEV_NOTIFY_KEY
-        ):
-            raise ValueError("TRACKING_NOTIFY_KEY must be set to a secret outside local and test runs")
         if self.deployment.deployment_environment not in {"local", "test"} and (
             self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
         ):
