@@ -70,7 +70,7 @@ def _out(row: Notification) -> NotificationOut:
     )
 
 
-# --- internal: one-time codes for tracking --------------------------------------------------------
+# --- internal: the desk's own services only (the internal key) ----------------------------------
 
 internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
 
