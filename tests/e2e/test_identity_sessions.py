@@ -27,7 +27,7 @@ from services.identity.adapters_keys import new_private_jwk
 from shared.domain.digits import to_persian_digits
 from shared.sessions import SIGNING_ALGORITHM, citizen_claims
 from testkit.data import living_national_id, submission
-from testkit.harness import NOTIFY_KEY, Stack
+from testkit.harness import NOTIFY_KEY, SERVICES, Stack
 from testkit.identity import (
     ask_for_code,
     bearer,
@@ -124,6 +124,10 @@ def test_sign_in_with_another_persons_national_id_texts_nothing_and_opens_nothin
     assert granted.json()["token_type"] == "Bearer" and granted.json()["expires_in_s"] == 300
     assert victim not in granted.json()["refresh_token"]
     assert_problem(verify(stack, victim, victims_mobile, code), 401)
+    # Nothing personal in any service's log: not the national ID nor either mobile (a 6-digit code could match a
+    # timestamp's microseconds by chance, so it is not searched for; no log line is written with it).
+    logs = "\n".join(stack.processes[name].log_path.read_text() for name in SERVICES)
+    assert [secret for secret in (victim, victims_mobile, attacker) if secret in logs] == []
 
 
 def test_a_refresh_rotates_and_a_reused_refresh_token_ends_the_session(stack: Stack) -> None:
