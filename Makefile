@@ -35,7 +35,7 @@ infra-down: ## Stop exactly the Kafka, Redis and PostgreSQL that infra-up starte
 
 # Jaeger is built once (Go module proxy, 10 to 20 min) and cached in .cache/bin; until then it builds in the background
 # and the desk runs without it. The services export traces only: Jaeger takes no OTLP metrics (/metrics has them).
-run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, Jaeger, sandbox, four services); Ctrl-C stops it all
+run: infra-up ## Run the whole desk locally (Kafka, Redis, PostgreSQL, Jaeger, sandbox, five services); Ctrl-C stops it all
 	@mkdir -p var
 	@trap 'deploy/local/jaeger.sh stop; deploy/local/down.sh' EXIT; \
 	  deploy/local/jaeger.sh start-background; \

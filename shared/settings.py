@@ -1,7 +1,8 @@
 """Settings every service shares: Kafka, Redis, the database and telemetry (pydantic-settings).
 
 Shared infrastructure is read under the `KHEDMAT_` prefix so an operator sets it once; each service's own
-settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`, `TRACKING_`, `NOTIFY_`).
+settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`, `TRACKING_`, `NOTIFY_`,
+`IDENTITY_`).
 """
 
 from __future__ import annotations
@@ -84,3 +85,17 @@ class ServiceSettings(BaseSettings):
                 variable = f"{self.model_config.get('env_prefix', '')}{name}".upper()
                 raise ValueError(f"{variable} must be set to a secret outside local and test runs")
         return self
+
+
+class SessionSettings(BaseSettings):
+    """How every service checks a citizen's session: where identity publishes its public keys (shared/sessions.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_IDENTITY_", extra="ignore")
+
+    jwks_url: str = "http://127.0.0.1:8085/.well-known/jwks.json"
+    # Keys are fetched again this often, so a key identity stopped publishing (the end of a rotation) stops
+    # verifying everywhere within this long; an unknown kid fetches sooner (at most once per 30 s).
+    jwks_max_age_s: float = Field(default=300.0, ge=5.0)
+    jwks_timeout_s: float = Field(default=2.0, gt=0)
+    # Clock skew allowed between identity and the verifying service, on exp and iat.
+    leeway_s: int = Field(default=10, ge=0, le=60)

@@ -24,6 +24,7 @@ LOCAL_URLS = {
     "tracking (status lookup)": "http://127.0.0.1:8082/docs",
     "inquiry (health, metrics)": "http://127.0.0.1:8083/readyz",
     "notify (health, metrics)": "http://127.0.0.1:8084/readyz",
+    "identity (sign-in, sessions)": "http://127.0.0.1:8085/docs",
     "sandbox agencies": "http://127.0.0.1:8090/control/faults",
     "sandbox SMS gateway": "http://127.0.0.1:8091/messages",
     "sandbox SMTP sink": "http://127.0.0.1:8092/messages (SMTP on 127.0.0.1:2525)",
@@ -55,12 +56,14 @@ LOCAL_PROBES = (
     Probe("inquiry", "http://127.0.0.1:8083/readyz"),
     Probe("tracking", "http://127.0.0.1:8082/readyz"),
     Probe("notify", "http://127.0.0.1:8084/readyz"),
+    Probe("identity", "http://127.0.0.1:8085/readyz"),
 )
 
 # The addresses a newcomer opens first, in the ready line.
 READY_LINE_URLS = {
     "intake": "http://127.0.0.1:8081/docs",
     "tracking": "http://127.0.0.1:8082/docs",
+    "identity": "http://127.0.0.1:8085/docs",
     "SMS gateway": "http://127.0.0.1:8091/messages",
     "mail": "http://127.0.0.1:8092/messages",
     "traces": "http://127.0.0.1:16686",

@@ -1,11 +1,11 @@
-"""Test data the sandbox agencies will recognise: valid national IDs and their registered birth dates."""
+"""Test data the sandbox agencies will recognise: valid national IDs, their registered birth dates and mobiles."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
-from sandbox.agencies import is_alive, registered_birth_date
+from sandbox.agencies import is_alive, registered_birth_date, registered_mobile
 from shared.domain.identity import make_valid_national_id
 
 SERVICE_ID = "birth-certificate-duplicate"
@@ -32,7 +32,8 @@ def living_national_id(rng: random.Random | None = None) -> str:
 def submission(
     *, nid: str | None = None, matching_birth_date: bool = True, reason: str = "lost", email: str | None = None
 ) -> dict[str, Any]:
-    """A submission body for the seeded birth-certificate service that the civil registry will confirm."""
+    """A submission body for the seeded birth-certificate service that the civil registry will confirm, with the
+    mobile the mobile registry lists under the national ID (so the citizen can also sign in with it)."""
     nid = nid or living_national_id()
     born = registered_birth_date(nid)
     if not matching_birth_date:
@@ -41,7 +42,7 @@ def submission(
         "service_id": SERVICE_ID,
         "applicant": {
             "national_id": nid,
-            "mobile": "09121234567",
+            "mobile": registered_mobile(nid),
             "email": email or f"citizen.{nid}@example.ir",
             "birth_date": born.isoformat(),
         },

@@ -1,4 +1,4 @@
-"""Runs the sandbox and the four services as separate processes against real Kafka and Redis, for e2e tests."""
+"""Runs the sandbox and the five services as separate processes against real Kafka and Redis, for e2e tests."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from shared.topics import Topic
 from testkit.infra import REPO_ROOT, Servers
 from testkit.kafka_tools import start_group_at_end
 
-SERVICES = ("intake", "inquiry", "tracking", "notify")
+SERVICES = ("intake", "inquiry", "tracking", "notify", "identity")
 # notify's internal routes (what was sent about a request) answer only to the desk's internal key.
 NOTIFY_KEY = {"X-Internal-Key": DEV_INTERNAL_KEY}
 
@@ -51,7 +51,7 @@ class Process:
 
 @dataclass
 class Stack:
-    """The whole desk as processes: sandbox, intake, inquiry, tracking, notify."""
+    """The whole desk as processes: sandbox, intake, inquiry, tracking, notify, identity."""
 
     servers: Servers
     workdir: Path
@@ -63,7 +63,7 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.agencies_port, self.sms_port, self.smtp_port, self.smtp_http_port = (free_port() for _ in range(4))
         ports = {name: free_port() for name in SERVICES}
-        common = self._common_env()
+        common = {**self._common_env(), "KHEDMAT_IDENTITY_JWKS_URL": self._jwks_url(ports)}
         for name, env in self._process_env(ports).items():
             port = self.agencies_port if name == "sandbox" else ports[name]
             if name != "sandbox":
@@ -83,6 +83,11 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+
+    @staticmethod
+    def _jwks_url(ports: dict[str, int]) -> str:
+        """Where every service of the stack fetches identity's public keys."""
+        return f"http://127.0.0.1:{ports['identity']}/.well-known/jwks.json"
 
     def _process_env(self, ports: dict[str, int]) -> dict[str, dict[str, str]]:
         """Each process's own settings, by process name, wiring it to the others on their ports."""
@@ -119,13 +124,21 @@ class Stack:
                 "TRACKING_LOOKUP_LIMIT_PER_CLIENT": "100000/minute",
                 "TRACKING_LOOKUP_LIMIT_PER_CODE": "100000/minute",
                 "TRACKING_INTERNAL_KEY": internal_key,
-                "TRACKING_NOTIFY_URL": f"http://127.0.0.1:{ports['notify']}",
             },
             "notify": {
                 "NOTIFY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'notify.db'}",
                 "NOTIFY_GROUP_ID": f"{self.group_prefix}-notify",
                 "NOTIFY_SMS_BASE_URL": f"http://127.0.0.1:{self.sms_port}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
+            },
+            # Sign-in asks the sandbox's mobile registry and has notify text the code (notify's dev key on both
+            # sides); budgets are tested in tests/integration, and e2e tests sign the same people in many times.
+            "identity": {
+                "IDENTITY_REGISTRY_URL": f"http://127.0.0.1:{self.agencies_port}",
+                "IDENTITY_NOTIFY_URL": f"http://127.0.0.1:{ports['notify']}",
+                "IDENTITY_SIGN_IN_LIMIT_PER_CLIENT": "100000/minute",
+                "IDENTITY_SIGN_IN_LIMIT_PER_NATIONAL_ID": "100000/minute",
+                "IDENTITY_VERIFY_LIMIT_PER_CLIENT": "100000/minute",
             },
         }
 

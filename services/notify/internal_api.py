@@ -1,4 +1,5 @@
-"""notify's HTTP routes: what was sent about a request, and how it went (no contact details)."""
+"""notify's HTTP routes: what was sent about a request, and how it went (no contact details); identity's sign-in
+codes; the SMS gateways' delivery receipts."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
-from shared.domain.identity import mask_mobile
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
 from shared.http import problem_responses
 from shared.problems import check_internal_key, problems_beside
 
-from .schemas import NotificationOut, NotificationsOut, OneTimeCodeIn, OneTimeCodeOut, ReceiptIn
-from .service import Notification, Notify, OneTimeCodeNotSent, list_notifications, text_one_time_code
+from .schemas import NotificationOut, NotificationsOut, ReceiptIn, SignInCodeIn
+from .service import Notification, Notify, SignInCodeNotSent, list_notifications, text_sign_in_code
 from .service_receipts import apply_receipt
 
 
@@ -46,7 +46,7 @@ def _out(row: Notification) -> NotificationOut:
     )
 
 
-# --- internal: one-time codes for tracking --------------------------------------------------------
+# --- internal: the desk's own services only (the internal key) ----------------------------------
 
 internal_router = APIRouter(prefix="/internal/v1", include_in_schema=True, tags=["internal"])
 
@@ -80,23 +80,21 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
 
 
 @internal_router.post(
-    "/one-time-codes",
+    "/sign-in-codes",
     status_code=202,
-    response_model=OneTimeCodeOut,
-    responses=problem_responses(401, 404, 503),
+    response_class=Response,
+    responses=problem_responses(401, 503),
     dependencies=[InternalKey],
+    summary="Text identity's sign-in code to a mobile (nothing is stored)",
 )
-async def post_one_time_code(body: OneTimeCodeIn, notify: NotifyDep) -> OneTimeCodeOut:
-    """Text a one-time code to a request's applicant (tracking's history login); the code is never logged."""
+async def post_sign_in_code(body: SignInCodeIn, notify: NotifyDep) -> Response:
+    """identity texts its codes through notify's SMS gateways; the mobile and the code are neither stored nor
+    logged."""
     try:
-        mobile = await text_one_time_code(
-            sessions=notify.sessions, sms=notify.sms, tracking_code=body.tracking_code, code=body.code
-        )
-    except OneTimeCodeNotSent as error:
+        await text_sign_in_code(sms=notify.sms, mobile=body.mobile, code=body.code)
+    except SignInCodeNotSent as error:
         raise _PROBLEMS["sms-unavailable"].error() from error
-    if mobile is None:
-        raise _PROBLEMS["unknown-contact"].error()
-    return OneTimeCodeOut(mobile_hint=mask_mobile(mobile))
+    return Response(status_code=202)
 
 
 # --- delivery receipts from the SMS gateways ------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class NotificationOut(BaseModel):
@@ -26,17 +26,13 @@ class NotificationsOut(BaseModel):
     notifications: list[NotificationOut]
 
 
-class OneTimeCodeIn(BaseModel):
-    """tracking asks for `code` to be texted to the mobile on record of the request `tracking_code`."""
+class SignInCodeIn(BaseModel):
+    """identity asks for its sign-in `code` to be texted to `mobile` (the registry tied it to the citizen)."""
 
-    tracking_code: str = Field(pattern=r"^[0-9]{15}$")
+    model_config = ConfigDict(extra="forbid")
+
+    mobile: str = Field(pattern=r"^09[0-9]{9}$")
     code: str = Field(pattern=r"^[0-9]{6}$")
-
-
-class OneTimeCodeOut(BaseModel):
-    """Where the code went, masked (the citizen is told which of their numbers to look at)."""
-
-    mobile_hint: str
 
 
 class ReceiptIn(BaseModel):

@@ -60,8 +60,8 @@ class NotificationUndeliverable(RuntimeError):
     """A channel failed for good (a permanent error, or its attempt budget spent): dead-letter the message."""
 
 
-class OneTimeCodeNotSent(RuntimeError):
-    """The SMS gateways could not take a one-time code now."""
+class SignInCodeNotSent(RuntimeError):
+    """The SMS gateways could not take a sign-in code now."""
 
 
 @dataclass(frozen=True)
@@ -337,18 +337,14 @@ async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[
     return await notifications_of(sessions, tracking_code)
 
 
-async def text_one_time_code(*, sessions: Sessions, sms: SmsGateway, tracking_code: str, code: str) -> str | None:
-    """Text a one-time code to a request's applicant (tracking's history login); returns the mobile it went to,
-    or None when no contact is known. Raises OneTimeCodeNotSent. The code is never logged."""
-    contact = await find_contact(sessions, tracking_code)
-    if contact is None:
-        return None
+async def text_sign_in_code(*, sms: SmsGateway, mobile: str, code: str) -> None:
+    """Text identity's sign-in code to the mobile the registry tied to the citizen; nothing is stored, and neither
+    the code nor the mobile is logged. Raises SignInCodeNotSent."""
     message = (
-        f"میز خدمت: کد یکبارمصرف شما {to_persian_digits(code)} است. آن را به کسی ندهید.\n"
-        f"Khedmat one-time code: {code}. Do not share it."
+        f"میز خدمت: کد ورود شما {to_persian_digits(code)} است. آن را به هیچ‌کس ندهید.\n"
+        f"Khedmat sign-in code: {code}. Do not share it."
     )
     try:
-        await sms.send(receptor=contact.mobile, message=message, local_id=str(uuid.uuid4()))
+        await sms.send(receptor=mobile, message=message, local_id=str(uuid.uuid4()))
     except SendError as error:
-        raise OneTimeCodeNotSent(str(error)) from error
-    return contact.mobile
+        raise SignInCodeNotSent(str(error)) from error

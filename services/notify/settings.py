@@ -9,7 +9,7 @@ from services.notify.domain import parse_quiet_hours
 from shared.rate_limits import parse_limits
 from shared.settings import DevelopmentSecret, ServiceSettings
 
-# Shared with tracking's development default (TRACKING_NOTIFY_KEY), so a local desk works out of the box.
+# Shared with identity's development default (IDENTITY_NOTIFY_KEY), so a local desk works out of the box.
 DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
 
 
@@ -44,7 +44,7 @@ class NotifySettings(ServiceSettings):
     smtp_rate_limit: str = "50/second"
     # How often notification outcomes not yet on desk.notifications are looked for (when none are pending).
     outcome_every_s: float = Field(default=1.0, gt=0)
-    # What tracking presents to have a one-time code texted to a request's applicant (internal route).
+    # What the desk's services present on the internal routes (identity, to have a sign-in code texted).
     internal_key: DevelopmentSecret = SecretStr(DEV_INTERNAL_KEY)
     # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
     receipt_token: DevelopmentSecret = SecretStr("dev-only-receipt-token")

@@ -19,17 +19,17 @@ from shared.events import SlaBreached
 from shared.kafka import BusConnection, publish_event
 from shared.redis_client import make_redis
 from shared.service_kit import Part, ServiceKit, closing, supervised
+from shared.sessions import SESSION_VERIFIER_STATE, IdentityJwks, session_verifier
 from shared.topics import Topic, core_topics
 
 from .adapters_cache import ChangeFeed, StatusCache
-from .adapters_throttle import LOOKUP_THROTTLE_PREFIX, LookupThrottle
+from .adapters_throttle import LookupThrottle
 from .consumers import PUBLICATIONS, Tracking, projection_consumer, subscriptions
 from .domain_terms import catalog_terms
 from .history_api import router as history_router
 from .internal_api import internal_router
 from .lookup_api import router
 from .service import Projector
-from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .service_outbox import OutboxRelay
 from .service_sla import SlaWatcher
 from .settings import TrackingSettings
@@ -56,6 +56,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     projector = _projector(settings, sessions=sessions, lookup_key=lookup_key, tracer_provider=provider)
     redis = make_redis(settings.redis.url)
     deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key)
+    verifier, jwks = session_verifier(settings.sessions, redis)
     projector.on_committed = deps.cache.changed
     declared = subscriptions(
         group_id=settings.group_id,
@@ -76,12 +77,13 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         title="Khedmat tracking",
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
         routers=[router, history_router, internal_router],
-        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher),
+        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher, identity_keys=jwks),
         bus=bus,
         database=engine,
         redis=redis,
         state={
             "tracking": deps,
+            SESSION_VERIFIER_STATE: verifier,
             "internal_key": settings.internal_key.get_secret_value().encode(),
             "consumer": consumer,
             "subscriptions": declared,
@@ -98,14 +100,15 @@ def _parts(
     bus: BusConnection,
     relay: OutboxRelay,
     watcher: SlaWatcher,
+    identity_keys: IdentityJwks,
 ) -> list[Part]:
     """tracking's parts, started in order and stopped in reverse: the migrations first; at stop the outbox relay
-    and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, notify's client,
-    Redis, the database."""
+    and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, the client of
+    identity's keys, Redis, the database."""
     return [
         Part("database", start=partial(migrate, engine), stop=engine.dispose),
         closing("redis", redis.aclose),
-        closing("notify client", deps.code_sender.aclose),
+        closing("identity keys client", identity_keys.aclose),
         Part("change feed", start=deps.changes.start, stop=deps.changes.stop),
         Part("kafka", start=bus.start, stop=bus.stop),
         # They wait for the bus; one that crashes is restarted with a logged error rather than left dead (a dead
@@ -144,28 +147,19 @@ def _projector(
 
 
 def _tracking(settings: TrackingSettings, *, sessions: Sessions, redis: aioredis.Redis, lookup_key: bytes) -> Tracking:
-    """The routes' dependencies: throttles, the status cache and its change feed, history tokens, one-time codes."""
+    """The routes' dependencies: the lookup throttle, the status cache and its change feed."""
     cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
-
-    def throttle(per_client: str, per_code: str, key_prefix: str = LOOKUP_THROTTLE_PREFIX) -> LookupThrottle:
-        return LookupThrottle(
-            redis, per_client=per_client, per_code=per_code, code_key=lookup_key, key_prefix=key_prefix
-        )
-
+    throttle = LookupThrottle(
+        redis,
+        per_client=settings.lookup_limit_per_client,
+        per_code=settings.lookup_limit_per_code,
+        code_key=lookup_key,
+    )
     return Tracking(
         sessions=sessions,
         lookup_key=lookup_key,
-        throttle=throttle(settings.lookup_limit_per_client, settings.lookup_limit_per_code),
+        throttle=throttle,
         cache=cache,
         changes=ChangeFeed(redis, cache, poll_s=settings.stream_poll_s),
         stream_max_s=settings.stream_max_s,
-        tokens=HistoryTokens(lookup_key, ttl_s=settings.history_token_ttl_s),
-        # The one-time codes' own budgets: per client and per national ID (its digest counted as the code).
-        code_throttle=throttle(
-            settings.one_time_code_limit_per_client,
-            settings.one_time_code_limit_per_national_id,
-            key_prefix="khedmat:tracking:one-time-code",
-        ),
-        codes=OneTimeCodes(redis, key=lookup_key, ttl_s=settings.one_time_code_ttl_s),
-        code_sender=NotifyCodeSender(settings.notify_url, internal_key=settings.notify_key.get_secret_value()),
     )

@@ -39,7 +39,6 @@ from shared.topics import Topic
 from .adapters_cache import ChangeFeed, StatusCache
 from .adapters_throttle import LookupThrottle
 from .service import Delivered, Position, Projector, Sessions, record_notification, stored_offsets
-from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,6 @@ class Tracking:
     throttle: LookupThrottle
     cache: StatusCache
     changes: ChangeFeed
-    tokens: HistoryTokens
-    code_throttle: LookupThrottle
-    codes: OneTimeCodes
-    code_sender: NotifyCodeSender
     stream_max_s: float = 1800.0
 
 

@@ -123,35 +123,6 @@ class StatusOut(BaseModel):
     notifications: list[NotificationOut] = []
 
 
-class CodeRequestIn(BaseModel):
-    """Who asks for their history: the national ID only (the code goes to the mobile already on record)."""
-
-    national_id: str = Field(min_length=1, max_length=20, examples=["0012345679"])
-
-
-class CodeRequestOut(BaseModel):
-    """The same answer whether or not this national ID has requests: nothing is revealed here."""
-
-    message_fa: str = "اگر درخواستی با این کد ملی ثبت شده باشد، کد یکبارمصرف به شمارهٔ همراه آن پیامک شد."
-    message_en: str = "If requests were made with this national ID, a one-time code was texted to their mobile."
-    expires_in_s: int
-
-
-class TokenIn(BaseModel):
-    """The national ID and the one-time code the citizen received."""
-
-    national_id: str = Field(min_length=1, max_length=20)
-    code: str = Field(pattern=r"^[0-9۰-۹]{6}$")
-
-
-class TokenOut(BaseModel):
-    """A bearer token for the history, valid `expires_in_s` seconds."""
-
-    token: str
-    token_type: str = "Bearer"
-    expires_in_s: int
-
-
 class HistoryOut(BaseModel):
     """The citizen's requests, newest first (each one's timeline is in its own lookup)."""
 

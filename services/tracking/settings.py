@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DevelopmentSecret, ServiceSettings
+from shared.settings import DevelopmentSecret, ServiceSettings, SessionSettings
 
 
 class TrackingSettings(ServiceSettings):
@@ -39,19 +39,13 @@ class TrackingSettings(ServiceSettings):
     # Lookup budgets (limits' syntax, several joined by ";"), per client address and per tracking code.
     lookup_limit_per_client: str = "30/minute;300/hour"
     lookup_limit_per_code: str = "10/minute;50/day"
-    # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
-    # History login: notify texts the one-time code (it holds the mobiles); its internal route's key, whose
-    # development default is notify's (NOTIFY_INTERNAL_KEY).
-    notify_url: str = "http://127.0.0.1:8084"
-    notify_key: DevelopmentSecret = SecretStr("dev-only-internal-key-change-me")
     # What the other services (intake, checking a command) present on tracking's internal route; intake's
     # development default (INTAKE_TRACKING_KEY) is the same.
     internal_key: DevelopmentSecret = SecretStr("dev-only-tracking-internal-key-change-me")
-    one_time_code_ttl_s: int = Field(default=300, ge=60, le=900)
-    one_time_code_limit_per_client: str = "10/hour"
-    one_time_code_limit_per_national_id: str = "3/10minutes;10/day"
-    history_token_ttl_s: int = Field(default=900, ge=60, le=3600)
+    # Hot lookups stay in Redis this long at most (each change deletes its request's entry at once).
     lookup_cache_ttl_s: int = Field(default=30, ge=1, le=3600)
     # A live stream (SSE) ends after this long; the client reconnects. Without Redis it re-reads this often.
     stream_max_s: float = Field(default=1800.0, gt=0)
     stream_poll_s: float = Field(default=5.0, gt=0)
+    # Where identity publishes the keys of citizens' access tokens (the history takes a session).
+    sessions: SessionSettings = Field(default_factory=SessionSettings)

@@ -194,18 +194,6 @@ async def request_and_timeline(
         return record, list(entries)
 
 
-async def latest_request_of(*, sessions: Sessions, subject: str) -> str | None:
-    """The tracking code of the most recent request of the applicant with this national ID digest."""
-    async with sessions() as session:
-        rows = await session.exec(
-            orm_select(RequestRecord.tracking_code)
-            .where(RequestRecord.national_id_digest == subject)
-            .order_by(RequestRecord.submitted_at.desc())  # type: ignore[attr-defined]
-            .limit(1)
-        )
-        return rows.first()
-
-
 async def requests_of(*, sessions: Sessions, subject: str, limit: int) -> list[RequestRecord]:
     """The requests of the applicant with this national ID digest, newest first."""
     async with sessions() as session:

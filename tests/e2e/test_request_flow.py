@@ -74,7 +74,7 @@ def test_submitted_request_is_approved_and_the_citizen_gets_email_and_sms(stack:
     # One message per status change (SUBMITTED, VERIFYING, APPROVED) and channel, none twice.
     assert len(emails) == 3, emails
     assert len(texts) == 3, texts
-    assert all(m["receptor"] == "09121234567" for m in texts)
+    assert all(m["receptor"] == body["applicant"]["mobile"] for m in texts)
     assert all(m["rcpt_to"] == [body["applicant"]["email"]] for m in emails)
     print(f"approved, emailed and texted {elapsed:.1f}s after submission")
 

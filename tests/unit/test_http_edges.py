@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
+from services.identity.app import create_app as create_identity
+from services.identity.settings import IdentitySettings
 from services.inquiry.app import create_app as create_inquiry
 from services.inquiry.settings import InquirySettings
 from services.intake.app import create_app as create_intake
@@ -39,17 +41,20 @@ def build(service: str, tmp_path: Path, http: HttpEdgeSettings | None = None) ->
     if service == "tracking":
         url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
         return create_tracking(TrackingSettings(http=edge, database_url=url), tracer_provider=provider)
+    if service == "identity":
+        return create_identity(IdentitySettings(http=edge), tracer_provider=provider)
     return create_notify(
         NotifySettings(http=edge, database_url=f"sqlite+aiosqlite:///{tmp_path}/n.db"), tracer_provider=provider
     )
 
 
-SERVICES = ("intake", "inquiry", "tracking", "notify")
+SERVICES = ("intake", "inquiry", "tracking", "notify", "identity")
 # A route of each service that reads a JSON body.
 JSON_ROUTES = {
     "intake": "/api/v1/requests",
     "tracking": "/api/v1/tracking/lookup",
-    "notify": "/internal/v1/one-time-codes",
+    "notify": "/internal/v1/sign-in-codes",
+    "identity": "/api/v1/identity/sign-in",
 }
 
 

@@ -27,6 +27,7 @@ from sandbox.agencies import (
     postal_address,
     property_owner,
     registered_birth_date,
+    registered_mobile,
     tax_clearance,
 )
 from sandbox.faults import AGENCIES, FaultConfig, FaultRegistry
@@ -150,26 +151,24 @@ async def test_identity_rejects_malformed_requests_with_422(agencies: httpx.Asyn
 # --- Other agencies --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mobile", ["09121234567", "09351112233", "09901234567", "09120000000"])
-async def test_mobile_ownership_follows_sha256_of_id_and_number(agencies: httpx.AsyncClient, mobile: str) -> None:
-    expected = int(hashlib.sha256((NATIONAL_ID + mobile).encode()).hexdigest(), 16) % 10 != 0
-
-    response = await agencies.post("/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile})
-
-    assert response.status_code == 200
-    assert response.json() == {"owned": expected}
+def test_each_national_id_has_one_registered_mobile() -> None:
+    mobile = registered_mobile(NATIONAL_ID)
+    assert mobile == f"09{int(hashlib.sha256(f'mobile:{NATIONAL_ID}'.encode()).hexdigest(), 16) % 10**9:09d}"
+    assert registered_mobile(complete_national_id("123456789")) != mobile
 
 
-async def test_mobile_ownership_is_denied_for_some_numbers(agencies: httpx.AsyncClient) -> None:
-    mobile = next(
-        m
-        for m in (f"0912{n:07d}" for n in range(1000))
-        if int(hashlib.sha256((NATIONAL_ID + m).encode()).hexdigest(), 16) % 10 == 0
-    )
+async def test_mobile_ownership_is_the_registered_mobile_only(agencies: httpx.AsyncClient) -> None:
+    mobile = registered_mobile(NATIONAL_ID)
+    others = ["09121234567", "09351112233", mobile[:-1] + ("0" if mobile[-1] != "0" else "1")]
 
-    response = await agencies.post("/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile})
-
-    assert response.json() == {"owned": False}
+    owned = await agencies.post("/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": mobile})
+    assert owned.status_code == 200
+    assert owned.json() == {"owned": True}
+    for other in others:
+        answer = await agencies.post(
+            "/mobile-registry/v1/ownership", json={"national_id": NATIONAL_ID, "mobile": other}
+        )
+        assert answer.json() == {"owned": False}
 
 
 async def test_mobile_ownership_rejects_malformed_mobile(agencies: httpx.AsyncClient) -> None:
