@@ -6,7 +6,7 @@ settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`,
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,3 +52,26 @@ class HttpEdgeSettings(BaseSettings):
     cors_allowed_origins: list[str] = Field(default_factory=list)
     # Largest request body a route accepts unless it has its own limit (uploads do); larger ones get 413.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+DEV_AUDIT_SUBJECT_KEY = "dev-only-audit-subject-key-change-me"
+
+
+class AuditSettings(BaseSettings):
+    """How accesses to personal data are recorded (shared/access_audit.py): one key and one bound for the desk."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_AUDIT_", extra="ignore")
+
+    # KHEDMAT_AUDIT_SUBJECT_KEY: the HMAC key of the subject digest. Every service recording an access uses it, so
+    # one citizen is one subject (one chain) whoever read their data; it is not the key of any service's store.
+    subject_key: SecretStr = SecretStr(DEV_AUDIT_SUBJECT_KEY)
+    # KHEDMAT_AUDIT_TIMEOUT_S: how long a read waits for Kafka to acknowledge its access record; past it the read
+    # is refused (503). The bound a citizen may wait on top of the read itself.
+    timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+    def refuse_placeholder(self, deployment_environment: str) -> None:
+        """Raise outside local and test runs while the subject key is the development placeholder."""
+        if deployment_environment not in {"local", "test"} and (
+            self.subject_key.get_secret_value() == DEV_AUDIT_SUBJECT_KEY
+        ):
+            raise ValueError("KHEDMAT_AUDIT_SUBJECT_KEY must be set to a secret outside local and test runs")
