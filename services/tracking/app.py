@@ -1,4 +1,5 @@
-"""tracking's composition root: settings, telemetry, database, consumers, outbox relay, SLA watcher, routes."""
+"""tracking's composition root: settings, telemetry, database, consumers, outbox relay, SLA watcher, access audit,
+routes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_audit import AccessRecorder
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
@@ -19,7 +21,7 @@ from shared.events import SlaBreached
 from shared.kafka import BusConnection, DeadLetterPolicy, make_broker, publish_event
 from shared.redis_client import make_redis
 from shared.service_kit import Part, build_service_app, closing, supervised
-from shared.subscriptions import ConsumerParts, build_consumers
+from shared.subscriptions import ConsumerParts, Subscription, build_consumers
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topic, core_topics
 
@@ -31,6 +33,7 @@ from .history_api import router as history_router
 from .internal_api import internal_router
 from .lookup_api import router
 from .service import Projector
+from .service_audit import AccessChain
 from .service_history import HistoryTokens, NotifyCodeSender, OneTimeCodes
 from .service_outbox import OutboxRelay
 from .service_sla import SlaWatcher
@@ -62,21 +65,11 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     redis = make_redis(settings.redis.url)
     deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key)
     projector.on_committed = deps.cache.changed
-    declared = subscriptions(
-        group_id=settings.group_id,
-        projection=projection_consumer(
-            projector,
-            new_projection_start=settings.new_projection_start,
-            on_folded=lambda changes: relay.wakeup.set() if changes else None,
-        ),
-        max_batch=settings.fold_batch,
-        sessions=sessions,
-        on_stored=deps.cache.changed,
-        notifications_concurrency=settings.notifications_concurrency,
-    )
-    consumer, outcomes = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
+    chain = AccessChain(sessions, max_batch=settings.access_concurrency)
+    declared = _subscriptions(settings, projector=projector, relay=relay, deps=deps, chain=chain)
+    consumers = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
     watcher = _sla_watcher(settings, sessions=sessions, broker=broker)
-    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=[consumer, outcomes])
+    bus = BusConnection(broker, kafka=settings.kafka, topics=core_topics(), consumers=consumers)
     return build_service_app(
         service=SERVICE_NAME,
         title="Khedmat tracking",
@@ -85,17 +78,38 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
         http=settings.http,
         tracer_provider=provider,
         routers=[router, history_router, internal_router],
-        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher),
+        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher, chain=chain),
         bus=bus,
         database=engine,
         redis=redis,
         state={
             "tracking": deps,
             "internal_key": settings.internal_key.get_secret_value().encode(),
-            "consumer": consumer,
+            "consumer": consumers[0],
+            "access_recorder": AccessRecorder.on_broker(broker, settings=settings.audit, service=SERVICE_NAME),
             "subscriptions": declared,
             "publications": PUBLICATIONS,
         },
+    )
+
+
+def _subscriptions(
+    settings: TrackingSettings, *, projector: Projector, relay: OutboxRelay, deps: Tracking, chain: AccessChain
+) -> list[Subscription]:
+    """tracking's subscriptions: the projection's fold, the notification outcomes, the access records."""
+    return subscriptions(
+        group_id=settings.group_id,
+        projection=projection_consumer(
+            projector,
+            new_projection_start=settings.new_projection_start,
+            on_folded=lambda changes: relay.wakeup.set() if changes else None,
+        ),
+        max_batch=settings.fold_batch,
+        sessions=deps.sessions,
+        on_stored=deps.cache.changed,
+        notifications_concurrency=settings.notifications_concurrency,
+        access_chain=chain,
+        access_concurrency=settings.access_concurrency,
     )
 
 
@@ -107,12 +121,14 @@ def _parts(
     bus: BusConnection,
     relay: OutboxRelay,
     watcher: SlaWatcher,
+    chain: AccessChain,
 ) -> list[Part]:
     """tracking's parts, started in order and stopped in reverse: the migrations first; at stop the outbox relay
     and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, notify's client,
-    Redis, the database."""
+    Redis, the access chain's writer, the database."""
     return [
         Part("database", start=partial(migrate, engine), stop=engine.dispose),
+        closing("access chain", chain.close),
         closing("redis", redis.aclose),
         closing("notify client", deps.code_sender.aclose),
         Part("change feed", start=deps.changes.start, stop=deps.changes.stop),

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
+from shared.settings import AuditSettings, DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_LOOKUP_KEY = "dev-only-lookup-key-change-me"
 # notify's development default (NOTIFY_INTERNAL_KEY).
@@ -39,6 +39,9 @@ class TrackingSettings(BaseSettings):
     fold_batch: int = Field(default=500, ge=1, le=10_000)
     # Notification outcomes (desk.notifications) stored at once, each request's in order.
     notifications_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Access records (desk.access) in flight at once, each citizen's in order; those in flight together are
+    # appended in one transaction, so this is also the largest batch.
+    access_concurrency: int = Field(default=64, ge=1, le=1024)
     # The catalog gives each service's SLA (working days) and the inquiries a request waits for.
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     # How often the SLA watcher looks for requests past their due date.
@@ -64,6 +67,8 @@ class TrackingSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
+    # Lookups and the history are recorded on desk.access before they answer (shared/access_audit.py).
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> TrackingSettings:
@@ -79,4 +84,5 @@ class TrackingSettings(BaseSettings):
             self.internal_key.get_secret_value() == DEV_INTERNAL_KEY
         ):
             raise ValueError("TRACKING_INTERNAL_KEY must be set to a secret outside local and test runs")
+        self.audit.refuse_placeholder(self.deployment.deployment_environment)
         return self
