@@ -44,7 +44,14 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     catalog = load_catalog(settings.catalog_dir)
     sessions = make_sessionmaker(engine)
     marks = PublishMarks(sessions)
-    deps = Inquiry(catalog=catalog, agencies=with_cache(agencies, cache), broker=broker, sessions=sessions, marks=marks)
+    deps = Inquiry(
+        catalog=catalog,
+        agencies=with_cache(agencies, cache),
+        broker=broker,
+        sessions=sessions,
+        marks=marks,
+        audit_key=settings.audit.subject_key.get_secret_value().encode(),
+    )
     declared = subscriptions(deps, group_id=settings.group_id, concurrency=settings.concurrency)
     [consumer] = build_consumers(declared, ConsumerParts(settings.kafka, dead_letters, SERVICE_NAME, provider))
     # Reviews go to the agency that offers the service: those agencies get an inbox.

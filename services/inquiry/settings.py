@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
+from shared.settings import AuditSettings, DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_CACHE_KEY = "dev-only-inquiry-cache-key-change-me"
 
@@ -51,6 +51,8 @@ class InquirySettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
+    # A review request discloses the citizen's request to an agency: recorded on desk.access like any read.
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _breaker_threshold_fits_its_window(self) -> InquirySettings:
@@ -64,4 +66,5 @@ class InquirySettings(BaseSettings):
             self.cache_key.get_secret_value() == DEV_CACHE_KEY
         ):
             raise ValueError("INQUIRY_CACHE_KEY must be set to a secret outside local and test runs")
+        self.audit.refuse_placeholder(self.deployment.deployment_environment)
         return self

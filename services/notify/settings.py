@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.notify.domain import parse_quiet_hours
 from shared.rate_limits import parse_limits
-from shared.settings import DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
+from shared.settings import AuditSettings, DeploymentSettings, HttpEdgeSettings, KafkaSettings, RedisSettings
 
 DEV_SMS_API_KEY = "sandbox-sms-key"
 
@@ -70,6 +70,9 @@ class NotifySettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     http: HttpEdgeSettings = Field(default_factory=HttpEdgeSettings)
+    # Reading a request's notifications is recorded on desk.access (shared/access_audit.py); the contacts keep
+    # their applicant's subject digest for it.
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _quiet_hours_readable(self) -> NotifySettings:
@@ -97,4 +100,5 @@ class NotifySettings(BaseSettings):
             self.receipt_token.get_secret_value() == DEV_RECEIPT_TOKEN
         ):
             raise ValueError("NOTIFY_RECEIPT_TOKEN must be set to a secret outside local and test runs")
+        self.audit.refuse_placeholder(self.deployment.deployment_environment)
         return self

@@ -1,4 +1,8 @@
-"""tracking's history routes: a one-time code by SMS, a short-lived token for it, then the citizen's requests."""
+"""tracking's history routes: a one-time code by SMS, a short-lived token for it, then the citizen's requests.
+
+Reading the history is recorded on desk.access first, under the subject digest the token carries (tracking holds
+no national ID to digest when the token comes back).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.access_audit import AccessLog, personal_data
 from shared.domain.identity import InvalidNationalId, normalize_national_id
+from shared.events import Purpose, ResourceKind
 from shared.http import problem_responses
 from shared.problems import ProblemSpec, rate_limited, unavailable
 
@@ -101,7 +107,9 @@ async def post_token(body: TokenIn, request: Request) -> TokenOut:
         raise _UNAVAILABLE.error() from error
     if not redeemed:
         raise _WRONG_CODE.error()
-    return TokenOut(token=deps.tokens.issue(subject), expires_in_s=deps.tokens.ttl_s)
+    # A code was issued for this ID, so it is a valid one (an invalid ID never has requests).
+    audit_subject = request.app.state.access_recorder.subject_of(body.national_id)
+    return TokenOut(token=deps.tokens.issue(subject, audit_subject=audit_subject), expires_in_s=deps.tokens.ttl_s)
 
 
 @router.get(
@@ -111,10 +119,15 @@ async def post_token(body: TokenIn, request: Request) -> TokenOut:
     summary="Your requests and their results (Authorization: Bearer <token>)",
 )
 async def get_history(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access: Annotated[AccessLog, personal_data(ResourceKind.HISTORY, Purpose.FOLLOW_UP)],
 ) -> HistoryOut:
     deps: Tracking = request.app.state.tracking
-    subject = deps.tokens.subject(credentials.credentials) if credentials else None
-    if subject is None:
+    token = credentials.credentials if credentials else ""
+    subject, audit_subject = deps.tokens.subject(token), deps.tokens.audit_subject(token)
+    if subject is None or audit_subject is None:
         raise _NO_TOKEN.error()
-    return HistoryOut(requests=[status_of(record, []) for record in await requests_of(deps.sessions, subject)])
+    history = HistoryOut(requests=[status_of(record, []) for record in await requests_of(deps.sessions, subject)])
+    await access.record(subject=audit_subject, resource="history")
+    return history

@@ -97,13 +97,15 @@ class HistoryTokens:
         signing = hmac.new(self.key, b"history-token", hashlib.sha256).digest()
         return base64.urlsafe_b64encode(hmac.new(signing, payload, hashlib.sha256).digest()).decode().rstrip("=")
 
-    def issue(self, subject: str, now: float | None = None) -> str:
+    def issue(self, subject: str, now: float | None = None, *, audit_subject: str | None = None) -> str:
         claims = {"sub": subject, "exp": int((now or time.time()) + self.ttl_s), "pur": "history"}
+        if audit_subject is not None:
+            # The citizen's subject digest on desk.access (another key's HMAC): reads are recorded under it.
+            claims["asb"] = audit_subject
         payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
         return f"{payload}.{self._mac(payload.encode())}"
 
-    def subject(self, token: str, now: float | None = None) -> str | None:
-        """The digest a valid, unexpired token names; None otherwise."""
+    def _claims(self, token: str, now: float | None) -> dict[str, object] | None:
         payload, _, mac = token.partition(".")
         if not payload or not hmac.compare_digest(mac, self._mac(payload.encode())):
             return None
@@ -111,9 +113,18 @@ class HistoryTokens:
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except ValueError:
             return None
-        if claims.get("pur") != "history" or int(claims.get("exp", 0)) < (now or time.time()):
+        if not isinstance(claims, dict) or claims.get("pur") != "history":
             return None
-        subject = claims.get("sub")
+        return claims if int(claims.get("exp", 0)) >= (now or time.time()) else None
+
+    def subject(self, token: str, now: float | None = None) -> str | None:
+        """The digest a valid, unexpired token names; None otherwise."""
+        subject = (self._claims(token, now) or {}).get("sub")
+        return subject if isinstance(subject, str) else None
+
+    def audit_subject(self, token: str, now: float | None = None) -> str | None:
+        """The access-record subject a valid, unexpired token names; None otherwise (or for an older token)."""
+        subject = (self._claims(token, now) or {}).get("asb")
         return subject if isinstance(subject, str) else None
 
 

@@ -547,6 +547,7 @@ def test_the_dev_internal_key_is_refused_outside_local_and_test(monkeypatch: pyt
     monkeypatch.setenv("KHEDMAT_DEPLOYMENT_ENVIRONMENT", "production")
     monkeypatch.setenv("TRACKING_LOOKUP_KEY", "a-real-lookup-key")
     monkeypatch.setenv("TRACKING_NOTIFY_KEY", "a-real-notify-key")
+    monkeypatch.setenv("KHEDMAT_AUDIT_SUBJECT_KEY", "a-real-audit-subject-key")
     with pytest.raises(ValidationError, match="TRACKING_INTERNAL_KEY"):
         TrackingSettings()
     monkeypatch.setenv("TRACKING_INTERNAL_KEY", "a-real-internal-key")
