@@ -85,7 +85,7 @@ class AccessRecorded(BusEvent):
     resource: Identifier
     purpose: Purpose
     # The caller's address as the service saw it (or the inbox topic a disclosure went to).
-    client: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/@-]+$")]
+    client: Annotated[Identifier, Field(max_length=64)]
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
 
     @property
