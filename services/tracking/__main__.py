@@ -15,6 +15,8 @@ import json
 import logging
 import sys
 
+from sqlalchemy.exc import DBAPIError
+
 from shared.access_audit import subject_digest
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
@@ -99,6 +101,10 @@ async def run_audit_verify(settings: TrackingSettings, national_id: str) -> int:
     engine = make_engine(settings.database_url)
     try:
         verdict = await verify_chain(sessions=make_sessionmaker(engine), subject=subject)
+    except DBAPIError as error:
+        # One line, not a traceback: the statement's parameters would name the citizen's subject digest.
+        print(f"cannot read the access records ({type(error.orig).__name__}): is TRACKING_DATABASE_URL right?")
+        return 2
     finally:
         await engine.dispose()
     print(verdict.describe(), flush=True)
