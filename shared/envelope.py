@@ -1,7 +1,8 @@
 """CloudEvents 1.0 over Kafka (binary content mode): attributes in `ce_*` headers, the event as the value.
 
-The key is always the tracking code, never personal data: keys end up in span attributes and in every
-consumer's logs. The W3C `traceparent` header is added beside these by the telemetry middleware.
+The key is the event's `message_key`: the tracking code, or for an access record the citizen's subject digest;
+never personal data: keys end up in span attributes and in every consumer's logs. The W3C `traceparent` header
+is added beside these by the telemetry middleware.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def cloudevent_headers(event: AnyEvent, *, source: str) -> dict[str, str]:
     """The CloudEvents attributes of an event, as Kafka headers (binary content mode)."""
     return {
         "ce_specversion": SPEC_VERSION,
-        "ce_id": event.event_id,
+        "ce_id": event.message_id,
         "ce_source": source,
         "ce_type": cloudevent_type(event),
-        "ce_subject": event.tracking_code,
+        "ce_subject": event.message_key,
         "ce_time": event.occurred_at.isoformat(),
         "ce_dataschema": f"{DATASCHEMA_BASE}:{event.event_type}:{event.schema_version}",
         "content-type": CONTENT_TYPE,
@@ -36,8 +37,9 @@ def cloudevent_headers(event: AnyEvent, *, source: str) -> dict[str, str]:
 
 
 def event_key(event: AnyEvent) -> bytes:
-    """The Kafka key: the tracking code, so one request's events share a partition and stay in order."""
-    return event.tracking_code.encode()
+    """The Kafka key: the tracking code (or a citizen's subject digest), so what must stay in order shares a
+    partition."""
+    return event.message_key.encode()
 
 
 def event_value(event: AnyEvent) -> bytes:

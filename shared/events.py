@@ -1,7 +1,8 @@
 """Every event on the bus, defined once: frozen pydantic models with an `event_type` and a `schema_version`.
 
 Request lifecycle events travel on `desk.requests`, keyed by tracking code; StatusChanged on `desk.status`;
-ReviewRequested on each agency's own `agency.<agency>.inbox`. A consumer parses with `parse_request_event`,
+ReviewRequested on each agency's own `agency.<agency>.inbox`; AccessRecorded on `desk.access`, keyed by the
+citizen's subject digest. A consumer parses with `parse_request_event`,
 `parse_status_event` or `parse_inbox_event`, which accept every schema version a topic has ever carried (older
 versions are upcast here, once, for everyone).
 """
@@ -16,10 +17,19 @@ from pydantic import Field, TypeAdapter
 
 # The event families live in events_base, events_requests and events_derived; re-exported (see __all__) so
 # every caller imports events from here.
+from shared.events_access import (
+    STAFF_KINDS,
+    AccessRecorded,
+    ActorKind,
+    Purpose,
+    ResourceKind,
+    derived_access_id,
+)
 from shared.events_base import (
     EVENT_ID_NAMESPACE,
     LOG_APPEND_TIME_TYPE,
     Applicant,
+    BusEvent,
     DocumentRef,
     EventBase,
     Language,
@@ -61,10 +71,14 @@ __all__ = [
     "EVENT_ID_NAMESPACE",
     "LOG_APPEND_TIME_TYPE",
     "REQUEST_EVENT_TYPES",
+    "STAFF_KINDS",
     "AcceptedEvent",
+    "AccessRecorded",
+    "ActorKind",
     "AgencyCommand",
     "AnyEvent",
     "Applicant",
+    "BusEvent",
     "CitizenCommand",
     "CommandEvent",
     "ComplaintFiled",
@@ -79,10 +93,12 @@ __all__ = [
     "Language",
     "NextStep",
     "NotificationOutcome",
+    "Purpose",
     "RequestCancelled",
     "RequestDecided",
     "RequestEvent",
     "RequestSubmitted",
+    "ResourceKind",
     "ResultDelivered",
     "ReviewApplicant",
     "ReviewRequested",
@@ -90,10 +106,12 @@ __all__ = [
     "StatusChanged",
     "StatusEvent",
     "VerificationCompleted",
+    "derived_access_id",
     "derived_event_id",
     "is_known_request_event",
     "new_event_id",
     "notification_outcome_id",
+    "parse_access_event",
     "parse_inbox_event",
     "parse_request_event",
     "parse_status_event",
@@ -123,6 +141,7 @@ RequestEvent = Annotated[_RequestEvents, Field(discriminator="event_type")]
 _request_event_adapter: TypeAdapter[RequestEvent] = TypeAdapter(RequestEvent)
 _status_event_adapter: TypeAdapter[StatusChanged] = TypeAdapter(StatusChanged)
 _inbox_event_adapter: TypeAdapter[ReviewRequested] = TypeAdapter(ReviewRequested)
+_access_event_adapter: TypeAdapter[AccessRecorded] = TypeAdapter(AccessRecorded)
 
 
 REQUEST_EVENT_TYPES = frozenset(
@@ -163,4 +182,9 @@ def parse_inbox_event(payload: bytes | dict[str, Any]) -> ReviewRequested:
     return _inbox_event_adapter.validate_python(_payload(payload))
 
 
-AnyEvent = _RequestEvents | StatusChanged | ReviewRequested | NotificationOutcome
+def parse_access_event(payload: bytes | dict[str, Any]) -> AccessRecorded:
+    """Parse one `desk.access` event of any supported version."""
+    return _access_event_adapter.validate_python(_payload(payload))
+
+
+AnyEvent = _RequestEvents | StatusChanged | ReviewRequested | NotificationOutcome | AccessRecorded

@@ -41,14 +41,40 @@ class Language(StrEnum):
     EN = "en"
 
 
-class EventBase(BaseModel):
-    """Fields every event carries."""
+class BusEvent(BaseModel):
+    """What every record on the bus is: a frozen fact with an id (CloudEvents `id`), a key and `occurred_at`.
+
+    Most events are about one request (`EventBase`); an access record is about one citizen (its key is their
+    subject digest), so the id and the key are properties each family defines.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @property
+    def message_id(self) -> str:
+        """The CloudEvents `id`: consumers drop a repeat of it."""
+        raise NotImplementedError
+
+    @property
+    def message_key(self) -> str:
+        """The Kafka key and CloudEvents `subject`: what must stay in order (one partition); never personal data."""
+        raise NotImplementedError
+
+
+class EventBase(BusEvent):
+    """Fields every event about one request carries; keyed by its tracking code."""
 
     event_id: str = Field(default_factory=new_event_id)
     tracking_code: str = Field(min_length=15, max_length=15, pattern=r"^[0-9]{15}$")
     occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def message_id(self) -> str:
+        return self.event_id
+
+    @property
+    def message_key(self) -> str:
+        return self.tracking_code
 
 
 class Applicant(BaseModel):

@@ -196,13 +196,13 @@ def make_broker(
 
 
 async def publish_event(broker: KafkaBroker, event: AnyEvent, *, topic: str, source: str) -> RecordMetadata:
-    """Publish one event as a CloudEvent keyed by its tracking code; returns once Kafka acknowledged it."""
+    """Publish one event as a CloudEvent keyed by its `message_key`; returns once Kafka acknowledged it."""
     return await broker.publish(
         event_value(event),
         topic,
         key=event_key(event),
         headers=cloudevent_headers(event, source=source),
-        correlation_id=event.event_id,
+        correlation_id=event.message_id,
     )
 
 

@@ -1,7 +1,8 @@
 """A service's FastAPI app in one call, so each service's `app.py` is a short manifest of what it runs.
 
 `build_service_app` puts together what every service has: the HTTP edge (security headers, CORS, body limits,
-/docs; shared/edges.py), problem+json for every error and for the service's own use-case failures, HTTP
+/docs; shared/edges.py), problem+json for every error and for the service's own use-case failures, the audit of
+routes returning personal data (shared/access_audit.py), HTTP
 metrics, /healthz, /readyz (Kafka and the database gate readiness, Redis only degrades it) and /metrics,
 OpenTelemetry's FastAPI instrumentation, and a lifespan that starts the service's background `Part`s in order
 and stops them in reverse.
@@ -27,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_audit import install_personal_data
 from shared.edges import service_app
 from shared.http import (
     COMMON_PROBLEM_RESPONSES,
@@ -218,6 +220,8 @@ def build_service_app(
     install_http_metrics(app, service=service)
     for router in routers:
         app.include_router(router)
+    # Routes declaring personal data: marked in OpenAPI, and refused with 503 when the access is not recorded.
+    install_personal_data(app)
     readiness: dict[str, Check] = {}
     if bus is not None:
         readiness["kafka"] = bus.ready

@@ -7,6 +7,7 @@ settings class lives in its package under its own prefix (`INTAKE_`, `INQUIRY_`,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -80,11 +81,20 @@ class ServiceSettings(BaseSettings):
     def _no_development_secrets(self) -> Self:
         if self.deployment.deployment_environment in DEVELOPMENT_ENVIRONMENTS:
             return self
-        for name, field in type(self).model_fields.items():
-            if _DEVELOPMENT_DEFAULT in field.metadata and getattr(self, name) == field.default:
-                variable = f"{self.model_config.get('env_prefix', '')}{name}".upper()
-                raise ValueError(f"{variable} must be set to a secret outside local and test runs")
+        for variable in _development_defaults(self):
+            raise ValueError(f"{variable} must be set to a secret outside local and test runs")
         return self
+
+
+def _development_defaults(settings: BaseSettings) -> Iterator[str]:
+    """The variables of `settings` (and of the settings it holds, e.g. KHEDMAT_AUDIT_*) still at their
+    development default, in declaration order."""
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if _DEVELOPMENT_DEFAULT in field.metadata and value == field.default:
+            yield f"{settings.model_config.get('env_prefix', '')}{name}".upper()
+        elif isinstance(value, BaseSettings):
+            yield from _development_defaults(value)
 
 
 class SessionSettings(BaseSettings):
@@ -99,3 +109,20 @@ class SessionSettings(BaseSettings):
     jwks_timeout_s: float = Field(default=2.0, gt=0)
     # Clock skew allowed between identity and the verifying service, on exp and iat.
     leeway_s: int = Field(default=10, ge=0, le=60)
+
+
+# The audit subject key's development default (tests and local runs build records with it).
+DEV_AUDIT_SUBJECT_KEY = "dev-only-audit-subject-key-change-me"
+
+
+class AuditSettings(BaseSettings):
+    """How accesses to personal data are recorded (shared/access_audit.py): one key and one bound for the desk."""
+
+    model_config = SettingsConfigDict(env_prefix="KHEDMAT_AUDIT_", extra="ignore")
+
+    # KHEDMAT_AUDIT_SUBJECT_KEY: the HMAC key of the subject digest. Every service recording an access uses it, so
+    # one citizen is one subject (one chain) whoever read their data; it is not the key of any service's store.
+    subject_key: DevelopmentSecret = SecretStr(DEV_AUDIT_SUBJECT_KEY)
+    # KHEDMAT_AUDIT_TIMEOUT_S: how long a read waits for Kafka to acknowledge its access record; past it the read
+    # is refused (503). The bound a citizen may wait on top of the read itself.
+    timeout_s: float = Field(default=2.0, gt=0, le=30)

@@ -23,14 +23,14 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import Counter
 from pydantic import Field, TypeAdapter
 
-from shared.events import AcceptedEvent, EventBase, upcast
+from shared.events import AcceptedEvent, BusEvent, upcast
 from shared.kafka import Consumer, DeadLetterPolicy, PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer, Record, RecordHandler
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=EventBase)
+E = TypeVar("E", bound=BusEvent)
 
 RECORDS_READ = Counter(
     "khedmat_consumer_records_read_total",
@@ -70,7 +70,7 @@ class Subscription:
     name: str  # who reads, in the AsyncAPI channel's title `<topic>:<name>`
     topic: str
     group: str
-    events: tuple[type[EventBase], ...]  # the events it handles; every other type is skipped unparsed
+    events: tuple[type[BusEvent], ...]  # the events it handles; every other type is skipped unparsed
     description: str
     kind: Kind = Kind.KEY_ORDERED
     handler: RecordHandler | None = None  # KEY_ORDERED: called once per record
@@ -91,7 +91,7 @@ class Publication:
     """Events a service publishes to one topic."""
 
     topic: str
-    events: tuple[type[EventBase], ...]
+    events: tuple[type[BusEvent], ...]
     description: str = ""
 
 
@@ -117,13 +117,13 @@ def build_consumers(subscriptions: Sequence[Subscription], parts: ConsumerParts)
 
 # ------------------------------------------------------------------------------------------ the record preamble
 @cache
-def event_types(events: tuple[type[EventBase], ...]) -> frozenset[str]:
+def event_types(events: tuple[type[BusEvent], ...]) -> frozenset[str]:
     """The `event_type` names of these event classes."""
     return frozenset(str(event.model_fields["event_type"].default) for event in events)
 
 
 @cache
-def _adapter(events: tuple[type[EventBase], ...]) -> TypeAdapter[Any]:
+def _adapter(events: tuple[type[BusEvent], ...]) -> TypeAdapter[Any]:
     if len(events) == 1:
         return TypeAdapter(events[0])
     union: Any = Annotated[Union[events], Field(discriminator="event_type")]  # noqa: UP007
@@ -134,11 +134,11 @@ def _adapter(events: tuple[type[EventBase], ...]) -> TypeAdapter[Any]:
 class Read:
     """A record's event, and whether it counts (a submission or command appended after its accept_by does not)."""
 
-    event: EventBase
+    event: BusEvent
     counts: bool
 
 
-def read_record(record: Record, events: tuple[type[EventBase], ...]) -> Read | None:
+def read_record(record: Record, events: tuple[type[BusEvent], ...]) -> Read | None:
     """The record's event if it is one of `events`, else None (skip it); raises PermanentError for a non-event.
 
     Types this subscription does not handle, including types newer than this build, are skipped unparsed, so a
@@ -155,7 +155,7 @@ def read_record(record: Record, events: tuple[type[EventBase], ...]) -> Read | N
     if body.get("event_type") not in event_types(events):
         RECORDS_READ.labels(record.topic, "skipped").inc()
         return None
-    event: EventBase = _adapter(events).validate_python(upcast(body))
+    event: BusEvent = _adapter(events).validate_python(upcast(body))
     counts = not isinstance(event, AcceptedEvent) or event.counts(
         timestamp_ms=record.timestamp, timestamp_type=record.timestamp_type
     )
@@ -242,7 +242,7 @@ def _title(subscription: Subscription) -> str:
     return f"{subscription.topic}:{subscription.name}"
 
 
-def _documented(events: tuple[type[EventBase], ...]) -> Callable[..., Any]:
+def _documented(events: tuple[type[BusEvent], ...]) -> Callable[..., Any]:
     """A never-called handler whose body annotation is the union of the events: its message schema."""
 
     async def documented(body: Any) -> None:

@@ -15,6 +15,8 @@ class Topic(StrEnum):
     """StatusChanged, derived by tracking; no personal data."""
     NOTIFICATIONS = "desk.notifications"
     """notify's outcomes: sent, delivered, failed."""
+    ACCESS = "desk.access"
+    """AccessRecorded: every read of personal data, keyed by the citizen's subject digest; kept forever."""
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -41,11 +43,23 @@ class TopicSpec:
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 
 
+# The access records are the evidence of who read a citizen's file: never deleted by age or size. Its dead letters
+# too (a record tracking could not store must still be there to be looked into).
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 def core_topics() -> list[TopicSpec]:
     """The topics the services need before they start."""
     names = [Topic.REQUESTS, Topic.STATUS, Topic.NOTIFICATIONS]
-    return [
-        TopicSpec(Topic.REQUESTS.value, configs=dict(LOG_APPEND_TIME)),
-        TopicSpec(Topic.STATUS.value),
-        TopicSpec(Topic.NOTIFICATIONS.value),
-    ] + [TopicSpec(dead_letter_topic(name)) for name in names]
+    return (
+        [
+            TopicSpec(Topic.REQUESTS.value, configs=dict(LOG_APPEND_TIME)),
+            TopicSpec(Topic.STATUS.value),
+            TopicSpec(Topic.NOTIFICATIONS.value),
+        ]
+        + [TopicSpec(dead_letter_topic(name)) for name in names]
+        + [
+            TopicSpec(Topic.ACCESS.value, configs=dict(KEEP_FOREVER)),
+            TopicSpec(dead_letter_topic(Topic.ACCESS), configs=dict(KEEP_FOREVER)),
+        ]
+    )

@@ -38,7 +38,12 @@ def create_app(settings: InquirySettings | None = None, *, tracer_provider: Trac
     sessions = make_sessionmaker(engine)
     marks = PublishMarks(sessions)
     deps = Inquiry(
-        catalog=catalog, agencies=with_cache(agencies, cache), broker=kit.broker, sessions=sessions, marks=marks
+        catalog=catalog,
+        agencies=with_cache(agencies, cache),
+        broker=kit.broker,
+        sessions=sessions,
+        marks=marks,
+        audit_key=settings.audit.subject_key.get_secret_value().encode(),
     )
     declared = subscriptions(deps, group_id=settings.group_id, concurrency=settings.concurrency)
     [consumer] = kit.consumers(declared)

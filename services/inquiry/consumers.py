@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 
 from shared.catalog import Catalog
 from shared.events import (
+    AccessRecorded,
     CorrectionSubmitted,
     InquiryCompleted,
     RequestSubmitted,
@@ -23,6 +24,7 @@ from shared.events import (
 )
 from shared.kafka import publish_event
 from shared.keyed_consumer import Record
+from shared.settings import DEV_AUDIT_SUBJECT_KEY
 from shared.subscriptions import Publication, Subscription, read_event
 from shared.topics import Topic, agency_inbox_topic
 
@@ -50,12 +52,17 @@ class Inquiry:
     broker: KafkaBroker
     sessions: Sessions
     marks: PublishMarks
+    # KHEDMAT_AUDIT_SUBJECT_KEY (the composition root passes the configured one), for the disclosure records.
+    audit_key: bytes = DEV_AUDIT_SUBJECT_KEY.encode()
 
 
 def destination(outcome: Outcome) -> str:
-    """Where an outcome is published: a review request to its agency's inbox, the rest to desk.requests."""
+    """Where an outcome is published: a review request to its agency's inbox, its disclosure's record to
+    desk.access, the rest to desk.requests."""
     if isinstance(outcome, ReviewRequested):
         return agency_inbox_topic(outcome.agency)
+    if isinstance(outcome, AccessRecorded):
+        return Topic.ACCESS
     return Topic.REQUESTS
 
 
@@ -66,11 +73,15 @@ async def handle_request_record(deps: Inquiry, record: Record) -> None:
         return  # other lifecycle events, including types newer than this build, are not inquiry's
     if isinstance(event, RequestSubmitted):
         outcomes = await verify_submission_once(
-            sessions=deps.sessions, catalog=deps.catalog, agencies=deps.agencies, event=event
+            sessions=deps.sessions, catalog=deps.catalog, agencies=deps.agencies, event=event, audit_key=deps.audit_key
         )
     else:
         found = await verify_correction_once(
-            sessions=deps.sessions, catalog=deps.catalog, agencies=deps.agencies, correction=event
+            sessions=deps.sessions,
+            catalog=deps.catalog,
+            agencies=deps.agencies,
+            correction=event,
+            audit_key=deps.audit_key,
         )
         if found is None:
             log.warning("skipping correction of %s: no submission on record to verify again", event.tracking_code)
@@ -103,7 +114,14 @@ def subscriptions(deps: Inquiry, *, group_id: str, concurrency: int) -> list[Sub
 
 def publications(*, agencies: list[str]) -> list[Publication]:
     """What inquiry publishes: outcomes to desk.requests, review requests to the inbox of each reviewing agency."""
-    return [Publication(Topic.REQUESTS, (InquiryCompleted, VerificationCompleted))] + [
+    return [
+        Publication(Topic.REQUESTS, (InquiryCompleted, VerificationCompleted)),
+        Publication(
+            Topic.ACCESS,
+            (AccessRecorded,),
+            "The record of each review request's disclosure to its agency, published just before the review.",
+        ),
+    ] + [
         Publication(
             agency_inbox_topic(agency),
             (ReviewRequested,),

@@ -6,15 +6,21 @@ from dataclasses import dataclass
 
 from shared.catalog import ApplicantItem, DecisionMode, ServiceDefinition
 from shared.events import (
+    AccessRecorded,
+    ActorKind,
     CorrectionSubmitted,
     InquiryOutcome,
     NextStep,
+    Purpose,
     RequestSubmitted,
+    ResourceKind,
     ReviewApplicant,
     ReviewRequested,
     VerificationCompleted,
+    derived_access_id,
     derived_event_id,
 )
+from shared.topics import agency_inbox_topic
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,26 @@ def review_request(
         inquiries=verification.inquiries,
         reason_fa=verification.reason_fa,
         reason_en=verification.reason_en,
+    )
+
+
+def disclosure_of(review: ReviewRequested, *, subject: str) -> AccessRecorded:
+    """The access record of a review request: the agency reads the citizen's request through its inbox.
+
+    Derived from the review (its id and time), so a re-published review re-publishes the very same record.
+    """
+    return AccessRecorded(
+        access_id=derived_access_id(review.event_id, "review"),
+        subject=subject,
+        actor_kind=ActorKind.AGENCY,
+        actor=review.agency,
+        organisation=review.agency,
+        role="reviewer",
+        resource_kind=ResourceKind.REQUEST,
+        resource=review.tracking_code,
+        purpose=Purpose.REVIEW,
+        client=agency_inbox_topic(review.agency),
+        occurred_at=review.occurred_at,
     )
 
 

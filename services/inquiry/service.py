@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
+from shared.access_audit import subject_digest
 from shared.catalog import Catalog, Inquiry
 from shared.domain.digits import normalize_digits, to_persian_digits
 from shared.events import (
@@ -29,7 +30,7 @@ from .adapters import AgencyRefused, AgencyUnavailable, count_attempts
 # Re-exported: callers of these use cases (the bus edge, tests) take the agencies and their HTTP bundle from here.
 from .adapters_agencies import Agencies as Agencies
 from .adapters_agencies import http_agencies as http_agencies
-from .domain import InquiryResult, Reason, corrected, decide, review_request
+from .domain import InquiryResult, Reason, corrected, decide, disclosure_of, review_request
 from .store import Outcome, Sessions, load_submission_input, record_verification, recorded_and_published
 
 INQUIRIES = Counter(
@@ -262,7 +263,7 @@ async def verify_submission(
 
 
 async def _verify_and_record(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, submission: RequestSubmitted
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, submission: RequestSubmitted, audit_key: bytes
 ) -> list[Outcome]:
     completed, verification = await verify_submission(catalog=catalog, event=submission, agencies=agencies)
     outcomes: list[Outcome] = [*completed, verification]
@@ -270,12 +271,16 @@ async def _verify_and_record(
         service = catalog.get_version(submission.service_id, submission.catalog_version)
         if service is None:  # verify_submission refused an unknown service already; this keeps mypy honest
             raise PermanentError(f"service {submission.service_id!r} is not in this catalog")
-        outcomes.append(review_request(service, submission, verification))
+        review = review_request(service, submission, verification)
+        # Recorded with the other outcomes and published just before the review: the disclosure is on
+        # desk.access before the agency can read it, and a redelivery republishes the same record (same id).
+        subject = subject_digest(submission.applicant.national_id, audit_key)
+        outcomes += [disclosure_of(review, subject=subject), review]
     return await record_verification(sessions=sessions, submission=submission, outcomes=outcomes)
 
 
 async def verify_submission_once(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, event: RequestSubmitted
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, event: RequestSubmitted, audit_key: bytes
 ) -> list[Outcome]:
     """The outcomes of a submission still to publish: on redelivery the recorded ones (no agency called), or
     none once they were all published; else fresh and recorded."""
@@ -284,11 +289,13 @@ async def verify_submission_once(
         # The stored input is left alone: a correction may have been merged into it since.
         outcomes, published = recorded
         return [] if published else outcomes
-    return await _verify_and_record(sessions=sessions, catalog=catalog, agencies=agencies, submission=event)
+    return await _verify_and_record(
+        sessions=sessions, catalog=catalog, agencies=agencies, submission=event, audit_key=audit_key
+    )
 
 
 async def verify_correction_once(
-    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, correction: CorrectionSubmitted
+    *, sessions: Sessions, catalog: Catalog, agencies: Agencies, correction: CorrectionSubmitted, audit_key: bytes
 ) -> list[Outcome] | None:
     """The outcomes of re-verifying with a correction merged in, still to publish (as for a submission); None
     when no submission is on record."""
@@ -301,5 +308,9 @@ async def verify_correction_once(
     if original is None:
         return None
     return await _verify_and_record(
-        sessions=sessions, catalog=catalog, agencies=agencies, submission=corrected(original, correction)
+        sessions=sessions,
+        catalog=catalog,
+        agencies=agencies,
+        submission=corrected(original, correction),
+        audit_key=audit_key,
     )

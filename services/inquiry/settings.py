@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DevelopmentSecret, ServiceSettings
+from shared.settings import AuditSettings, DevelopmentSecret, ServiceSettings
 
 
 class InquirySettings(ServiceSettings):
@@ -44,6 +44,8 @@ class InquirySettings(ServiceSettings):
     # Keys the answer cache's Redis keys (an HMAC of the inputs), so no national ID is ever a Redis key.
     cache_key: DevelopmentSecret = SecretStr("dev-only-inquiry-cache-key-change-me")
     catalog_dir: Path = DEFAULT_CATALOG_DIR
+    # A review request discloses the citizen's request to an agency: recorded on desk.access like any read.
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _breaker_threshold_fits_its_window(self) -> InquirySettings:

@@ -20,10 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import UtcDateTime
 from shared.events import (
+    AccessRecorded,
     InquiryCompleted,
     RequestSubmitted,
     ReviewRequested,
     VerificationCompleted,
+    parse_access_event,
     parse_inbox_event,
     parse_request_event,
 )
@@ -32,9 +34,9 @@ from shared.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
-# What one verification publishes: InquiryCompleted per inquiry, the VerificationCompleted, and a
-# ReviewRequested for the agency's inbox when the next step is its review.
-Outcome = InquiryCompleted | VerificationCompleted | ReviewRequested
+# What one verification publishes: InquiryCompleted per inquiry, the VerificationCompleted, and when the next
+# step is the agency's review, the AccessRecorded of that disclosure then the ReviewRequested for its inbox.
+Outcome = InquiryCompleted | VerificationCompleted | AccessRecorded | ReviewRequested
 
 
 class Verification(SQLModel, table=True):
@@ -91,12 +93,11 @@ def _dump(outcomes: list[Outcome]) -> str:
 def _load(text: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for payload in json.loads(text):
-        outcome: object = (
-            parse_inbox_event(payload)
-            if payload.get("event_type") == "ReviewRequested"
-            else parse_request_event(payload)
+        parse = {"ReviewRequested": parse_inbox_event, "AccessRecorded": parse_access_event}.get(
+            str(payload.get("event_type")), parse_request_event
         )
-        if not isinstance(outcome, InquiryCompleted | VerificationCompleted | ReviewRequested):
+        outcome: object = parse(payload)
+        if not isinstance(outcome, InquiryCompleted | VerificationCompleted | AccessRecorded | ReviewRequested):
             raise ValueError(f"a recorded verification holds a {type(outcome).__name__}")
         outcomes.append(outcome)
     return outcomes

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_audit import AccessRecorder
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.events import NotificationOutcome
@@ -93,6 +94,7 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         contact_wait_s=settings.contact_wait_s,
         quiet=parse_quiet_hours(settings.quiet_hours),
         policy=send_policy(settings, gateways=len(sms.gateways)),
+        audit_key=settings.audit.subject_key.get_secret_value().encode(),
     )
     declared = subscriptions(notify, concurrency=settings.concurrency)
     bus = kit.bus(core_topics(), kit.consumers(declared))
@@ -116,7 +118,13 @@ def create_app(settings: NotifySettings | None = None, *, tracer_provider: Trace
         bus=bus,
         database=engine,
         redis=redis,
-        state={"notify": notify, "settings": settings, "subscriptions": declared, "publications": PUBLICATIONS},
+        state={
+            "notify": notify,
+            "settings": settings,
+            "subscriptions": declared,
+            "publications": PUBLICATIONS,
+            "access_recorder": AccessRecorder.on_broker(kit.broker, settings=settings.audit, service=SERVICE_NAME),
+        },
         # Its API document lists only the problems its routes declare, not the kit's common ones.
         responses={},
     )

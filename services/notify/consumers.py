@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from shared.events import NotificationOutcome, RequestSubmitted, StatusChanged
+from shared.events import AccessRecorded, NotificationOutcome, RequestSubmitted, StatusChanged
 from shared.kafka import PermanentError
 from shared.keyed_consumer import Record
 from shared.subscriptions import Publication, Subscription, read_event
@@ -40,7 +40,7 @@ async def handle_request_record(deps: Notify, record: Record) -> None:
     event = read_event(record, (RequestSubmitted,))
     if event is None:
         return
-    await record_contact(sessions=deps.sessions, event=event)
+    await record_contact(sessions=deps.sessions, event=event, audit_key=deps.audit_key)
 
 
 async def handle_status_record(deps: Notify, record: Record) -> None:
@@ -106,5 +106,10 @@ PUBLICATIONS = [
         Topic.NOTIFICATIONS,
         (NotificationOutcome,),
         "Each notification's outcome (sent, delivered, failed), relayed from notify's own records.",
-    )
+    ),
+    Publication(
+        Topic.ACCESS,
+        (AccessRecorded,),
+        "One record per read of a request's notifications on the internal route, acknowledged before the answer.",
+    ),
 ]

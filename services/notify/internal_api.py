@@ -1,5 +1,9 @@
 """notify's HTTP routes: what was sent about a request, and how it went (no contact details); identity's sign-in
-codes; the SMS gateways' delivery receipts."""
+codes; the SMS gateways' delivery receipts.
+
+Listing a request's notifications is a read of the citizen's data by whoever holds the internal key: each
+successful call is recorded on desk.access first, under the applicant's subject digest kept with the contact.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,21 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from shared.access_audit import AccessLog, AccessNotRecorded, personal_data, service_actor
 from shared.domain.tracking_code import InvalidTrackingCode, format_for_display, parse_tracking_code
+from shared.events import Purpose, ResourceKind
 from shared.http import problem_responses
 from shared.problems import check_internal_key, problems_beside
 
 from .schemas import NotificationOut, NotificationsOut, ReceiptIn, SignInCodeIn
-from .service import Notification, Notify, SignInCodeNotSent, list_notifications, text_sign_in_code
+from .service import (
+    Notification,
+    Notify,
+    SignInCodeNotSent,
+    audit_subject_of,
+    list_notifications,
+    text_sign_in_code,
+)
 from .service_receipts import apply_receipt
 
 
@@ -58,11 +71,17 @@ def require_internal_key(request: Request) -> None:
 
 InternalKey = Depends(require_internal_key)
 
+# Whoever holds the internal key (the desk's operators, its services) reads for support; one key names no one
+# better until each caller has its own.
+NotificationsAccess = Annotated[
+    AccessLog, personal_data(ResourceKind.NOTIFICATIONS, Purpose.SUPPORT, service_actor("internal-key-holder"))
+]
+
 
 @internal_router.get(
     "/notifications/{tracking_code}", responses=problem_responses(401, 404, 422), dependencies=[InternalKey]
 )
-async def get_notifications(tracking_code: str, notify: NotifyDep) -> NotificationsOut:
+async def get_notifications(tracking_code: str, notify: NotifyDep, access: NotificationsAccess) -> NotificationsOut:
     """The notifications sent (or being sent) about one request: for the desk's operators and tests, with the
     internal key (citizens see them in tracking's lookup, behind their national ID)."""
     try:
@@ -72,6 +91,11 @@ async def get_notifications(tracking_code: str, notify: NotifyDep) -> Notificati
     rows = await list_notifications(sessions=notify.sessions, tracking_code=code)
     if rows is None:
         raise _PROBLEMS["unknown-request"].error()
+    subject = await audit_subject_of(sessions=notify.sessions, tracking_code=code)
+    if subject is None:
+        # A contact kept before subjects were: the read cannot be attributed to its citizen, so it is refused.
+        raise AccessNotRecorded("no subject digest for this request's applicant")
+    await access.record(subject=subject, resource=code)
     return NotificationsOut(
         tracking_code=code,
         tracking_code_display=format_for_display(code),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from shared.access_audit import subject_digest
 from shared.domain.digits import to_persian_digits
 from shared.events import RequestSubmitted, StatusChanged
 
@@ -92,14 +93,17 @@ class Notify:
     policy: SendPolicy = field(default_factory=SendPolicy)
     contact_wait_s: float = 10.0
     quiet: QuietHours | None = None
+    # KHEDMAT_AUDIT_SUBJECT_KEY: contacts keep their applicant's subject digest (see record_contact).
+    audit_key: bytes | None = None
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def record_contact(*, sessions: Sessions, event: RequestSubmitted) -> None:
-    """Keep how to reach the applicant of a request (upsert: a replayed submission changes nothing)."""
+async def record_contact(*, sessions: Sessions, event: RequestSubmitted, audit_key: bytes | None = None) -> None:
+    """Keep how to reach the applicant of a request (upsert: a replayed submission changes nothing), and with
+    `audit_key` their subject digest, under which reads of the request's notifications are recorded."""
     applicant = event.applicant
     await save_contact(
         sessions,
@@ -109,6 +113,7 @@ async def record_contact(*, sessions: Sessions, event: RequestSubmitted) -> None
         language=applicant.language.value,
         channels=",".join(applicant.notification_channels or ()),
         service_id=event.service_id,
+        audit_subject=subject_digest(applicant.national_id, audit_key) if audit_key is not None else None,
     )
 
 
@@ -335,6 +340,12 @@ def _counted(end: RoundEnd, notification_id: int, *, delivered: bool) -> Notific
 async def list_notifications(*, sessions: Sessions, tracking_code: str) -> list[Notification] | None:
     """A request's notifications, oldest first; None when notify knows nothing of the request."""
     return await notifications_of(sessions, tracking_code)
+
+
+async def audit_subject_of(*, sessions: Sessions, tracking_code: str) -> str | None:
+    """The applicant's subject digest on desk.access, when notify was told it."""
+    contact = await find_contact(sessions, tracking_code)
+    return contact.audit_subject if contact is not None else None
 
 
 async def text_sign_in_code(*, sms: SmsGateway, mobile: str, code: str) -> None:

@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.notify.domain import parse_quiet_hours
 from shared.rate_limits import parse_limits
-from shared.settings import DevelopmentSecret, ServiceSettings
+from shared.settings import AuditSettings, DevelopmentSecret, ServiceSettings
 
 # Shared with identity's development default (IDENTITY_NOTIFY_KEY), so a local desk works out of the box.
 DEV_INTERNAL_KEY = "dev-only-internal-key-change-me"
@@ -61,6 +61,9 @@ class NotifySettings(ServiceSettings):
     # How long a status change waits in place for its request's contact (read from the other topic) before
     # it is handed back for redelivery; covers a contacts consumer that is catching up on a backlog.
     contact_wait_s: float = Field(default=10.0, ge=0)
+    # Reading a request's notifications is recorded on desk.access (shared/access_audit.py); the contacts keep
+    # their applicant's subject digest for it.
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _quiet_hours_readable(self) -> NotifySettings:

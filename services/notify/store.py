@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint, and_, or_, update
+from sqlalchemy import Column, Connection, DateTime, Index, UniqueConstraint, and_, inspect, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import Field, SQLModel, col, select
@@ -35,6 +35,9 @@ class Contact(SQLModel, table=True):
     service_id: str = Field(max_length=100)
     # The channels the citizen asked to be told on ("sms,email"); empty: every channel they gave details for.
     channels: str = Field(default="", max_length=32)
+    # The applicant's subject digest on desk.access (HMAC of the national ID under KHEDMAT_AUDIT_SUBJECT_KEY),
+    # so a read of this request's notifications is recorded under the right citizen; notify keeps no national ID.
+    audit_subject: str | None = Field(default=None, max_length=64)
 
 
 class Notification(SQLModel, table=True):
@@ -81,6 +84,14 @@ async def create_tables(conn: AsyncConnection) -> None:
             tables=[Contact.__table__, Notification.__table__],  # type: ignore[attr-defined]
         )
     )
+    await conn.run_sync(_add_audit_subject)
+
+
+def _add_audit_subject(sync_conn: Connection) -> None:
+    # notify has no migrations yet: a contact table made before the column existed gets it (nullable: those
+    # requests' notifications cannot be attributed, so reading them is refused, see internal_api.py).
+    if "audit_subject" not in {column["name"] for column in inspect(sync_conn).get_columns("notify_contact")}:
+        sync_conn.execute(text("ALTER TABLE notify_contact ADD COLUMN audit_subject VARCHAR(64)"))
 
 
 async def find_contact(sessions: Sessions, tracking_code: str) -> Contact | None:
@@ -98,6 +109,7 @@ async def save_contact(
     language: str,
     channels: str,
     service_id: str,
+    audit_subject: str | None = None,
 ) -> None:
     """Upsert a request's contact details (a replayed submission changes nothing)."""
     async with sessions() as session:
@@ -109,6 +121,7 @@ async def save_contact(
         contact.language = language
         contact.channels = channels
         contact.service_id = service_id
+        contact.audit_subject = audit_subject
         session.add(contact)
         try:
             await session.commit()

@@ -1,4 +1,5 @@
-"""tracking's composition root: settings, telemetry, database, consumers, outbox relay, SLA watcher, routes."""
+"""tracking's composition root: settings, telemetry, database, consumers, outbox relay, SLA watcher, access audit,
+routes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_audit import AccessRecorder
 from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
@@ -20,6 +22,7 @@ from shared.kafka import BusConnection, publish_event
 from shared.redis_client import make_redis
 from shared.service_kit import Part, ServiceKit, closing, supervised
 from shared.sessions import SESSION_VERIFIER_STATE, IdentityJwks, session_verifier
+from shared.subscriptions import Subscription
 from shared.topics import Topic, core_topics
 
 from .adapters_cache import ChangeFeed, StatusCache
@@ -30,6 +33,7 @@ from .history_api import router as history_router
 from .internal_api import internal_router
 from .lookup_api import router
 from .service import Projector
+from .service_audit import AccessChain
 from .service_outbox import OutboxRelay
 from .service_sla import SlaWatcher
 from .settings import TrackingSettings
@@ -58,26 +62,18 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key)
     verifier, jwks = session_verifier(settings.sessions, redis)
     projector.on_committed = deps.cache.changed
-    declared = subscriptions(
-        group_id=settings.group_id,
-        projection=projection_consumer(
-            projector,
-            new_projection_start=settings.new_projection_start,
-            on_folded=lambda changes: relay.wakeup.set() if changes else None,
-        ),
-        max_batch=settings.fold_batch,
-        sessions=sessions,
-        on_stored=deps.cache.changed,
-        notifications_concurrency=settings.notifications_concurrency,
-    )
-    consumer, outcomes = kit.consumers(declared)
+    chain = AccessChain(sessions, max_batch=settings.access_concurrency)
+    declared = _subscriptions(settings, projector=projector, relay=relay, deps=deps, chain=chain)
+    consumers = kit.consumers(declared)
     watcher = _sla_watcher(settings, sessions=sessions, broker=kit.broker)
-    bus = kit.bus(core_topics(), [consumer, outcomes])
+    bus = kit.bus(core_topics(), consumers)
     return kit.app(
         title="Khedmat tracking",
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
         routers=[router, history_router, internal_router],
-        parts=_parts(engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher, identity_keys=jwks),
+        parts=_parts(
+            engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher, chain=chain, identity_keys=jwks
+        ),
         bus=bus,
         database=engine,
         redis=redis,
@@ -85,10 +81,31 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
             "tracking": deps,
             SESSION_VERIFIER_STATE: verifier,
             "internal_key": settings.internal_key.get_secret_value().encode(),
-            "consumer": consumer,
+            "consumer": consumers[0],
+            "access_recorder": AccessRecorder.on_broker(kit.broker, settings=settings.audit, service=SERVICE_NAME),
             "subscriptions": declared,
             "publications": PUBLICATIONS,
         },
+    )
+
+
+def _subscriptions(
+    settings: TrackingSettings, *, projector: Projector, relay: OutboxRelay, deps: Tracking, chain: AccessChain
+) -> list[Subscription]:
+    """tracking's subscriptions: the projection's fold, the notification outcomes, the access records."""
+    return subscriptions(
+        group_id=settings.group_id,
+        projection=projection_consumer(
+            projector,
+            new_projection_start=settings.new_projection_start,
+            on_folded=lambda changes: relay.wakeup.set() if changes else None,
+        ),
+        max_batch=settings.fold_batch,
+        sessions=deps.sessions,
+        on_stored=deps.cache.changed,
+        notifications_concurrency=settings.notifications_concurrency,
+        access_chain=chain,
+        access_concurrency=settings.access_concurrency,
     )
 
 
@@ -100,13 +117,15 @@ def _parts(
     bus: BusConnection,
     relay: OutboxRelay,
     watcher: SlaWatcher,
+    chain: AccessChain,
     identity_keys: IdentityJwks,
 ) -> list[Part]:
     """tracking's parts, started in order and stopped in reverse: the migrations first; at stop the outbox relay
     and the SLA watcher are cancelled, then the bus (its consumers drain), then the change feed, the client of
-    identity's keys, Redis, the database."""
+    identity's keys, Redis, the access chain's writer, the database."""
     return [
         Part("database", start=partial(migrate, engine), stop=engine.dispose),
+        closing("access chain", chain.close),
         closing("redis", redis.aclose),
         closing("identity keys client", identity_keys.aclose),
         Part("change feed", start=deps.changes.start, stop=deps.changes.stop),

@@ -1,6 +1,7 @@
 """tracking's bus edges: its subscriptions (the projection's fold of desk.requests, the notification outcomes of
-desk.notifications) and publications, declared once, the consumer of the projection, and the handler of one
-notification outcome; with `Tracking`, what the routes and handlers depend on.
+desk.notifications, the access records of desk.access) and publications, declared once, the consumer of the
+projection, and the handlers of one notification outcome and one access record; with `Tracking`, what the routes
+and handlers depend on.
 
 The projection's consumer reads batches with aiokafka's `getmany` and folds each at once, in one transaction
 with its offsets: faststream hands a subscriber one message at a time, and one transaction per event caps the
@@ -28,7 +29,7 @@ from opentelemetry.trace import SpanKind, TracerProvider
 from prometheus_client import Counter, Histogram
 
 from shared.envelope import decode_headers
-from shared.events import EventBase, NotificationOutcome, RequestEvent, SlaBreached, StatusChanged
+from shared.events import AccessRecorded, EventBase, NotificationOutcome, RequestEvent, SlaBreached, StatusChanged
 from shared.group_member import GroupMember
 from shared.kafka import Consumer, DeadLetterPolicy, scrub
 from shared.keyed_consumer import Record
@@ -38,7 +39,9 @@ from shared.topics import Topic
 
 from .adapters_cache import ChangeFeed, StatusCache
 from .adapters_throttle import LookupThrottle
+from .domain_audit import entry_of
 from .service import Delivered, Position, Projector, Sessions, record_notification, stored_offsets
+from .service_audit import AccessChain
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ SUBSCRIPTION_DESCRIPTION = (
 NOTIFICATIONS_DESCRIPTION = (
     "Keeps each notification's latest outcome (sent, then delivered or failed; never back) for the "
     "citizen's status answer."
+)
+ACCESS_DESCRIPTION = (
+    "Appends each access record to its citizen's hash chain: one citizen's records in order (the key is the "
+    "subject digest), those arriving together in one transaction; a redelivered record is stored once."
 )
 
 
@@ -228,6 +235,13 @@ async def handle_notification_record(
         log.warning("after-store notice failed: %s", type(error).__name__)
 
 
+async def handle_access_record(record: Record, *, chain: AccessChain) -> None:
+    """Append one desk.access record to its citizen's chain; returns once it is stored."""
+    event = read_event(record, (AccessRecorded,))
+    if event is not None:
+        await chain.append(entry_of(event))
+
+
 def subscriptions(
     *,
     group_id: str,
@@ -236,8 +250,11 @@ def subscriptions(
     sessions: Sessions,
     on_stored: Callable[[Iterable[str]], Awaitable[None]],
     notifications_concurrency: int,
+    access_chain: AccessChain,
+    access_concurrency: int,
 ) -> list[Subscription]:
-    """tracking's two subscriptions: the projection's fold of desk.requests, and the notification outcomes."""
+    """tracking's three subscriptions: the projection's fold of desk.requests, the notification outcomes, and
+    the access records."""
     return [
         Subscription(
             name="tracking",
@@ -257,6 +274,15 @@ def subscriptions(
             description=NOTIFICATIONS_DESCRIPTION,
             handler=partial(handle_notification_record, sessions=sessions, on_stored=on_stored),
             concurrency=notifications_concurrency,
+        ),
+        Subscription(
+            name="tracking",
+            topic=Topic.ACCESS,
+            group=f"{group_id}-access",
+            events=(AccessRecorded,),
+            description=ACCESS_DESCRIPTION,
+            handler=partial(handle_access_record, chain=access_chain),
+            concurrency=access_concurrency,
         ),
     ]
 
@@ -286,5 +312,10 @@ PUBLICATIONS = [
         Topic.REQUESTS,
         (SlaBreached,),
         "The SLA watcher's one event per request past its due date (id derived from code and date).",
+    ),
+    Publication(
+        Topic.ACCESS,
+        (AccessRecorded,),
+        "One record per lookup, live stream or history read, acknowledged by Kafka before the citizen's answer.",
     ),
 ]

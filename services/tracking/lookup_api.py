@@ -1,4 +1,7 @@
-"""tracking's HTTP routes: status lookup by tracking code together with the applicant's national ID."""
+"""tracking's HTTP routes: status lookup by tracking code together with the applicant's national ID.
+
+Both routes return the citizen's request: each successful call is recorded on desk.access first (`asked_for`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from shared.access_audit import AccessLog, personal_data
 from shared.domain.identity import InvalidNationalId, normalize_national_id
 from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
+from shared.events import Purpose, ResourceKind
 from shared.http import ProblemError, problem_responses
 from shared.problems import rate_limited, request_not_found
 
@@ -56,8 +61,12 @@ class Found:
     answer: StatusOut
 
 
-async def asked_for(query: LookupIn, request: Request) -> Found:
-    """The request the caller may see: else 429, or the uniform 404."""
+# The lookup and the live stream read the citizen's request for their follow-up.
+RequestAccess = Annotated[AccessLog, personal_data(ResourceKind.REQUEST, Purpose.FOLLOW_UP)]
+
+
+async def asked_for(query: LookupIn, request: Request, access: RequestAccess) -> Found:
+    """The request the caller may see, its access recorded: else 429, the uniform 404, or 503 unrecorded."""
     deps: Tracking = request.app.state.tracking
     # Counted before anything is looked at, for codes that exist and codes that do not alike.
     decision = await deps.throttle.hit(
@@ -73,6 +82,7 @@ async def asked_for(query: LookupIn, request: Request) -> Found:
     answer = await answer_for(deps, code, national_id)
     if answer is None:
         raise _not_found()
+    await access.record(national_id=national_id, resource=code)
     return Found(code, national_id, answer)
 
 

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
-from shared.settings import DevelopmentSecret, ServiceSettings, SessionSettings
+from shared.settings import AuditSettings, DevelopmentSecret, ServiceSettings, SessionSettings
 
 
 class TrackingSettings(ServiceSettings):
@@ -32,6 +32,9 @@ class TrackingSettings(ServiceSettings):
     fold_batch: int = Field(default=500, ge=1, le=10_000)
     # Notification outcomes (desk.notifications) stored at once, each request's in order.
     notifications_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Access records (desk.access) in flight at once, each citizen's in order; those in flight together are
+    # appended in one transaction, so this is also the largest batch.
+    access_concurrency: int = Field(default=64, ge=1, le=1024)
     # The catalog gives each service's SLA (working days) and the inquiries a request waits for.
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     # How often the SLA watcher looks for requests past their due date.
@@ -49,3 +52,5 @@ class TrackingSettings(ServiceSettings):
     stream_poll_s: float = Field(default=5.0, gt=0)
     # Where identity publishes the keys of citizens' access tokens (the history takes a session).
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    # Lookups and the history are recorded on desk.access before they answer (shared/access_audit.py).
+    audit: AuditSettings = Field(default_factory=AuditSettings)

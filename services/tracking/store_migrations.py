@@ -15,12 +15,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .store import TABLES
+from .store_audit import ACCESS_TABLE
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
 METADATA = MetaData()
 """What the migrations must produce (a test compares the two): tracking's tables only."""
-for _table in TABLES:
+for _table in [*TABLES, ACCESS_TABLE]:
     _table.to_metadata(METADATA)
 # What a database made before migrations existed holds: the first revision's tables, adopted by a stamp.
 FIRST_REVISION_TABLES = frozenset({"request_status", "timeline_entry", "consumed_offset", "outbox"})

@@ -28,7 +28,7 @@ async def test_head_is_the_models_schema_and_migrating_again_changes_nothing(dat
         async with engine.connect() as connection:
             assert await connection.run_sync(differences) == []
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0002"
+        assert version == "0003"
     finally:
         await engine.dispose()
 

@@ -18,6 +18,7 @@ from shared.events import (
     LOG_APPEND_TIME_TYPE,
     AnyEvent,
     Applicant,
+    EventBase,
     InquiryCompleted,
     InquiryOutcome,
     Language,
@@ -181,6 +182,9 @@ def test_events_are_frozen() -> None:
 @pytest.mark.parametrize("event", every_event(), ids=lambda event: event.event_type)
 def test_cloudevent_headers_identify_the_event(event: AnyEvent) -> None:
     headers = cloudevent_headers(event, source=SOURCE)
+    assert isinstance(
+        event, EventBase
+    )  # the events about one request (AccessRecorded: tests/unit/test_access_audit.py)
     assert headers["ce_specversion"] == "1.0"
     assert headers["ce_id"] == event.event_id
     assert headers["ce_subject"] == event.tracking_code
@@ -203,6 +207,7 @@ def test_cloudevent_headers_carry_no_personal_data() -> None:
 
 @pytest.mark.parametrize("event", every_event(), ids=lambda event: event.event_type)
 def test_event_key_is_the_tracking_code(event: AnyEvent) -> None:
+    assert isinstance(event, EventBase)
     assert event_key(event) == event.tracking_code.encode()
 
 

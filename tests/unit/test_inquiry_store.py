@@ -263,8 +263,13 @@ async def test_use_case_runs_the_agencies_only_for_the_first_delivery(sessions: 
     registry = FakeRegistry()
     event = submitted()
     agencies = Agencies(civil_registry=registry)
-    first = await verify_submission_once(sessions=sessions, catalog=CATALOG, agencies=agencies, event=event)
-    again = await verify_submission_once(sessions=sessions, catalog=CATALOG, agencies=agencies, event=event)
+    key = b"audit-subject-key"
+    first = await verify_submission_once(
+        sessions=sessions, catalog=CATALOG, agencies=agencies, event=event, audit_key=key
+    )
+    again = await verify_submission_once(
+        sessions=sessions, catalog=CATALOG, agencies=agencies, event=event, audit_key=key
+    )
     assert again == first
     assert [type(outcome) for outcome in again] == [InquiryCompleted, VerificationCompleted]
     assert len(registry.calls) == 1

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 from aiokafka import ConsumerRecord
+from faststream.kafka import TestKafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -71,7 +72,7 @@ from shared.events import (
 from shared.http import PROBLEM_TYPE_BASE as PROBLEM_TYPE
 from shared.kafka import PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer
-from shared.settings import DeploymentSettings
+from shared.settings import AuditSettings, DeploymentSettings
 from shared.topics import Topic
 
 pytestmark = pytest.mark.asyncio
@@ -871,6 +872,7 @@ async def test_placeholder_sms_key_refused_outside_local_and_test() -> None:
         sms_api_key="a-real-secret",
         internal_key="another-real-secret",
         receipt_token="a-third-real-secret",
+        audit=AuditSettings(subject_key="a-fourth-real-secret"),
     )
 
 
@@ -883,7 +885,7 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
         await create_tables(conn)
     await engine.dispose()
     code = new_code()
-    await record_contact(sessions=deps.sessions, event=submitted(code))
+    await record_contact(sessions=deps.sessions, event=submitted(code), audit_key=deps.audit_key)
     await notify_status_change(
         sessions=deps.sessions,
         event=status_changed(code),
@@ -893,7 +895,11 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
         policy=QUICK,
     )
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
+    # The route records each read on desk.access: in memory here (tests/contract/test_personal_data_routes.py).
+    async with (
+        TestKafkaBroker(app.state.bus.broker),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http,
+    ):
         key = {"X-Internal-Key": DEV_INTERNAL_KEY}
         found = await http.get(f"/internal/v1/notifications/{format_for_display(code)}", headers=key)
         unknown = await http.get(f"/internal/v1/notifications/{new_code()}", headers=key)

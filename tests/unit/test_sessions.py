@@ -32,21 +32,11 @@ from shared.sessions import (
     StaticKeys,
     citizen_claims,
 )
+from testkit.sessions import NothingRevoked
 
 NOW = 1_800_000_000.0
 NATIONAL_ID = "0012345679"
 MOBILE = "09121234567"
-
-
-class NothingRevoked:
-    """Redis as the verifier reads it when nothing was signed out."""
-
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, ...]] = []
-
-    async def mget(self, *names: str) -> list[None]:
-        self.asked.append(names)
-        return [None for _ in names]
 
 
 def as_redis(stub: NothingRevoked) -> Any:

@@ -546,6 +546,7 @@ async def test_internal_route_for_an_unknown_or_malformed_code_is_a_404(internal
 def test_the_dev_internal_key_is_refused_outside_local_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KHEDMAT_DEPLOYMENT_ENVIRONMENT", "production")
     monkeypatch.setenv("TRACKING_LOOKUP_KEY", "a-real-lookup-key")
+    monkeypatch.setenv("KHEDMAT_AUDIT_SUBJECT_KEY", "a-real-audit-subject-key")
     with pytest.raises(ValidationError, match="TRACKING_INTERNAL_KEY"):
         TrackingSettings()
     monkeypatch.setenv("TRACKING_INTERNAL_KEY", "a-real-internal-key")
