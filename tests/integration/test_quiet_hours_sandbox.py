@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,9 +15,8 @@ from services.notify.adapters import KavenegarSmsClient, SmtpEmailSender
 from services.notify.adapters_templates import Renderer
 from services.notify.service import notify_status_change, record_contact
 from services.notify.service_sweeper import sweep
-from services.notify.store import Sessions, create_tables
+from services.notify.store import Sessions
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import format_for_display
 from tests.unit.test_notify import new_code, status_changed, submitted
@@ -27,11 +25,10 @@ from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, QUIET
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: SandboxEndpoints, tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as connection:
-        await create_tables(connection)
-    sessions: Sessions = make_sessionmaker(engine)
+async def test_a_late_sms_is_held_until_the_morning_and_sent_once(
+    sandbox: SandboxEndpoints, notify_sessions: Sessions
+) -> None:
+    sessions = notify_sessions
     sms = KavenegarSmsClient(base_url=sandbox.sms_url, api_key=DEFAULT_API_KEY, sender="1000", timeout_s=5)
     email = SmtpEmailSender(
         host=sandbox.smtp_host,
@@ -88,5 +85,4 @@ async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: Sandb
         assert len(await mails()) == 1
     finally:
         await sms.aclose()
-        await engine.dispose()
     assert isinstance(text, dict) and text["receptor"] == "09121234567"

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from services.notify.store import Sessions, create_tables
-from shared.db import make_engine, make_sessionmaker
+from services.inquiry.store import Sessions, create_tables
+from shared.db import make_sessionmaker
+from testkit.databases import sqlite_database
 
 
 @pytest.fixture
-async def notify_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    """notify's tables in a fresh SQLite file."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+async def inquiry_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    """inquiry's own database (it records each verification), in a fresh SQLite file."""
+    async with sqlite_database(tmp_path / "inquiry.db", create_tables) as engine:
+        yield make_sessionmaker(engine)

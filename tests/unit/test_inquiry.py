@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,10 +25,9 @@ from services.inquiry.adapters import (
 from services.inquiry.consumers import Inquiry
 from services.inquiry.domain import InquiryResult, decide
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
-from services.inquiry.store import PublishMarks, Sessions, create_tables
+from services.inquiry.store import PublishMarks, Sessions
 from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
 from shared.catalog import Inquiry as CatalogInquiry
-from shared.db import make_engine, make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import event_value
@@ -465,12 +463,8 @@ class Wired:
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    """inquiry's own database (it records each verification), in a SQLite file."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
-    await create_tables(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+def sessions(inquiry_sessions: Sessions) -> Sessions:
+    return inquiry_sessions
 
 
 def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -79,11 +78,8 @@ def correction(tracking_code: str, **fields: str) -> CorrectionSubmitted:
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
-    await create_tables(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+def sessions(inquiry_sessions: Sessions) -> Sessions:
+    return inquiry_sessions
 
 
 @dataclass

@@ -1,7 +1,6 @@
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
@@ -18,7 +17,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from sandbox.sms_gateway import SmsOutbox, create_sms_gateway_app
@@ -54,7 +52,7 @@ from services.notify.service_sweeper import sweep
 from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
 from services.notify.store import Contact, Notification, Sessions, create_tables
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
@@ -169,17 +167,8 @@ class FakeEmail:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return make_sessionmaker(engine)
+def sessions(notify_sessions: Sessions) -> Sessions:
+    return notify_sessions
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from services.tracking.service import Delivered, Position, Projector, Sessions, 
 from services.tracking.service_sla import SlaWatcher
 from services.tracking.store_migrations import migrate
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.domain.working_days import load_calendar
@@ -30,6 +30,7 @@ from shared.events import (
     sla_breach_event_id,
 )
 from shared.topics import Topic
+from testkit.databases import sqlite_database
 
 KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -138,10 +139,8 @@ def test_terms_of_an_unknown_service_are_none_and_known_ones_name_their_agencies
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'sla.db'}")
-    await migrate(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+    async with sqlite_database(tmp_path / "sla.db", migrate) as engine:
+        yield make_sessionmaker(engine)
 
 
 class Published(list[SlaBreached]):
