@@ -13,14 +13,14 @@ from sandbox.runner import SandboxEndpoints
 from sandbox.sms_gateway import DEFAULT_API_KEY
 from services.notify.adapters import KavenegarSmsClient, SmtpEmailSender
 from services.notify.adapters_templates import Renderer
-from services.notify.service import notify_status_change, record_contact
+from services.notify.service import record_contact
 from services.notify.service_sweeper import sweep
 from services.notify.store import Sessions
 from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import format_for_display
 from tests.unit.test_notify import new_code, status_changed, submitted
-from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, QUIET
+from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, tell
 
 pytestmark = pytest.mark.asyncio
 
@@ -53,27 +53,10 @@ async def test_a_late_sms_is_held_until_the_morning_and_sent_once(
 
     try:
         renderer = Renderer(load_catalog())
-        told = await notify_status_change(
-            sessions=sessions,
-            event=approved,
-            sms=sms,
-            email=email,
-            renderer=renderer,
-            quiet=QUIET,
-            now=lambda: LATE_EVENING,
-        )
-        assert told == ["email"]
+        assert await tell(sessions, renderer, sms, email, approved, LATE_EVENING) == ["email"]
         assert len(await mails()) == 1 and await texts() == []
         # The night goes on: a redelivery, and sweeps before the hour, send nothing.
-        await notify_status_change(
-            sessions=sessions,
-            event=approved,
-            sms=sms,
-            email=email,
-            renderer=renderer,
-            quiet=QUIET,
-            now=lambda: LATE_EVENING + timedelta(hours=3),
-        )
+        await tell(sessions, renderer, sms, email, approved, LATE_EVENING + timedelta(hours=3))
         assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING - timedelta(minutes=1)) == 0
         assert await texts() == []
         # 07:00 in Tehran: two sweepers (two replicas) race for it; the gateway gets it once.

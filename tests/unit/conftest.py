@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from services.inquiry.store import Sessions, create_tables
+from services.notify.adapters_templates import Renderer
+from shared.catalog import load_catalog
 from shared.db import make_sessionmaker
 from testkit.databases import sqlite_database
 
@@ -17,3 +19,9 @@ async def inquiry_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
     """inquiry's own database (it records each verification), in a fresh SQLite file."""
     async with sqlite_database(tmp_path / "inquiry.db", create_tables) as engine:
         yield make_sessionmaker(engine)
+
+
+@pytest.fixture
+def renderer() -> Renderer:
+    """notify's messages, rendered from the catalog."""
+    return Renderer(load_catalog())

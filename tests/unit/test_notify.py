@@ -51,7 +51,6 @@ from services.notify.service import (
 from services.notify.service_sweeper import sweep
 from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
 from services.notify.store import Contact, Notification, Sessions, create_tables
-from shared.catalog import load_catalog
 from shared.db import make_engine
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
@@ -169,11 +168,6 @@ class FakeEmail:
 @pytest.fixture
 def sessions(notify_sessions: Sessions) -> Sessions:
     return notify_sessions
-
-
-@pytest.fixture
-def renderer() -> Renderer:
-    return Renderer(load_catalog())
 
 
 @pytest.fixture
