@@ -1,5 +1,4 @@
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -10,7 +9,6 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -55,9 +53,7 @@ from shared.db import make_engine
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
-from shared.envelope import event_key, event_value
 from shared.events import (
-    LOG_APPEND_TIME_TYPE,
     Applicant,
     InquiryCompleted,
     InquiryOutcome,
@@ -70,6 +66,7 @@ from shared.kafka import PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer
 from shared.settings import DeploymentSettings
 from shared.topics import Topic
+from tests.unit.records import record_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -185,52 +182,14 @@ def notify(sessions: Sessions, sms: FakeSms, email: FakeEmail, renderer: Rendere
     return Notify(sessions=sessions, sms=sms, email=email, renderer=renderer, policy=QUICK, contact_wait_s=0)
 
 
-def request_record(event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> ConsumerRecord[bytes, bytes]:
-    """A desk.requests record as the KeyOrderedConsumer hands it to notify, appended by the broker just now."""
-    value = json.dumps(event).encode() if isinstance(event, dict) else event_value(event)
-    key = b"key" if isinstance(event, dict) else event_key(event)
-    return ConsumerRecord(
-        topic=Topic.REQUESTS.value,
-        partition=0,
-        offset=0,
-        timestamp=int(datetime.now(UTC).timestamp() * 1000),
-        timestamp_type=LOG_APPEND_TIME_TYPE,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=[],
-    )
-
-
 async def contact(notify: Notify, event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> None:
     """Deliver one desk.requests record to notify's contacts handler."""
-    await handle_request_record(notify, request_record(event))
-
-
-def status_record(event: StatusChanged | dict[str, Any], *, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
-    """A desk.status record as the KeyOrderedConsumer hands it to notify's handler."""
-    value = event_value(event) if isinstance(event, StatusChanged) else json.dumps(event).encode()
-    key = event_key(event) if isinstance(event, StatusChanged) else b"key"
-    return ConsumerRecord(
-        topic=Topic.STATUS.value,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=[],
-    )
+    await handle_request_record(notify, record_of(Topic.REQUESTS.value, event))
 
 
 async def tell(notify: Notify, event: StatusChanged | dict[str, Any]) -> None:
     """Deliver one desk.status record to notify's status handler."""
-    await handle_status_record(notify, status_record(event))
+    await handle_status_record(notify, record_of(Topic.STATUS.value, event))
 
 
 async def notifications(sessions: Sessions, code: str) -> list[Notification]:
