@@ -33,6 +33,7 @@ from shared.events import (
     VerificationCompleted,
     derived_event_id,
 )
+from testkit.events import answering
 from tests.unit import inquiry_wiring as wiring
 from tests.unit.inquiry_wiring import BIRTH_DATE, CATALOG, CODES, NATIONAL_ID, FakeRegistry, wired
 
@@ -206,9 +207,7 @@ async def test_the_first_recorded_outcome_wins_a_concurrent_record(sessions: Ses
     event = submitted()
     verdicts = [
         VerificationCompleted(
-            event_id=derived_event_id(event.event_id, "VerificationCompleted"),
-            tracking_code=event.tracking_code,
-            caused_by=event.event_id,
+            **answering(event, "VerificationCompleted"),
             next_step=step,
             inquiries={"identity": outcome},
         )

@@ -45,6 +45,7 @@ from shared.events import (
 )
 from shared.kafka import PermanentError
 from shared.topics import Topic
+from testkit.events import answering
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -76,10 +77,8 @@ def inquiry_done(
     cause: RequestSubmitted, *, outcome: InquiryOutcome = InquiryOutcome.PASSED, inquiry: str = "identity"
 ) -> InquiryCompleted:
     return InquiryCompleted(
-        event_id=derived_event_id(cause.event_id, "InquiryCompleted", inquiry),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "InquiryCompleted", inquiry),
         occurred_at=cause.occurred_at + timedelta(seconds=1),
-        caused_by=cause.event_id,
         inquiry=inquiry,
         agency="civil-registry",
         outcome=outcome,
@@ -88,10 +87,8 @@ def inquiry_done(
 
 def verified(cause: RequestSubmitted, next_step: NextStep = NextStep.APPROVE) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "VerificationCompleted"),
         occurred_at=cause.occurred_at + timedelta(seconds=2),
-        caused_by=cause.event_id,
         next_step=next_step,
         reason_fa="دلیل" if next_step is not NextStep.APPROVE else None,
         reason_en="a reason" if next_step is not NextStep.APPROVE else None,

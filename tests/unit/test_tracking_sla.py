@@ -26,11 +26,11 @@ from shared.events import (
     RequestSubmitted,
     SlaBreached,
     VerificationCompleted,
-    derived_event_id,
     sla_breach_event_id,
 )
 from shared.topics import Topic
 from testkit.databases import sqlite_database
+from testkit.events import answering
 
 KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -55,10 +55,8 @@ def submitted(at: datetime = T0) -> RequestSubmitted:
 
 def verified(cause: RequestSubmitted, next_step: NextStep, at: datetime) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "VerificationCompleted"),
         occurred_at=at,
-        caused_by=cause.event_id,
         next_step=next_step,
         reason_fa="دلیل",
         reason_en="a reason",
