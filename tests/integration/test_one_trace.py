@@ -36,6 +36,7 @@ from shared.topics import Topic
 from testkit.data import submission
 from testkit.infra import Servers
 from testkit.kafka_tools import start_group_at_end
+from tests.asgi import asgi_client
 
 
 @contextlib.asynccontextmanager
@@ -137,7 +138,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
             await app.state.bus.wait(60)
 
         def client(name: str) -> httpx.AsyncClient:
-            return httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[name]), base_url=f"http://{name}")
+            return asgi_client(apps[name], f"http://{name}")
 
         body = submission()
         async with client("intake") as intake, client("tracking") as tracking, httpx.AsyncClient() as web:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.inquiry.store import Sessions, create_tables
 from services.notify.adapters_templates import Renderer
 from shared.catalog import load_catalog
 from shared.db import make_sessionmaker
 from testkit.databases import sqlite_database
+from tests.asgi import asgi_client
 
 
 @pytest.fixture
@@ -25,3 +28,10 @@ async def inquiry_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
 def renderer() -> Renderer:
     """notify's messages, rendered from the catalog."""
     return Renderer(load_catalog())
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the module's intake `app`, in memory."""
+    async with asgi_client(app, "http://intake") as client:
+        yield client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -406,12 +406,6 @@ def test_search_shows_only_the_latest_version() -> None:
 @pytest.fixture
 def app() -> FastAPI:
     return create_app(tracer_provider=TracerProvider())
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
 
 
 async def test_list_shows_the_latest_version_of_every_service(client: httpx.AsyncClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,7 @@ from shared.events import (
     ResultDelivered,
 )
 from shared.topics import Topic
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
 
 SERVICE_ID = "birth-certificate-duplicate"
@@ -208,12 +208,6 @@ def publish() -> FakePublish:
 @pytest.fixture
 def app(tracking: FakeTracking, publish: FakePublish) -> FastAPI:
     return build_app(tracking, publish)
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
 
 
 def citizen(code: str, command: str) -> str:
@@ -446,9 +440,7 @@ async def test_malformed_citizen_command_is_a_422_problem(
 async def test_tracking_down_is_a_503_with_retry_after(tracking: FakeTracking, publish: FakePublish) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.down = True
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     problem = assert_problem(response, 503)
     assert problem["type"].endswith("/tracking-unavailable")
@@ -460,9 +452,7 @@ async def test_tracking_down_is_a_503_with_retry_after(tracking: FakeTracking, p
 async def test_tracking_error_answer_is_a_503(tracking: FakeTracking, publish: FakePublish, status: int) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.answer_status = status
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     assert_problem(response, 503)
     assert publish.published == []
@@ -473,8 +463,7 @@ async def test_lookup_is_made_under_the_citizens_address_and_its_throttling_is_t
 ) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.throttled = True
-    transport = httpx.ASGITransport(app=build_app(tracking, publish), client=("203.0.113.7", 4711))
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake", client=("203.0.113.7", 4711)) as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     assert_problem(response, 429)
     assert response.headers["retry-after"] == "17"
@@ -486,7 +475,7 @@ async def test_slow_tracking_is_a_503_in_bounded_time(tracking: FakeTracking, pu
     code = tracking.add(RequestState.SUBMITTED)
     tracking.delay_s = 30
     app = build_app(tracking, publish, tracking_timeout_s=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         async with asyncio.timeout(5):
             response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     assert_problem(response, 503)
@@ -495,9 +484,7 @@ async def test_slow_tracking_is_a_503_in_bounded_time(tracking: FakeTracking, pu
 async def test_kafka_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     publish = FakePublish(error=ConnectionError("kafka is down"))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
     problem = assert_problem(response, 503)
     assert problem["type"].endswith("/bus-unavailable")
@@ -509,9 +496,7 @@ async def test_kafka_publish_failure_is_a_503_with_retry_after(tracking: FakeTra
 async def test_command_appended_after_accept_by_is_a_503(tracking: FakeTracking) -> None:
     code = tracking.add(RequestState.REJECTED)
     publish = FakePublish(late=True)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "late"})
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
@@ -520,7 +505,7 @@ async def test_command_appended_after_accept_by_is_a_503(tracking: FakeTracking)
 async def test_disconnected_bus_is_a_503_without_asking_tracking(tracking: FakeTracking, publish: FakePublish) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     app = build_app(tracking, publish, connected=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
         agency_response = await client.post(
             agency(code, "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
@@ -699,9 +684,7 @@ async def test_complaint_resolution_is_accepted(
 async def test_agency_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
     publish = FakePublish(error=TimeoutError())
     code = tracking.add(RequestState.IN_REVIEW)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(agency(code, "decision"), headers=KEY, json=reject())
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
@@ -771,7 +754,7 @@ async def test_decision_naming_another_service_of_the_agency_is_a_409(
     keys_file.write_text(yaml.safe_dump({hash_key("two-services"): grant}))
     code = tracking.add(RequestState.IN_REVIEW)
     app = build_app(tracking, publish, agency_keys_file=keys_file)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         response = await client.post(
             agency(code, "decision"),
             headers={"X-Agency-Key": "two-services"},
@@ -883,7 +866,7 @@ async def test_tracking_unable_to_answer_an_agency_command_is_a_503_and_publishe
     app = build_app(tracking, publish)
     if failure == "wrong-key":
         app.state.intake.tracking.internal_key = "not-trackings-key"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
     problem = assert_problem(response, 503, slug="tracking-unavailable")
     assert response.headers["retry-after"] == "5"
@@ -897,7 +880,7 @@ async def test_slow_tracking_is_a_503_for_an_agency_command_in_bounded_time(
     code = tracking.add(RequestState.IN_REVIEW)
     tracking.delay_s = 30
     app = build_app(tracking, publish, tracking_timeout_s=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         async with asyncio.timeout(5):
             response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
     assert_problem(response, 503)

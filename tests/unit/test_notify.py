@@ -66,6 +66,7 @@ from shared.kafka import PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer
 from shared.settings import DeploymentSettings
 from shared.topics import Topic
+from tests.asgi import asgi_client
 from tests.unit.records import record_of
 
 pytestmark = pytest.mark.asyncio
@@ -835,7 +836,7 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
         policy=QUICK,
     )
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http:
+    async with asgi_client(app, "http://notify") as http:
         key = {"X-Internal-Key": DEV_INTERNAL_KEY}
         found = await http.get(f"/internal/v1/notifications/{format_for_display(code)}", headers=key)
         unknown = await http.get(f"/internal/v1/notifications/{new_code()}", headers=key)

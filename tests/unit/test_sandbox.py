@@ -32,6 +32,7 @@ from sandbox.agencies import (
 from sandbox.faults import AGENCIES, FaultConfig, FaultRegistry
 from sandbox.sms_gateway import SmsOutbox, create_sms_gateway_app
 from sandbox.smtp_sink import MailStore, SmtpSink, create_smtp_sink_http_app
+from tests.asgi import asgi_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,8 +41,8 @@ IDENTITY = "/civil-registry/v1/identity"
 SMS_SEND = "/v1/sandbox-sms-key/sms/send.json"
 
 
-def client_for(app: FastAPI, base_url: str = "http://sandbox.test") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return asgi_client(app, "http://sandbox.test")
 
 
 def mail(

@@ -36,6 +36,7 @@ from shared.events import (
     parse_request_event,
 )
 from shared.http import install_problem_handlers
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
 from tests.unit.test_tracking import CODES, NATIONAL_ID, T0, Feed, inquiry_done, new_database, verified
 
@@ -411,7 +412,7 @@ async def internal(feed: Feed) -> AsyncIterator[httpx.AsyncClient]:
     app.include_router(internal_router)
     app.state.tracking = SimpleNamespace(sessions=feed.sessions)
     app.state.internal_key = INTERNAL_KEY.encode()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracking") as client:
+    async with asgi_client(app, "http://tracking") as client:
         yield client
 
 
