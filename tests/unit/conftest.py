@@ -15,6 +15,7 @@ from shared.catalog import load_catalog
 from shared.db import make_sessionmaker
 from testkit.databases import sqlite_database
 from tests.asgi import asgi_client
+from tests.unit.intake_fakes import FakePublish
 
 
 @pytest.fixture
@@ -28,6 +29,12 @@ async def inquiry_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
 def renderer() -> Renderer:
     """notify's messages, rendered from the catalog."""
     return Renderer(load_catalog())
+
+
+@pytest.fixture
+def publish() -> FakePublish:
+    """intake's publish to Kafka, faked: it records what the module's `app` publishes."""
+    return FakePublish()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -19,11 +17,10 @@ from services.intake.settings import IntakeSettings
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
-from shared.events import LOG_APPEND_TIME_TYPE, Language, RequestSubmitted
-from shared.topics import Topic
+from shared.events import Language
 from tests.asgi import asgi_client
 from tests.problems import assert_problem
-from tests.unit.intake_fakes import AllowAll, MemoryIdempotency
+from tests.unit.intake_fakes import AllowAll, FakePublish, MemoryIdempotency
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -41,36 +38,6 @@ def body(**applicant: Any) -> dict[str, Any]:
         },
         "fields": {"reason": "lost"},
     }
-
-
-def metadata(timestamp_ms: int, timestamp_type: int = LOG_APPEND_TIME_TYPE) -> RecordMetadata:
-    topic = Topic.REQUESTS.value
-    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 42, timestamp_ms, timestamp_type, 0)
-
-
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-@dataclass
-class FakePublish:
-    """Stands in for `Intake.publish_submission`: records each event and answers as Kafka would."""
-
-    late_by_ms: int | None = None  # None: stamped now; else appended this long after accept_by
-    timestamp_type: int = LOG_APPEND_TIME_TYPE
-    error: Exception | None = None
-    hang: bool = False
-    published: list[RequestSubmitted] = field(default_factory=list)
-
-    async def __call__(self, event: RequestSubmitted) -> RecordMetadata:
-        self.published.append(event)
-        if self.error is not None:
-            raise self.error
-        if self.hang:
-            await asyncio.sleep(3600)
-        if self.late_by_ms is None:
-            return metadata(ms(datetime.now(UTC)), self.timestamp_type)
-        return metadata(ms(event.accept_by) + self.late_by_ms, self.timestamp_type)
 
 
 def build_app(**settings: Any) -> FastAPI:
@@ -92,11 +59,6 @@ async def submit_once(publish: FakePublish, *, connected: bool = True, **setting
     wire(app, publish, connected=connected)
     async with asgi_client(app, "http://intake") as client:
         return await client.post("/api/v1/requests", json=body())
-
-
-@pytest.fixture
-def publish() -> FakePublish:
-    return FakePublish()
 
 
 @pytest.fixture
