@@ -17,7 +17,7 @@ from services.intake.settings import IntakeSettings
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
-from shared.events import Language
+from shared.events import Applicant, Language
 from tests.asgi import asgi_client
 from tests.problems import assert_problem
 from tests.unit.intake_fakes import AllowAll, FakePublish, MemoryIdempotency
@@ -107,11 +107,13 @@ async def test_published_event_carries_the_normalised_submission(
     assert event.service_id == SERVICE_ID
     assert event.catalog_version == 2
     assert event.agency == "civil-registry"
-    assert event.applicant.national_id == NATIONAL_ID
-    assert event.applicant.mobile == "09121234567"
-    assert event.applicant.email == "citizen@example.ir"
-    assert event.applicant.birth_date == date(1990, 1, 31)
-    assert event.applicant.language is Language.EN
+    assert event.applicant == Applicant(
+        national_id=NATIONAL_ID,
+        mobile="09121234567",
+        email="citizen@example.ir",
+        birth_date=date(1990, 1, 31),
+        language=Language.EN,
+    )
     assert event.fields == {"reason": "lost"}
     assert before + timedelta(seconds=4) < event.accept_by <= datetime.now(UTC) + timedelta(seconds=5)
 
