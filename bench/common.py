@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -77,6 +82,20 @@ def start_bench_servers() -> None:
 def stop_bench_servers() -> None:
     """Stop the benchmark's Kafka, Redis and PostgreSQL."""
     _local("down.sh")
+
+
+def run_measure(
+    name: str, measure: Callable[[int, Path], Coroutine[Any, Any, None]], count: str, default: int, help_text: str
+) -> None:
+    """`python -m bench.<name>_bench [--<count> N]`: on fresh servers, stopped afterwards, `measure(N, workdir)`."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}_bench")
+    parser.add_argument(f"--{count}", type=int, default=default, help=help_text)
+    args = parser.parse_args()
+    start_bench_servers()
+    try:
+        asyncio.run(measure(getattr(args, count), Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))))
+    finally:
+        stop_bench_servers()
 
 
 def bench_database(prefix: str = "khedmat_bench") -> contextlib.AbstractAsyncContextManager[str]:

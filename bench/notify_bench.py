@@ -13,10 +13,8 @@ sends to the same gateway at notify's concurrency (what the gateway and HTTP cos
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import datetime
@@ -26,7 +24,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from bench.common import BENCH_KAFKA, BENCH_POSTGRES, BENCH_REDIS, Result, start_bench_servers, stop_bench_servers
+from bench.common import BENCH_KAFKA, BENCH_POSTGRES, BENCH_REDIS, Result, run_measure
 from shared.db import make_engine
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
@@ -175,14 +173,7 @@ async def measure(count: int, workdir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.notify_bench")
-    parser.add_argument("--changes", type=int, default=5_000, help="status changes, one SMS each")
-    args = parser.parse_args()
-    start_bench_servers()
-    try:
-        asyncio.run(measure(args.changes, Path(tempfile.mkdtemp(prefix="bench-notify-"))))
-    finally:
-        stop_bench_servers()
+    run_measure("notify", measure, "changes", 5_000, "status changes, one SMS each")
 
 
 if __name__ == "__main__":

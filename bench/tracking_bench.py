@@ -8,16 +8,13 @@ The raw baseline reads the same records and does nothing with them; the ratio sa
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
-import tempfile
 import uuid
 from pathlib import Path
 
 from sqlalchemy import insert
 
-from bench.common import BENCH_KAFKA, bench_database, start_bench_servers, stop_bench_servers
+from bench.common import BENCH_KAFKA, bench_database, run_measure
 from services.tracking.domain_terms import catalog_terms
 from services.tracking.service import Projector
 from services.tracking.service_rebuild import rebuild
@@ -79,14 +76,7 @@ async def measure(requests: int, workdir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.tracking_bench")
-    parser.add_argument("--requests", type=int, default=17_000, help="request lifecycles (about 6 events each)")
-    args = parser.parse_args()
-    start_bench_servers()
-    try:
-        asyncio.run(measure(args.requests, Path(tempfile.mkdtemp(prefix="bench-tracking-"))))
-    finally:
-        stop_bench_servers()
+    run_measure("tracking", measure, "requests", 17_000, "request lifecycles (about 6 events each)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -71,3 +74,30 @@ def socket_port(sock: socket.socket) -> int:
 def url_host(host: str) -> str:
     """A host as it must appear in a URL (IPv6 literals need brackets)."""
     return f"[{host}]" if ":" in host else host
+
+
+_Message = TypeVar("_Message")
+
+
+class MessageLog(Generic[_Message]):
+    """In-memory record of every message a simulated server accepted, oldest first."""
+
+    def __init__(self) -> None:
+        self._messages: list[_Message] = []
+
+    def list(self) -> list[_Message]:
+        """Every recorded message, newest last."""
+        return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget every recorded message."""
+        self._messages.clear()
+
+    async def wait_for(self, predicate: Callable[[_Message], bool]) -> _Message:
+        """The first recorded message matching predicate, waiting for it; bound it with asyncio.timeout."""
+        while True:
+            for message in self._messages:
+                if predicate(message):
+                    return message
+            # Polling rather than an asyncio.Condition keeps the store usable from any event loop.
+            await asyncio.sleep(0.02)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -143,7 +146,12 @@ class PostalAddress:
     alley: str
     plaque: int
     unit: int
-    full_address: str
+    full_address: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Made from the parts, so the one-line form can never disagree with them.
+        full = f"{self.province}، {self.city}، {self.street}، {self.alley}، پلاک {self.plaque}، واحد {self.unit}"
+        object.__setattr__(self, "full_address", full)
 
 
 def is_valid_postal_code(postal_code: str) -> bool:
@@ -159,23 +167,20 @@ def postal_address(postal_code: str) -> PostalAddress | None:
     if h % 13 == 0:
         return None
     province, city = _CITIES[(h >> 8) % len(_CITIES)]
-    street = _STREETS[(h >> 16) % len(_STREETS)]
-    alley = _ALLEYS[(h >> 24) % len(_ALLEYS)]
-    plaque = (h >> 32) % 200 + 1
-    unit = (h >> 40) % 20 + 1
     return PostalAddress(
         postal_code=postal_code,
         province=province,
         city=city,
-        street=street,
-        alley=alley,
-        plaque=plaque,
-        unit=unit,
-        full_address=f"{province}، {city}، {street}، {alley}، پلاک {plaque}، واحد {unit}",
+        street=_STREETS[(h >> 16) % len(_STREETS)],
+        alley=_ALLEYS[(h >> 24) % len(_ALLEYS)],
+        plaque=(h >> 32) % 200 + 1,
+        unit=(h >> 40) % 20 + 1,
     )
 
 
 # --- HTTP API -----------------------------------------------------------------------------------------
+
+Answer = dict[str, object] | JSONResponse
 
 
 class _Request(BaseModel):
@@ -183,24 +188,24 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class IdentityRequest(_Request):
+class _PersonRequest(_Request):
+    national_id: str
+
+
+class IdentityRequest(_PersonRequest):
     """Body of the civil registry identity inquiry."""
 
-    national_id: str
     birth_date: date
 
 
-class MobileOwnershipRequest(_Request):
+class MobileOwnershipRequest(_PersonRequest):
     """Body of the mobile registry ownership inquiry."""
 
-    national_id: str
     mobile: str
 
 
-class NationalIdRequest(_Request):
+class NationalIdRequest(_PersonRequest):
     """Body of inquiries keyed by a national ID alone."""
-
-    national_id: str
 
 
 class PostalCodeRequest(_Request):
@@ -209,10 +214,9 @@ class PostalCodeRequest(_Request):
     postal_code: str
 
 
-class PropertyOwnershipRequest(_Request):
+class PropertyOwnershipRequest(_PersonRequest):
     """Body of the property registry ownership inquiry."""
 
-    national_id: str
     property_id: str = Field(min_length=1, max_length=64)
 
 
@@ -220,92 +224,86 @@ def _error(status_code: int, error: str) -> JSONResponse:
     return JSONResponse(status_code=status_code, content={"error": error})
 
 
-def _invalid_national_id() -> JSONResponse:
-    return _error(422, "invalid_national_id")
+_Person = TypeVar("_Person", bound=_PersonRequest)
 
 
-def _civil_registry() -> APIRouter:
-    router = APIRouter(prefix="/civil-registry/v1", tags=["civil-registry"])
+def _about_a_person(answer: Callable[[_Person], Answer]) -> Callable[[_Person], Coroutine[Any, Any, Answer]]:
+    """The route of an inquiry about a person: 422 for an invalid national ID, else the agency's answer."""
 
-    @router.post("/identity", response_model=None)
-    async def identity(body: IdentityRequest) -> dict[str, object] | JSONResponse:
+    # wraps: FastAPI reads the body's type from the answer's signature.
+    @functools.wraps(answer)
+    async def route(body: _Person) -> Answer:
         if not is_valid_national_id(body.national_id):
-            return _invalid_national_id()
-        first_name, last_name = person_name(body.national_id)
-        return {
-            "national_id": body.national_id,
-            "match": body.birth_date == registered_birth_date(body.national_id),
-            "alive": is_alive(body.national_id),
-            "first_name": first_name,
-            "last_name": last_name,
-        }
+            return _error(422, "invalid_national_id")
+        return answer(body)
 
-    return router
+    return route
 
 
-def _mobile_registry() -> APIRouter:
-    router = APIRouter(prefix="/mobile-registry/v1", tags=["mobile-registry"])
-
-    @router.post("/ownership", response_model=None)
-    async def ownership(body: MobileOwnershipRequest) -> dict[str, object] | JSONResponse:
-        if not is_valid_national_id(body.national_id):
-            return _invalid_national_id()
-        if not _MOBILE.fullmatch(body.mobile):
-            return _error(422, "invalid_mobile")
-        return {"owned": mobile_owned(body.national_id, body.mobile)}
-
-    return router
+@_about_a_person
+def identity(body: IdentityRequest) -> Answer:
+    first_name, last_name = person_name(body.national_id)
+    return {
+        "national_id": body.national_id,
+        "match": body.birth_date == registered_birth_date(body.national_id),
+        "alive": is_alive(body.national_id),
+        "first_name": first_name,
+        "last_name": last_name,
+    }
 
 
-def _postal() -> APIRouter:
-    router = APIRouter(prefix="/postal/v1", tags=["postal"])
-
-    @router.post("/address", response_model=None)
-    async def address(body: PostalCodeRequest) -> dict[str, object] | JSONResponse:
-        if not is_valid_postal_code(body.postal_code):
-            return _error(422, "invalid_postal_code")
-        found = postal_address(body.postal_code)
-        if found is None:
-            return _error(404, "postal_code_not_found")
-        return asdict(found)
-
-    return router
+@_about_a_person
+def mobile_ownership(body: MobileOwnershipRequest) -> Answer:
+    if not _MOBILE.fullmatch(body.mobile):
+        return _error(422, "invalid_mobile")
+    return {"owned": mobile_owned(body.national_id, body.mobile)}
 
 
-def _tax() -> APIRouter:
-    router = APIRouter(prefix="/tax/v1", tags=["tax"])
-
-    @router.post("/clearance", response_model=None)
-    async def clearance(body: NationalIdRequest) -> dict[str, object] | JSONResponse:
-        if not is_valid_national_id(body.national_id):
-            return _invalid_national_id()
-        cleared, debt_rials = tax_clearance(body.national_id)
-        return {"cleared": cleared, "debt_rials": debt_rials}
-
-    return router
+async def address(body: PostalCodeRequest) -> Answer:
+    if not is_valid_postal_code(body.postal_code):
+        return _error(422, "invalid_postal_code")
+    found = postal_address(body.postal_code)
+    if found is None:
+        return _error(404, "postal_code_not_found")
+    return asdict(found)
 
 
-def _judiciary() -> APIRouter:
-    router = APIRouter(prefix="/judiciary/v1", tags=["judiciary"])
-
-    @router.post("/criminal-record", response_model=None)
-    async def criminal_record(body: NationalIdRequest) -> dict[str, object] | JSONResponse:
-        if not is_valid_national_id(body.national_id):
-            return _invalid_national_id()
-        return {"clean": criminal_record_clean(body.national_id)}
-
-    return router
+@_about_a_person
+def clearance(body: NationalIdRequest) -> Answer:
+    cleared, debt_rials = tax_clearance(body.national_id)
+    return {"cleared": cleared, "debt_rials": debt_rials}
 
 
-def _property_registry() -> APIRouter:
-    router = APIRouter(prefix="/property-registry/v1", tags=["property-registry"])
+@_about_a_person
+def criminal_record(body: NationalIdRequest) -> Answer:
+    return {"clean": criminal_record_clean(body.national_id)}
 
-    @router.post("/ownership", response_model=None)
-    async def ownership(body: PropertyOwnershipRequest) -> dict[str, object] | JSONResponse:
-        if not is_valid_national_id(body.national_id):
-            return _invalid_national_id()
-        return {"owner": property_owner(body.national_id, body.property_id)}
 
+@_about_a_person
+def property_ownership(body: PropertyOwnershipRequest) -> Answer:
+    return {"owner": property_owner(body.national_id, body.property_id)}
+
+
+Route = Callable[..., Coroutine[Any, Any, Answer]]
+
+# Each agency's one inquiry, POSTed to /<agency>/v1<path>; the route is named for the path's last word.
+_INQUIRIES: dict[str, tuple[str, Route]] = {
+    "civil-registry": ("/identity", identity),
+    "mobile-registry": ("/ownership", mobile_ownership),
+    "postal": ("/address", address),
+    "tax": ("/clearance", clearance),
+    "judiciary": ("/criminal-record", criminal_record),
+    "property-registry": ("/ownership", property_ownership),
+}
+
+
+def _inquiries() -> APIRouter:
+    router = APIRouter()
+    for agency, (path, route) in _INQUIRIES.items():
+        name = path.removeprefix("/").replace("-", "_")
+        router.add_api_route(
+            f"/{agency}/v1{path}", route, methods=["POST"], response_model=None, name=name, tags=[agency]
+        )
     return router
 
 
@@ -352,16 +350,8 @@ def create_agencies_app(*, faults: FaultRegistry | None = None) -> FastAPI:
     """The simulated agencies (one path prefix each), plus `/control` for faults and call counts."""
     registry = faults if faults is not None else FaultRegistry()
     app = new_app("Khedmat sandbox: government agencies")
-    for router in (
-        _civil_registry(),
-        _mobile_registry(),
-        _postal(),
-        _tax(),
-        _judiciary(),
-        _property_registry(),
-        _control(registry),
-    ):
-        app.include_router(router)
+    app.include_router(_inquiries())
+    app.include_router(_control(registry))
     app.add_middleware(FaultInjectionMiddleware, registry=registry)
     app.state.faults = registry
     hide_simulated_drops_in_uvicorn_log()

@@ -188,12 +188,16 @@ class FaultInjectionMiddleware:
         self.app = app
         self.registry = registry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _agency_called(self, scope: Scope) -> str | None:
+        """The simulated agency an HTTP call goes to (its first path segment); None for any other call."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        agency = scope["path"].split("/")[1]
-        if agency not in self.registry.agencies:
+            return None
+        agency: str = scope["path"].split("/")[1]
+        return agency if agency in self.registry.agencies else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        agency = self._agency_called(scope)
+        if agency is None:  # lifespan, /control, /healthz: never faulted
             await self.app(scope, receive, send)
             return
         decision = self.registry.decide(agency)

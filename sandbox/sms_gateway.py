@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,7 @@ from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox._common import new_app, utc_now
+from sandbox._common import MessageLog, new_app, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ class SmsMessage(BaseModel):
     received_at: datetime
 
 
-class SmsOutbox:
+class SmsOutbox(MessageLog[SmsMessage]):
     """In-memory record of every message the gateway accepted, oldest first."""
 
     def __init__(self, first_message_id: int = 100_000_001) -> None:
+        super().__init__()
         self._next_id = first_message_id
-        self._messages: list[SmsMessage] = []
         self._by_localid: dict[tuple[str, str, str], SmsMessage] = {}
 
     def add(self, *, receptor: str, message: str, sender: str, localid: str | None) -> SmsMessage:
@@ -77,23 +77,10 @@ class SmsOutbox:
             self._by_localid[(receptor, localid, message)] = accepted
         return accepted
 
-    def list(self) -> list[SmsMessage]:
-        """Every recorded message, newest last."""
-        return list(self._messages)
-
     def clear(self) -> None:
         """Forget every recorded message."""
-        self._messages.clear()
+        super().clear()
         self._by_localid.clear()
-
-    async def wait_for(self, predicate: Callable[[SmsMessage], bool]) -> SmsMessage:
-        """The first recorded message matching predicate, waiting for it; bound it with asyncio.timeout."""
-        while True:
-            for message in self._messages:
-                if predicate(message):
-                    return message
-            # Polling rather than an asyncio.Condition keeps the store usable from any event loop.
-            await asyncio.sleep(0.02)
 
 
 class SmsFaults(BaseModel):

@@ -7,7 +7,7 @@ import email
 import hmac
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict
 
-from sandbox._common import bind_tcp_socket, new_app, socket_port, utc_now
+from sandbox._common import MessageLog, bind_tcp_socket, new_app, socket_port, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,12 @@ def _header(message: EmailMessage, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-class MailStore:
+class MailStore(MessageLog[ReceivedEmail]):
     """In-memory record of every message the SMTP sink accepted, oldest first."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._next_id = 1
-        self._messages: list[ReceivedEmail] = []
 
     def add_raw(self, *, mail_from: str, rcpt_to: list[str], raw: bytes) -> ReceivedEmail:
         """Parse a raw RFC 5322 message and record it."""
@@ -91,23 +91,6 @@ class MailStore:
         self._next_id += 1
         self._messages.append(received)
         return received
-
-    def list(self) -> list[ReceivedEmail]:
-        """Every recorded message, newest last."""
-        return list(self._messages)
-
-    def clear(self) -> None:
-        """Forget every recorded message."""
-        self._messages.clear()
-
-    async def wait_for(self, predicate: Callable[[ReceivedEmail], bool]) -> ReceivedEmail:
-        """The first recorded message matching predicate, waiting for it; bound it with asyncio.timeout."""
-        while True:
-            for message in self._messages:
-                if predicate(message):
-                    return message
-            # Polling rather than an asyncio.Condition keeps the store usable from any event loop.
-            await asyncio.sleep(0.02)
 
 
 class _SinkHandler:

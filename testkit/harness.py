@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +187,16 @@ class Stack:
         for name in ("sandbox", *SERVICES):
             self.start(name)
         self.wait_ready(timeout_s=timeout_s)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Stack]:
+        """The whole stack, started for the block (its consumer groups at the topics' end), then stopped."""
+        try:
+            self.start_groups_at_end()
+            self.start_all()
+            yield self
+        finally:
+            self.stop_all()
 
     def wait_ready(self, names: tuple[str, ...] = ("sandbox", *SERVICES), timeout_s: float = 90) -> None:
         """Poll /readyz (the sandbox's /healthz) until every named process answers 200."""

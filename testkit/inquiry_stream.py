@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sandbox.agencies import registered_birth_date
 from shared.catalog import load_catalog
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, event_key, event_value
-from shared.events import Applicant, RequestSubmitted, StatusChanged, derived_event_id
+from shared.events import Applicant, RequestSubmitted, StatusChanged
 from shared.topics import Topic
 from testkit.data import SERVICE_ID, national_id
+from testkit.events import submitted_change
 
 
 def submissions(
@@ -54,19 +54,7 @@ def submissions(
 
 def submitted_changes(requests: list[RequestSubmitted]) -> list[StatusChanged]:
     """The StatusChanged (to SUBMITTED) tracking derives from each submission, under the same derived ids."""
-    return [
-        StatusChanged(
-            event_id=derived_event_id(request.event_id, "StatusChanged"),
-            tracking_code=request.tracking_code,
-            caused_by=request.event_id,
-            caused_by_type="RequestSubmitted",
-            service_id=request.service_id,
-            agency=request.agency,
-            previous_status=None,
-            status=RequestState.SUBMITTED,
-        )
-        for request in requests
-    ]
+    return [submitted_change(request) for request in requests]
 
 
 async def send_all(

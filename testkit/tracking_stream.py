@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -52,6 +53,16 @@ class _Request:
     def step(self, minutes: int) -> datetime:
         return self.at + timedelta(minutes=minutes)
 
+    def by_the_agency(self, minute: int) -> dict[str, Any]:
+        """What every command of the agency on this request carries."""
+        return {
+            "tracking_code": self.code,
+            "occurred_at": self.step(minute),
+            "accept_by": self.later,
+            "agency": AGENCY,
+            "service_id": SERVICE_ID,
+        }
+
     def inquiries(self, cause: str, minute: int) -> list[RequestEvent]:
         """Both inquiries of the certificate, passed, in answer to cause."""
         return [
@@ -83,11 +94,7 @@ class _Request:
     def decided(self, decision: Decision, minute: int) -> RequestDecided:
         """The agency's decision, with its reason and (for a rejection) its legal basis."""
         return RequestDecided(
-            tracking_code=self.code,
-            occurred_at=self.step(minute),
-            accept_by=self.later,
-            agency=AGENCY,
-            service_id=SERVICE_ID,
+            **self.by_the_agency(minute),
             decision=decision,
             reason_fa=None if decision is Decision.APPROVE else "سابقه دارد",
             reason_en=None if decision is Decision.APPROVE else "a record exists",
@@ -97,11 +104,7 @@ class _Request:
     def delivered(self, minute: int) -> ResultDelivered:
         """The certificate handed over."""
         return ResultDelivered(
-            tracking_code=self.code,
-            occurred_at=self.step(minute),
-            accept_by=self.later,
-            agency=AGENCY,
-            service_id=SERVICE_ID,
+            **self.by_the_agency(minute),
             result=RESULT,
             summary_fa="گواهی صادر شد",
             summary_en="The certificate was issued",
@@ -118,11 +121,7 @@ class _Request:
                 text="اعتراض",
             ),
             ComplaintResolved(
-                tracking_code=self.code,
-                occurred_at=self.step(120),
-                accept_by=self.later,
-                agency=AGENCY,
-                service_id=SERVICE_ID,
+                **self.by_the_agency(120),
                 complaint_id="c1",
                 resolution_fa="بررسی شد",
                 resolution_en="reviewed",

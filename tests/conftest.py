@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.notify.store import Sessions, create_tables
+from shared.db import make_sessionmaker
 from shared.settings import KafkaSettings
-from testkit.databases import postgres_database
+from testkit.databases import postgres_database, sqlite_database
 from testkit.infra import Servers, test_servers
 
 
@@ -42,3 +45,15 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     base_url: str = request.getfixturevalue("postgres_url")
     async with postgres_database(base_url) as url:
         yield url
+
+
+async def _notify_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await create_tables(connection)
+
+
+@pytest.fixture
+async def notify_sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    """notify's tables in a fresh SQLite file (its own database in the unit tests and beside the sandbox)."""
+    async with sqlite_database(tmp_path / "notify.db", _notify_tables) as engine:
+        yield make_sessionmaker(engine)

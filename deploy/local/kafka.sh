@@ -50,22 +50,30 @@ auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 PROPS
-  cat >"$STATE_DIR/kafka-log4j2.yaml" <<'YAML'
+  write_log4j2 "$STATE_DIR/kafka-log4j2.yaml" SYSTEM_OUT kafka.server.KafkaRaftServer
+}
+
+# write_log4j2 FILE TARGET [LOGGER...]: a log4j2 configuration that prints warnings and errors on the console
+# stream TARGET (SYSTEM_OUT or SYSTEM_ERR), and the INFO lines too of each LOGGER named.
+write_log4j2() {
+  local file="$1" target="$2" logger
+  shift 2
+  cat >"$file" <<YAML
 Configuration:
   Appenders:
     Console:
-      name: STDOUT
+      name: CONSOLE
+      target: $target
       PatternLayout:
         Pattern: "[%d] %p %m (%c)%n"
   Loggers:
     Root:
       level: WARN
       AppenderRef:
-        - ref: STDOUT
-    Logger:
-      - name: kafka.server.KafkaRaftServer
-        level: INFO
+        - ref: CONSOLE
 YAML
+  if (($#)); then echo "    Logger:" >>"$file"; fi
+  for logger in "$@"; do printf '      - name: %s\n        level: INFO\n' "$logger" >>"$file"; done
 }
 
 start() {
@@ -133,20 +141,7 @@ tool() {
   local java
   java="$(java_bin)"
   # The tools log through log4j2 too: warnings to stderr, so that stdout carries only what the tool prints.
-  cat >"$STATE_DIR/tools-log4j2.yaml" <<'YAML'
-Configuration:
-  Appenders:
-    Console:
-      name: STDERR
-      target: SYSTEM_ERR
-      PatternLayout:
-        Pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: WARN
-      AppenderRef:
-        - ref: STDERR
-YAML
+  write_log4j2 "$STATE_DIR/tools-log4j2.yaml" SYSTEM_ERR
   "$java" -Xmx512m -Djava.awt.headless=true -Dlog4j2.configurationFile="$STATE_DIR/tools-log4j2.yaml" \
     -cp "$LIBS_DIR/*" "$main" "$@"
 }

@@ -14,10 +14,5 @@ from testkit.infra import Servers
 @pytest.fixture(scope="module")
 def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """sandbox + intake + inquiry + tracking + notify as separate processes on real Kafka and Redis."""
-    running = Stack(servers, Path(tmp_path_factory.mktemp("stack")))
-    try:
-        running.start_groups_at_end()
-        running.start_all()
+    with Stack(servers, Path(tmp_path_factory.mktemp("stack"))).running() as running:
         yield running
-    finally:
-        running.stop_all()

@@ -44,7 +44,7 @@ def receiver() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="module")
 def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[Stack]:
     """The desk as processes, configured by the standard OTEL_* variables only (as an operator would)."""
-    running = Stack(
+    stack = Stack(
         servers,
         Path(tmp_path_factory.mktemp("observed")),
         group_prefix="e2e-otlp",
@@ -55,12 +55,8 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory, receiver: 
             "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         },
     )
-    try:
-        running.start_groups_at_end()
-        running.start_all()
+    with stack.running() as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 # A service whose automatic decision needs the postal service's address for the applicant's postal code.

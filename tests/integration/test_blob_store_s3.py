@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from aiobotocore.session import get_session
+from aiobotocore.session import ClientCreatorContext, get_session
 from moto.server import ThreadedMotoServer
 
 from services.intake.adapters_blobs import BlobInfo, BlobStoreUnavailable, S3BlobStore
@@ -33,16 +33,21 @@ def endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-async def bucket(endpoint: str) -> AsyncIterator[str]:
-    name = f"khedmat-docs-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
+def s3_client(endpoint: str) -> ClientCreatorContext:
+    """A plain aiobotocore client of the server, for what the store does not do itself."""
+    return get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id=KEYS["access_key"],
         aws_secret_access_key=KEYS["secret_key"],
-    ) as client:
+    )
+
+
+@pytest.fixture
+async def bucket(endpoint: str) -> AsyncIterator[str]:
+    name = f"khedmat-docs-{uuid.uuid4().hex[:12]}"
+    async with s3_client(endpoint) as client:
         await client.create_bucket(Bucket=name)
         yield name
 
@@ -53,13 +58,7 @@ def store(endpoint: str, bucket: str) -> S3BlobStore:
 
 
 async def list_keys(endpoint: str, bucket: str) -> list[str]:
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=KEYS["access_key"],
-        aws_secret_access_key=KEYS["secret_key"],
-    ) as client:
+    async with s3_client(endpoint) as client:
         listing = await client.list_objects_v2(Bucket=bucket)
     return sorted(item["Key"] for item in listing.get("Contents", []))
 

@@ -74,13 +74,12 @@ def consumer_for(
     broker: KafkaBroker | None = None,
 ) -> KeyOrderedConsumer:
     """A consumer with quick retries; `broker` (started by the caller) publishes its dead letters."""
-    policy = DeadLetterPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05, broker=broker)
     return KeyOrderedConsumer(
         kafka=kafka,
         topic=topic,
         group_id=group_id,
         handler=handler,
-        dead_letters=policy,
+        dead_letters=DeadLetterPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05, broker=broker),
         concurrency=concurrency,
         commit_interval_s=0.05,
         drain_timeout_s=drain_timeout_s,

@@ -19,15 +19,20 @@ def prefix_for(tag: str) -> str:
     return f"khedmat:tracking:lookup:{tag}"
 
 
+def one_per_replica(tag: str, *clients: aioredis.Redis, per_client: str, per_code: str) -> list[LookupThrottle]:
+    """A throttle on each client, as each replica builds its own; the budgets are shared through Redis."""
+    return [
+        LookupThrottle(
+            client, per_client=per_client, per_code=per_code, code_key=tag.encode(), key_prefix=prefix_for(tag)
+        )
+        for client in clients
+    ]
+
+
 async def test_two_replicas_share_the_client_budget(
     redis_client: aioredis.Redis, second_replica_redis: aioredis.Redis, tag: str
 ) -> None:
-    replicas = [
-        LookupThrottle(
-            client, per_client="4/minute", per_code="100/minute", code_key=tag.encode(), key_prefix=prefix_for(tag)
-        )
-        for client in (redis_client, second_replica_redis)
-    ]
+    replicas = one_per_replica(tag, redis_client, second_replica_redis, per_client="4/minute", per_code="100/minute")
     decisions = [await replicas[i % 2].hit(client="10.0.0.1", tracking_code=code(i)) for i in range(6)]
     assert [d.allowed for d in decisions] == [True, True, True, True, False, False]
     assert {d.scope for d in decisions[4:]} == {"client"}
@@ -38,12 +43,7 @@ async def test_two_replicas_share_the_client_budget(
 async def test_two_replicas_share_the_code_budget(
     redis_client: aioredis.Redis, second_replica_redis: aioredis.Redis, tag: str
 ) -> None:
-    replicas = [
-        LookupThrottle(
-            client, per_client="100/minute", per_code="3/minute", code_key=tag.encode(), key_prefix=prefix_for(tag)
-        )
-        for client in (redis_client, second_replica_redis)
-    ]
+    replicas = one_per_replica(tag, redis_client, second_replica_redis, per_client="100/minute", per_code="3/minute")
     decisions = [await replicas[i % 2].hit(client=f"10.0.1.{i}", tracking_code=code(42)) for i in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert decisions[3].scope == "code"

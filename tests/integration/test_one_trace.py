@@ -36,6 +36,7 @@ from shared.topics import Topic
 from testkit.data import submission
 from testkit.infra import Servers
 from testkit.kafka_tools import start_group_at_end
+from tests.asgi import asgi_client
 
 
 @contextlib.asynccontextmanager
@@ -92,6 +93,15 @@ async def test_one_request_yields_one_trace_across_all_four_services(
         ("trace-notify", Topic.STATUS),
     ):
         await start_group_at_end(servers.kafka_bootstrap, group, topic)
+
+    def consuming(name: str) -> dict[str, Any]:
+        """The settings every consuming service here shares: the test's Kafka, a group and a database of its own."""
+        return {
+            "kafka": kafka_settings,
+            "group_id": f"trace-{name}",
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}",
+        }
+
     async with sandbox() as endpoints, contextlib.AsyncExitStack() as running:
         apps: dict[str, FastAPI] = {
             "intake": create_intake(
@@ -101,19 +111,12 @@ async def test_one_request_yields_one_trace_across_all_four_services(
                 tracer_provider=provider("intake"),
             ),
             "inquiry": create_inquiry(
-                InquirySettings(
-                    kafka=kafka_settings,
-                    agencies_base_url=endpoints.agencies_url,
-                    group_id="trace-inquiry",
-                    database_url=f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}",
-                ),
+                InquirySettings(**consuming("inquiry"), agencies_base_url=endpoints.agencies_url),
                 tracer_provider=provider("inquiry"),
             ),
             "tracking": create_tracking(
                 TrackingSettings(
-                    kafka=kafka_settings,
-                    database_url=f"sqlite+aiosqlite:///{tmp_path / 'tracking.db'}",
-                    group_id="trace-tracking",
+                    **consuming("tracking"),
                     new_projection_start="group",
                     lookup_limit_per_code="100000/minute",
                 ),
@@ -121,9 +124,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
             ),
             "notify": create_notify(
                 NotifySettings(
-                    kafka=kafka_settings,
-                    database_url=f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}",
-                    group_id="trace-notify",
+                    **consuming("notify"),
                     sms_base_url=endpoints.sms_url,
                     smtp_host=endpoints.smtp_host,
                     smtp_port=endpoints.smtp_port,
@@ -137,7 +138,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
             await app.state.bus.wait(60)
 
         def client(name: str) -> httpx.AsyncClient:
-            return httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[name]), base_url=f"http://{name}")
+            return asgi_client(apps[name], f"http://{name}")
 
         body = submission()
         async with client("intake") as intake, client("tracking") as tracking, httpx.AsyncClient() as web:

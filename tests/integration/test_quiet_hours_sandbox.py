@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,24 +13,22 @@ from sandbox.runner import SandboxEndpoints
 from sandbox.sms_gateway import DEFAULT_API_KEY
 from services.notify.adapters import KavenegarSmsClient, SmtpEmailSender
 from services.notify.adapters_templates import Renderer
-from services.notify.service import notify_status_change, record_contact
+from services.notify.service import record_contact
 from services.notify.service_sweeper import sweep
-from services.notify.store import Sessions, create_tables
+from services.notify.store import Sessions
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import format_for_display
 from tests.unit.test_notify import new_code, status_changed, submitted
-from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, QUIET
+from tests.unit.test_notify_quiet_hours import LATE_EVENING, MORNING, tell
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: SandboxEndpoints, tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as connection:
-        await create_tables(connection)
-    sessions: Sessions = make_sessionmaker(engine)
+async def test_a_late_sms_is_held_until_the_morning_and_sent_once(
+    sandbox: SandboxEndpoints, notify_sessions: Sessions
+) -> None:
+    sessions = notify_sessions
     sms = KavenegarSmsClient(base_url=sandbox.sms_url, api_key=DEFAULT_API_KEY, sender="1000", timeout_s=5)
     email = SmtpEmailSender(
         host=sandbox.smtp_host,
@@ -56,27 +53,10 @@ async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: Sandb
 
     try:
         renderer = Renderer(load_catalog())
-        told = await notify_status_change(
-            sessions=sessions,
-            event=approved,
-            sms=sms,
-            email=email,
-            renderer=renderer,
-            quiet=QUIET,
-            now=lambda: LATE_EVENING,
-        )
-        assert told == ["email"]
+        assert await tell(sessions, renderer, sms, email, approved, LATE_EVENING) == ["email"]
         assert len(await mails()) == 1 and await texts() == []
         # The night goes on: a redelivery, and sweeps before the hour, send nothing.
-        await notify_status_change(
-            sessions=sessions,
-            event=approved,
-            sms=sms,
-            email=email,
-            renderer=renderer,
-            quiet=QUIET,
-            now=lambda: LATE_EVENING + timedelta(hours=3),
-        )
+        await tell(sessions, renderer, sms, email, approved, LATE_EVENING + timedelta(hours=3))
         assert await sweep(sessions=sessions, sms=sms, email=email, now=lambda: MORNING - timedelta(minutes=1)) == 0
         assert await texts() == []
         # 07:00 in Tehran: two sweepers (two replicas) race for it; the gateway gets it once.
@@ -88,5 +68,4 @@ async def test_a_late_sms_is_held_until_the_morning_and_sent_once(sandbox: Sandb
         assert len(await mails()) == 1
     finally:
         await sms.aclose()
-        await engine.dispose()
     assert isinstance(text, dict) and text["receptor"] == "09121234567"

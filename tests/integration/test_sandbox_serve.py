@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
@@ -19,6 +18,7 @@ import pytest
 
 from sandbox.runner import SandboxEndpoints, serve_sandbox
 from sandbox.settings import SandboxSettings
+from tests.unit.test_sandbox import mail
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -89,11 +89,7 @@ async def test_down_agency_answers_503_over_the_network(sandbox: SandboxEndpoint
 
 
 async def test_mail_sent_over_smtp_is_listed_over_http(sandbox: SandboxEndpoints) -> None:
-    message = EmailMessage()
-    message["From"] = "no-reply@khedmat.ir"
-    message["To"] = "citizen@example.ir"
-    message["Subject"] = "پرونده شما بررسی شد"
-    message.set_content("نتیجه در پیشخوان خدمت قابل مشاهده است.")
+    message = mail("نتیجه در پیشخوان خدمت قابل مشاهده است.", subject="پرونده شما بررسی شد", to="citizen@example.ir")
 
     await aiosmtplib.send(message, hostname=sandbox.smtp_host, port=sandbox.smtp_port)
     async with httpx.AsyncClient(base_url=sandbox.smtp_http_url) as client:

@@ -99,8 +99,7 @@ async def test_the_answer_shows_the_notifications_of_the_request_only(database_u
     try:
         feed = Feed(sessions)
         events = lifecycle()
-        for event in events:
-            await feed.fold(event)
+        await feed.fold(*events)
         code = events[0].tracking_code
         approved = status_change_id(events[2].event_id)
         # The receipt's outcome first, then the `sent` it overtook, then the receipt again.

@@ -1,11 +1,17 @@
-"""In-memory stand-ins for intake's Redis-backed guards, for handler tests that run without servers.
+"""In-memory stand-ins for intake's Redis-backed guards and its publish to Kafka, for handler tests that run
+without servers.
 
 The real IdempotencyStore and RateLimits are tested against real Redis in tests/integration.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from services.intake.adapters_guards import (
     Began,
@@ -16,6 +22,8 @@ from services.intake.adapters_guards import (
     Replay,
     validate_idempotency_key,
 )
+from shared.events import LOG_APPEND_TIME_TYPE
+from shared.topics import Topic
 
 
 @dataclass
@@ -75,3 +83,31 @@ class MemoryIdempotency:
             del self.records[key]
             return True
         return False
+
+
+def metadata(timestamp_ms: int, timestamp_type: int = LOG_APPEND_TIME_TYPE) -> RecordMetadata:
+    """What Kafka answers for a record of desk.requests appended at `timestamp_ms`."""
+    topic = Topic.REQUESTS.value
+    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 42, timestamp_ms, timestamp_type, 0)
+
+
+@dataclass
+class FakePublish:
+    """Stands in for intake's publish of a submission or a command: records each event and answers as Kafka
+    would."""
+
+    late_by_ms: int | None = None  # None: stamped now; else appended this long after accept_by
+    timestamp_type: int = LOG_APPEND_TIME_TYPE
+    error: Exception | None = None
+    hang: bool = False
+    published: list[Any] = field(default_factory=list)
+
+    async def __call__(self, event: Any) -> RecordMetadata:
+        self.published.append(event)
+        if self.error is not None:
+            raise self.error
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.late_by_ms is None:
+            return metadata(int(datetime.now(UTC).timestamp() * 1000), self.timestamp_type)
+        return metadata(int(event.accept_by.timestamp() * 1000) + self.late_by_ms, self.timestamp_type)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -28,7 +26,6 @@ from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
 from shared.events import (
-    LOG_APPEND_TIME_TYPE,
     ComplaintFiled,
     ComplaintResolved,
     CorrectionSubmitted,
@@ -37,8 +34,9 @@ from shared.events import (
     RequestDecided,
     ResultDelivered,
 )
-from shared.topics import Topic
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
+from tests.unit.intake_fakes import FakePublish
 
 SERVICE_ID = "birth-certificate-duplicate"
 AGENCY = "civil-registry"
@@ -157,27 +155,6 @@ class FakeTracking:
         )
 
 
-def metadata(timestamp_ms: int) -> RecordMetadata:
-    topic = Topic.REQUESTS.value
-    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 7, timestamp_ms, LOG_APPEND_TIME_TYPE, 0)
-
-
-@dataclass
-class FakePublish:
-    """Stands in for the commands' publish: records each event and answers as Kafka would."""
-
-    error: Exception | None = None
-    late: bool = False
-    published: list[Any] = field(default_factory=list)
-
-    async def __call__(self, event: Any) -> RecordMetadata:
-        self.published.append(event)
-        if self.error is not None:
-            raise self.error
-        appended = event.accept_by.timestamp() + 1 if self.late else datetime.now(UTC).timestamp()
-        return metadata(int(appended * 1000))
-
-
 def build_app(tracking: FakeTracking, publish: FakePublish, *, connected: bool = True, **settings: Any) -> FastAPI:
     # Short waits for a projection that is behind: the unit tests read it every 20 ms for 200 ms at most.
     settings = {"command_settle_s": 0.2, "command_settle_poll_s": 0.02, **settings}
@@ -201,23 +178,17 @@ def tracking() -> FakeTracking:
 
 
 @pytest.fixture
-def publish() -> FakePublish:
-    return FakePublish()
-
-
-@pytest.fixture
 def app(tracking: FakeTracking, publish: FakePublish) -> FastAPI:
     return build_app(tracking, publish)
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
-
-
 def citizen(code: str, command: str) -> str:
     return f"/api/v1/requests/{code}/{command}"
+
+
+async def cancel(client: httpx.AsyncClient, code: str) -> httpx.Response:
+    """The citizen cancels the request, giving no reason."""
+    return await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
 
 
 def agency(code: str, command: str) -> str:
@@ -280,7 +251,7 @@ async def test_cancellation_without_a_reason_is_accepted(
     client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
 ) -> None:
     code = tracking.add(RequestState.SUBMITTED)
-    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    response = await cancel(client, code)
     assert response.status_code == 202, response.text
     [event] = publish.published
     assert (event.reason_fa, event.reason_en) == (None, None)
@@ -346,61 +317,63 @@ async def test_wrong_national_id_is_the_same_404_as_an_unknown_or_malformed_code
     assert publish.published == []
 
 
-async def test_cancellation_after_approval_is_a_409_with_the_reason_in_persian(
-    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+@pytest.mark.parametrize(
+    ("state", "title", "title_fa", "detail_fa"),
+    [
+        (
+            RequestState.APPROVED,
+            "The request has already been decided and can no longer be cancelled.",
+            "دربارهٔ این درخواست پیش‌تر تصمیم گرفته شده و دیگر نمی‌توان آن را لغو کرد.",
+            "وضعیت کنونی درخواست: تأییدشده",
+        ),
+        (
+            RequestState.CANCELLED,
+            "The request has already been cancelled.",
+            "این درخواست پیش‌تر لغو شده است.",
+            "وضعیت کنونی درخواست: لغوشده",
+        ),
+    ],
+    ids=["after-approval", "already-cancelled"],
+)
+async def test_cancellation_the_state_refuses_is_a_409_saying_why_in_both_languages(
+    client: httpx.AsyncClient,
+    tracking: FakeTracking,
+    publish: FakePublish,
+    state: RequestState,
+    title: str,
+    title_fa: str,
+    detail_fa: str,
 ) -> None:
-    code = tracking.add(RequestState.APPROVED)
-    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
-    problem = assert_problem(response, 409)
-    assert problem["type"].endswith("/command-not-allowed")
-    assert problem["title_fa"] == "دربارهٔ این درخواست پیش‌تر تصمیم گرفته شده و دیگر نمی‌توان آن را لغو کرد."
-    assert "cancelled" in problem["title"]
-    assert "APPROVED" in problem["detail"]
-    assert problem["detail_fa"]
+    code = tracking.add(state)
+    problem = assert_problem(await cancel(client, code), 409, slug="command-not-allowed")
+    assert (problem["title"], problem["title_fa"], problem["detail_fa"]) == (title, title_fa, detail_fa)
+    assert state.value in problem["detail"]
     assert publish.published == []
 
 
-async def test_cancelling_a_cancelled_request_says_it_is_already_cancelled(
-    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
+@pytest.mark.parametrize(
+    ("state", "complaint_open", "command", "payload", "said"),
+    [
+        (RequestState.IN_REVIEW, False, "complaint", {"text": "why?"}, "decided"),
+        (RequestState.REJECTED, True, "complaint", {"text": "again"}, "already open"),
+        (RequestState.IN_REVIEW, False, "correction", {"fields": {"reason": "x"}}, "does not need a correction"),
+    ],
+    ids=["complaint-before-a-decision", "second-complaint-while-one-is-open", "correction-when-none-is-needed"],
+)
+async def test_a_command_the_state_does_not_allow_is_a_409_saying_why(
+    client: httpx.AsyncClient,
+    tracking: FakeTracking,
+    publish: FakePublish,
+    state: RequestState,
+    complaint_open: bool,
+    command: str,
+    payload: dict[str, Any],
+    said: str,
 ) -> None:
-    code = tracking.add(RequestState.CANCELLED)
-    response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
-    problem = assert_problem(response, 409, slug="command-not-allowed")
-    assert problem["title"] == "The request has already been cancelled."
-    assert problem["title_fa"] == "این درخواست پیش‌تر لغو شده است."
-    assert problem["detail_fa"] == "وضعیت کنونی درخواست: لغوشده"
-    assert publish.published == []
-
-
-async def test_complaint_before_a_decision_is_a_409(
-    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
-) -> None:
-    code = tracking.add(RequestState.IN_REVIEW)
-    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "why?"})
+    code = tracking.add(state, complaint_open=complaint_open)
+    response = await client.post(citizen(code, command), json={"national_id": NATIONAL_ID, **payload})
     problem = assert_problem(response, 409)
-    assert "decided" in problem["title"]
-    assert publish.published == []
-
-
-async def test_second_complaint_while_one_is_open_is_a_409(
-    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
-) -> None:
-    code = tracking.add(RequestState.REJECTED, complaint_open=True)
-    response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "again"})
-    problem = assert_problem(response, 409)
-    assert "already open" in problem["title"]
-    assert publish.published == []
-
-
-async def test_correction_when_none_is_needed_is_a_409(
-    client: httpx.AsyncClient, tracking: FakeTracking, publish: FakePublish
-) -> None:
-    code = tracking.add(RequestState.IN_REVIEW)
-    response = await client.post(
-        citizen(code, "correction"), json={"national_id": NATIONAL_ID, "fields": {"reason": "x"}}
-    )
-    problem = assert_problem(response, 409)
-    assert "does not need a correction" in problem["title"]
+    assert said in problem["title"]
     assert publish.published == []
 
 
@@ -446,10 +419,8 @@ async def test_malformed_citizen_command_is_a_422_problem(
 async def test_tracking_down_is_a_503_with_retry_after(tracking: FakeTracking, publish: FakePublish) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.down = True
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
-        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
+        response = await cancel(client, code)
     problem = assert_problem(response, 503)
     assert problem["type"].endswith("/tracking-unavailable")
     assert response.headers["retry-after"] == "5"
@@ -460,10 +431,8 @@ async def test_tracking_down_is_a_503_with_retry_after(tracking: FakeTracking, p
 async def test_tracking_error_answer_is_a_503(tracking: FakeTracking, publish: FakePublish, status: int) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.answer_status = status
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
-        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
+        response = await cancel(client, code)
     assert_problem(response, 503)
     assert publish.published == []
 
@@ -473,9 +442,8 @@ async def test_lookup_is_made_under_the_citizens_address_and_its_throttling_is_t
 ) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     tracking.throttled = True
-    transport = httpx.ASGITransport(app=build_app(tracking, publish), client=("203.0.113.7", 4711))
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
-        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    async with asgi_client(build_app(tracking, publish), "http://intake", client=("203.0.113.7", 4711)) as client:
+        response = await cancel(client, code)
     assert_problem(response, 429)
     assert response.headers["retry-after"] == "17"
     assert tracking.forwarded_for == ["203.0.113.7"]
@@ -486,19 +454,17 @@ async def test_slow_tracking_is_a_503_in_bounded_time(tracking: FakeTracking, pu
     code = tracking.add(RequestState.SUBMITTED)
     tracking.delay_s = 30
     app = build_app(tracking, publish, tracking_timeout_s=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         async with asyncio.timeout(5):
-            response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+            response = await cancel(client, code)
     assert_problem(response, 503)
 
 
 async def test_kafka_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     publish = FakePublish(error=ConnectionError("kafka is down"))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
-        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
+        response = await cancel(client, code)
     problem = assert_problem(response, 503)
     assert problem["type"].endswith("/bus-unavailable")
     assert response.headers["retry-after"] == "5"
@@ -508,10 +474,8 @@ async def test_kafka_publish_failure_is_a_503_with_retry_after(tracking: FakeTra
 
 async def test_command_appended_after_accept_by_is_a_503(tracking: FakeTracking) -> None:
     code = tracking.add(RequestState.REJECTED)
-    publish = FakePublish(late=True)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    publish = FakePublish(late_by_ms=1000)
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(citizen(code, "complaint"), json={"national_id": NATIONAL_ID, "text": "late"})
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
@@ -520,8 +484,8 @@ async def test_command_appended_after_accept_by_is_a_503(tracking: FakeTracking)
 async def test_disconnected_bus_is_a_503_without_asking_tracking(tracking: FakeTracking, publish: FakePublish) -> None:
     code = tracking.add(RequestState.SUBMITTED)
     app = build_app(tracking, publish, connected=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post(citizen(code, "cancellation"), json={"national_id": NATIONAL_ID})
+    async with asgi_client(app, "http://intake") as client:
+        response = await cancel(client, code)
         agency_response = await client.post(
             agency(code, "decision"), headers=KEY, json={"service_id": SERVICE_ID, "decision": "approve"}
         )
@@ -699,9 +663,7 @@ async def test_complaint_resolution_is_accepted(
 async def test_agency_publish_failure_is_a_503_with_retry_after(tracking: FakeTracking) -> None:
     publish = FakePublish(error=TimeoutError())
     code = tracking.add(RequestState.IN_REVIEW)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(tracking, publish)), base_url="http://intake"
-    ) as client:
+    async with asgi_client(build_app(tracking, publish), "http://intake") as client:
         response = await client.post(agency(code, "decision"), headers=KEY, json=reject())
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
@@ -771,7 +733,7 @@ async def test_decision_naming_another_service_of_the_agency_is_a_409(
     keys_file.write_text(yaml.safe_dump({hash_key("two-services"): grant}))
     code = tracking.add(RequestState.IN_REVIEW)
     app = build_app(tracking, publish, agency_keys_file=keys_file)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         response = await client.post(
             agency(code, "decision"),
             headers={"X-Agency-Key": "two-services"},
@@ -883,7 +845,7 @@ async def test_tracking_unable_to_answer_an_agency_command_is_a_503_and_publishe
     app = build_app(tracking, publish)
     if failure == "wrong-key":
         app.state.intake.tracking.internal_key = "not-trackings-key"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
     problem = assert_problem(response, 503, slug="tracking-unavailable")
     assert response.headers["retry-after"] == "5"
@@ -897,7 +859,7 @@ async def test_slow_tracking_is_a_503_for_an_agency_command_in_bounded_time(
     code = tracking.add(RequestState.IN_REVIEW)
     tracking.delay_s = 30
     app = build_app(tracking, publish, tracking_timeout_s=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         async with asyncio.timeout(5):
             response = await client.post(agency(code, "decision"), headers=KEY, json=APPROVE)
     assert_problem(response, 503)

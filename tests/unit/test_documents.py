@@ -377,12 +377,6 @@ def app(service: ServiceDefinition, store: LocalBlobStore) -> FastAPI:
     return app
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
-
-
 async def upload(
     client: httpx.AsyncClient,
     data: bytes,

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.domain.identity import make_valid_national_id
-from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import cloudevent_headers, cloudevent_type, decode_headers, event_key, event_value
 from shared.events import (
@@ -24,12 +23,12 @@ from shared.events import (
     Language,
     NextStep,
     RequestSubmitted,
-    StatusChanged,
     VerificationCompleted,
     derived_event_id,
     parse_request_event,
     parse_status_event,
 )
+from testkit.events import answering, submitted_change
 
 NATIONAL_ID = make_valid_national_id("001234567")
 MOBILE = "09121234567"
@@ -57,9 +56,7 @@ def submitted(code: str | None = None, *, accept_by: datetime | None = None) -> 
 
 def inquiry_completed(cause: RequestSubmitted) -> InquiryCompleted:
     return InquiryCompleted(
-        event_id=derived_event_id(cause.event_id, "InquiryCompleted", "identity"),
-        tracking_code=cause.tracking_code,
-        caused_by=cause.event_id,
+        **answering(cause, "InquiryCompleted", "identity"),
         inquiry="identity",
         agency="civil-registry",
         outcome=InquiryOutcome.FAILED,
@@ -71,31 +68,16 @@ def inquiry_completed(cause: RequestSubmitted) -> InquiryCompleted:
 
 def verification_completed(cause: RequestSubmitted) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-        tracking_code=cause.tracking_code,
-        caused_by=cause.event_id,
+        **answering(cause, "VerificationCompleted"),
         next_step=NextStep.NEEDS_CORRECTION,
         inquiries={"identity": InquiryOutcome.FAILED},
         reason_en="The birth date does not match.",
     )
 
 
-def status_changed(cause: RequestSubmitted) -> StatusChanged:
-    return StatusChanged(
-        event_id=derived_event_id(cause.event_id, "StatusChanged"),
-        tracking_code=cause.tracking_code,
-        caused_by=cause.event_id,
-        caused_by_type=cause.event_type,
-        service_id=cause.service_id,
-        agency=cause.agency,
-        previous_status=None,
-        status=RequestState.SUBMITTED,
-    )
-
-
 def every_event() -> list[AnyEvent]:
     cause = submitted()
-    return [cause, inquiry_completed(cause), verification_completed(cause), status_changed(cause)]
+    return [cause, inquiry_completed(cause), verification_completed(cause), submitted_change(cause)]
 
 
 # --- round trips ----------------------------------------------------------------------------------
@@ -122,7 +104,7 @@ def test_request_event_parses_from_a_decoded_json_body_too(event: AnyEvent) -> N
 
 
 def test_status_event_survives_the_envelope_unchanged() -> None:
-    event = status_changed(submitted())
+    event = submitted_change(submitted())
     assert parse_status_event(event_value(event)) == event
     assert parse_status_event(json.loads(event_value(event))) == event
 
@@ -145,7 +127,7 @@ def test_unknown_event_type_is_refused() -> None:
 
 
 def test_unknown_event_type_is_refused_on_the_status_topic() -> None:
-    body = json.loads(event_value(status_changed(submitted())))
+    body = json.loads(event_value(submitted_change(submitted())))
     body["event_type"] = "SomethingAddedLater"
     with pytest.raises(ValidationError):
         parse_status_event(body)

@@ -25,6 +25,7 @@ from services.notify.settings import NotifySettings
 from services.tracking.app import create_app as create_tracking
 from services.tracking.settings import TrackingSettings
 from shared.settings import HttpEdgeSettings
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
 
 PORTAL = "https://portal.example.ir"
@@ -59,7 +60,7 @@ JSON_ROUTES = {
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://desk")
+    return asgi_client(app, "http://desk")
 
 
 def assert_security_headers(response: httpx.Response) -> None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka import TestKafkaBroker
 from tenacity import wait_none
 
 from services.inquiry import adapters
@@ -23,36 +19,33 @@ from services.inquiry.adapters import (
     HttpCivilRegistry,
     IdentityAnswer,
 )
-from services.inquiry.consumers import Inquiry
 from services.inquiry.domain import InquiryResult, decide
 from services.inquiry.service import Agencies, run_inquiry, verify_submission
-from services.inquiry.store import PublishMarks, Sessions, create_tables
-from shared.catalog import Catalog, DecisionMode, ServiceDefinition, load_catalog
+from services.inquiry.store import Sessions
+from shared.catalog import Catalog, DecisionMode, ServiceDefinition
 from shared.catalog import Inquiry as CatalogInquiry
-from shared.db import make_engine, make_sessionmaker
-from shared.domain.identity import make_valid_national_id
-from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.envelope import event_value
 from shared.events import (
-    Applicant,
     InquiryCompleted,
     InquiryOutcome,
     NextStep,
-    RequestSubmitted,
     VerificationCompleted,
     derived_event_id,
     parse_request_event,
 )
-from shared.kafka import PermanentError, make_broker
-from shared.settings import KafkaSettings
-from shared.topics import Topic, agency_inbox_topic, dead_letter_topic
-from tests.unit.inquiry_wiring import FakeRegistry, Feed
+from shared.kafka import PermanentError
+from tests.unit.inquiry_wiring import (
+    BIRTH_DATE,
+    CATALOG,
+    CODES,
+    NATIONAL_ID,
+    SERVICE_ID,
+    FakeRegistry,
+    submitted,
+    wired,
+)
+from tests.unit.mock_agencies import Handler, Script, drop, raw, timeout
 
-SERVICE_ID = "birth-certificate-duplicate"
-NATIONAL_ID = make_valid_national_id("001234567")
-BIRTH_DATE = date(1990, 1, 31)
-CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=1)
-CATALOG = load_catalog()
 IDENTITY_PATH = "/civil-registry/v1/identity"
 
 
@@ -63,18 +56,6 @@ def seeded_service() -> ServiceDefinition:
 
 
 SERVICE = seeded_service()
-
-
-def submitted(*, service_id: str = SERVICE_ID, accept_by: datetime | None = None) -> RequestSubmitted:
-    return RequestSubmitted(
-        tracking_code=CODES.next_code(),
-        service_id=service_id,
-        catalog_version=SERVICE.version,
-        agency="civil-registry",
-        applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=BIRTH_DATE),
-        fields={"reason": "lost"},
-        accept_by=accept_by or datetime.now(UTC) + timedelta(seconds=5),
-    )
 
 
 # --- the verdict ----------------------------------------------------------------------------------
@@ -146,35 +127,8 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adapters, "wait_random_exponential", lambda **_: wait_none())
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-@dataclass
-class Script:
-    """A mock agency: answers the scripted responses in turn (the last one repeats) and records requests."""
-
-    responses: list[Callable[[httpx.Request], httpx.Response]]
-    requests: list[httpx.Request] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.responses[min(len(self.requests), len(self.responses)) - 1](request)
-
-
 def answer(status: int = 200, **payload: Any) -> Handler:
     return lambda _request: httpx.Response(status, json=payload or {"match": True, "alive": True})
-
-
-def raw(status: int, content: bytes) -> Handler:
-    return lambda _request: httpx.Response(status, content=content)
-
-
-def drop(_request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused")
-
-
-def timeout(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("agency too slow", request=request)
 
 
 @pytest.fixture
@@ -444,60 +398,9 @@ async def test_every_inquiry_of_a_service_is_run() -> None:
 # --- the record handler, in memory -----------------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    """What a spy subscriber on a topic received: parsed body and key, in order."""
-
-    messages: list[tuple[dict[str, Any], bytes | None]] = field(default_factory=list)
-
-    def of_type(self, *types: str) -> list[tuple[dict[str, Any], bytes | None]]:
-        return [(body, key) for body, key in self.messages if body.get("event_type") in types]
-
-
-@dataclass
-class Wired:
-    broker: KafkaBroker
-    registry: FakeRegistry
-    requests: Seen
-    dead_letters: Seen
-    inbox: Seen
-    feed: Feed
-
-
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    """inquiry's own database (it records each verification), in a SQLite file."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
-    await create_tables(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-def wired(registry: FakeRegistry | None = None, *, sessions: Sessions) -> Wired:
-    registry = registry or FakeRegistry()
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    requests, dead_letters, inbox = Seen(), Seen(), Seen()
-
-    @broker.subscriber(Topic.REQUESTS, group_id="spy")
-    async def spy(body: dict[str, Any], message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
-        requests.messages.append((body, record.key))
-
-    @broker.subscriber(dead_letter_topic(Topic.REQUESTS), group_id="dlq-spy")
-    async def dlq_spy(body: dict[str, Any], message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
-        dead_letters.messages.append((body, record.key))
-
-    @broker.subscriber(agency_inbox_topic("civil-registry"), group_id="inbox-spy")
-    async def inbox_spy(body: dict[str, Any], message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
-        inbox.messages.append((body, record.key))
-
-    deps = Inquiry(CATALOG, Agencies(civil_registry=registry), broker, sessions, PublishMarks(sessions))
-    return Wired(broker, registry, requests, dead_letters, inbox, Feed(deps))
+def sessions(inquiry_sessions: Sessions) -> Sessions:
+    return inquiry_sessions
 
 
 async def test_submission_yields_inquiry_then_verification_keyed_by_tracking_code(sessions: Sessions) -> None:
@@ -522,10 +425,8 @@ async def test_redelivered_submission_after_its_events_were_published_publishes_
     w = wired(sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker):
-        await w.feed.deliver(event)
-        await w.feed.deliver(event)
-    ids = [body["event_id"] for body, _ in w.requests.of_type("InquiryCompleted", "VerificationCompleted")]
-    assert len(ids) == 2
+        await w.feed.deliver(event, event)
+    assert len(w.ids()) == 2
     assert len(w.registry.calls) == 1
 
 
@@ -569,7 +470,7 @@ async def test_submission_appended_after_accept_by_is_skipped(sessions: Sessions
     async with TestKafkaBroker(w.broker):
         await w.feed.deliver(event, timestamp_ms=late)
     assert w.registry.calls == []
-    assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
+    assert w.outcomes() == []
 
 
 async def test_unavailable_agency_still_concludes_the_verification(sessions: Sessions) -> None:
@@ -607,7 +508,7 @@ async def test_submission_for_an_unknown_service_is_dead_lettered(sessions: Sess
     async with TestKafkaBroker(w.broker):
         await w.feed.deliver(event)
     assert w.registry.calls == []
-    assert w.requests.of_type("InquiryCompleted", "VerificationCompleted") == []
+    assert w.outcomes() == []
     [(body, key)] = w.dead_letters.messages
     assert body["event_id"] == event.event_id
     assert key == event.tracking_code.encode()

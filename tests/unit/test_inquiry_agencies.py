@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 import httpx
@@ -30,18 +30,14 @@ from services.inquiry.adapters import (
     count_attempts,
 )
 from services.inquiry.service import CHECKS, Agencies, run_inquiry, verify_submission
-from shared.catalog import Catalog, Inquiry, load_catalog
-from shared.domain.identity import make_valid_national_id
-from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.events import Applicant, InquiryOutcome, NextStep, RequestSubmitted
+from shared.catalog import Catalog, Inquiry
+from shared.events import InquiryOutcome, NextStep, RequestSubmitted
+from tests.unit import inquiry_wiring as wiring
+from tests.unit.inquiry_wiring import BIRTH_DATE, CATALOG, MOBILE, NATIONAL_ID, SERVICE_ID
+from tests.unit.mock_agencies import Handler, Script, drop, raw, timeout
 
-NATIONAL_ID = make_valid_national_id("001234567")
-MOBILE = "09121234567"
 POSTAL_CODE = "1234567890"
 PROPERTY_ID = "152-7-ب"
-BIRTH_DATE = date(1990, 1, 31)
-CATALOG = load_catalog()
-CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=1)
 
 ADDRESS: PostalAddress = {
     "postal_code": POSTAL_CODE,
@@ -54,35 +50,9 @@ ADDRESS: PostalAddress = {
     "full_address": "تهران، تهران، خیابان آزادی، کوچه بهار، پلاک 12، واحد 3",
 }
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-@dataclass
-class Script:
-    """A mock agency: answers the scripted responses in turn (the last one repeats) and records requests."""
-
-    responses: list[Handler]
-    requests: list[httpx.Request] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.responses[min(len(self.requests), len(self.responses)) - 1](request)
-
 
 def answer(status: int = 200, payload: Any = None, headers: dict[str, str] | None = None) -> Handler:
     return lambda _request: httpx.Response(status, json=payload, headers=headers)
-
-
-def raw(status: int, content: bytes) -> Handler:
-    return lambda _request: httpx.Response(status, content=content)
-
-
-def drop(_request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused")
-
-
-def timeout(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("agency too slow", request=request)
 
 
 @dataclass(frozen=True)
@@ -457,18 +427,9 @@ def agencies(fakes: Fakes) -> Agencies:
     )
 
 
-def submitted(service_id: str = "birth-certificate-duplicate", **fields: str) -> RequestSubmitted:
-    service = CATALOG.get(service_id)
-    assert service is not None
-    return RequestSubmitted(
-        tracking_code=CODES.next_code(),
-        service_id=service_id,
-        catalog_version=service.version,
-        agency=service.agency,
-        applicant=Applicant(national_id=NATIONAL_ID, mobile=MOBILE, birth_date=BIRTH_DATE),
-        fields={"postal_code": POSTAL_CODE, "property_id": PROPERTY_ID, **fields},
-        accept_by=datetime.now(UTC) + timedelta(seconds=5),
-    )
+def submitted(service_id: str = SERVICE_ID, **fields: str) -> RequestSubmitted:
+    """A submission carrying the postal code and property id the inquiries read, unless `fields` replace them."""
+    return wiring.submitted(service_id, fields={"postal_code": POSTAL_CODE, "property_id": PROPERTY_ID, **fields})
 
 
 PAIRS = sorted(CHECKS)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka import TestKafkaBroker
 from sqlmodel import delete, select
 
 from services.inquiry.adapters import IdentityAnswer
-from services.inquiry.consumers import Inquiry
 from services.inquiry.service import Agencies, verify_submission_once
 from services.inquiry.store import (
     Published,
@@ -28,12 +23,8 @@ from services.inquiry.store import (
     record_verification,
     recorded_outcomes,
 )
-from shared.catalog import load_catalog
 from shared.db import make_engine, make_sessionmaker
-from shared.domain.identity import make_valid_national_id
-from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.events import (
-    Applicant,
     CorrectionSubmitted,
     InquiryCompleted,
     InquiryOutcome,
@@ -42,17 +33,9 @@ from shared.events import (
     VerificationCompleted,
     derived_event_id,
 )
-from shared.kafka import make_broker
-from shared.settings import KafkaSettings
-from shared.topics import Topic, dead_letter_topic
-from tests.unit.inquiry_wiring import FakeRegistry, Feed
-
-SERVICE_ID = "birth-certificate-duplicate"
-NATIONAL_ID = make_valid_national_id("001234567")
-BIRTH_DATE = date(1990, 1, 31)
-CODES = TrackingCodeGenerator(key=b"s" * 32, replica_id=2)
-CATALOG = load_catalog()
-OUTCOME_TYPES = ("InquiryCompleted", "VerificationCompleted")
+from testkit.events import answering
+from tests.unit import inquiry_wiring as wiring
+from tests.unit.inquiry_wiring import BIRTH_DATE, CATALOG, CODES, NATIONAL_ID, FakeRegistry, wired
 
 
 def in_a_minute() -> datetime:
@@ -61,17 +44,7 @@ def in_a_minute() -> datetime:
 
 
 def submitted() -> RequestSubmitted:
-    service = CATALOG.get(SERVICE_ID)
-    assert service is not None
-    return RequestSubmitted(
-        tracking_code=CODES.next_code(),
-        service_id=SERVICE_ID,
-        catalog_version=service.version,
-        agency="civil-registry",
-        applicant=Applicant(national_id=NATIONAL_ID, mobile="09121234567", birth_date=BIRTH_DATE),
-        fields={"reason": "lost", "office": "tehran"},
-        accept_by=in_a_minute(),
-    )
+    return wiring.submitted(fields={"reason": "lost", "office": "tehran"})
 
 
 def correction(tracking_code: str, **fields: str) -> CorrectionSubmitted:
@@ -79,43 +52,8 @@ def correction(tracking_code: str, **fields: str) -> CorrectionSubmitted:
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inquiry.db'}")
-    await create_tables(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@dataclass
-class Wired:
-    broker: KafkaBroker
-    registry: FakeRegistry
-    published: list[dict[str, Any]]
-    dead_letters: list[dict[str, Any]]
-    feed: Feed = field(init=False)
-
-    def outcomes(self) -> list[dict[str, Any]]:
-        return [body for body in self.published if body.get("event_type") in OUTCOME_TYPES]
-
-    def ids(self) -> list[str]:
-        return [body["event_id"] for body in self.outcomes()]
-
-
-def wired(sessions: Sessions) -> Wired:
-    broker = make_broker(kafka=KafkaSettings(), client_id="t")
-    w = Wired(broker, FakeRegistry(), [], [])
-
-    @broker.subscriber(Topic.REQUESTS, group_id="spy")
-    async def spy(body: dict[str, Any]) -> None:
-        w.published.append(body)
-
-    @broker.subscriber(dead_letter_topic(Topic.REQUESTS), group_id="dlq-spy")
-    async def dlq_spy(body: dict[str, Any], message: KafkaMessage) -> None:
-        w.dead_letters.append(body)
-
-    deps = Inquiry(CATALOG, Agencies(civil_registry=w.registry), broker, sessions, PublishMarks(sessions))
-    w.feed = Feed(deps)
-    return w
+def sessions(inquiry_sessions: Sessions) -> Sessions:
+    return inquiry_sessions
 
 
 async def stored_input(sessions: Sessions, tracking_code: str) -> RequestSubmitted:
@@ -135,7 +73,7 @@ def expected_ids(cause_event_id: str) -> list[str]:
 
 
 async def test_submission_is_verified_once_and_recorded(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker):
         await w.feed.deliver(event)
@@ -157,7 +95,7 @@ async def test_submission_is_verified_once_and_recorded(sessions: Sessions) -> N
 async def test_redelivered_submission_republishes_the_recorded_events_without_calling_the_agency(
     sessions: Sessions,
 ) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     async with TestKafkaBroker(w.broker):
         await w.feed.deliver(event)
@@ -176,12 +114,11 @@ async def test_redelivered_submission_republishes_the_recorded_events_without_ca
 
 
 async def test_correction_re_verifies_with_merged_fields_under_ids_derived_from_it(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
     async with TestKafkaBroker(w.broker):
-        await w.feed.deliver(event)
-        await w.feed.deliver(fix)
+        await w.feed.deliver(event, fix)
     assert len(w.registry.calls) == 2
     assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
     inquiry, verification = w.outcomes()[2:]
@@ -194,53 +131,49 @@ async def test_correction_re_verifies_with_merged_fields_under_ids_derived_from_
 
 
 async def test_redelivered_correction_is_not_verified_again(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
     async with TestKafkaBroker(w.broker):
-        await w.feed.deliver(event)
-        await w.feed.deliver(fix)
-        await w.feed.deliver(fix)
+        await w.feed.deliver(event, fix, fix)
     assert len(w.registry.calls) == 2
     assert w.ids() == expected_ids(event.event_id) + expected_ids(fix.event_id)
 
 
 async def test_a_second_correction_builds_on_the_first_and_gets_new_ids(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     first, second = correction(event.tracking_code, reason="damaged"), correction(event.tracking_code, office="qom")
     async with TestKafkaBroker(w.broker):
-        for each in (event, first, second):
-            await w.feed.deliver(each)
+        await w.feed.deliver(event, first, second)
     assert len(w.registry.calls) == 3
     assert len(set(w.ids())) == 6
     assert (await stored_input(sessions, event.tracking_code)).fields == {"reason": "damaged", "office": "qom"}
 
 
 async def test_redelivered_submission_after_a_correction_keeps_the_corrected_input(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     fix = correction(event.tracking_code, reason="damaged")
     async with TestKafkaBroker(w.broker):
         # A crash before the offsets were committed replays the partition from the submission on.
-        for each in (event, fix, event, fix):
-            await w.feed.deliver(each)
+        await w.feed.deliver(event, fix, event, fix)
     assert len(w.registry.calls) == 2
     kept = await stored_input(sessions, event.tracking_code)
     assert (kept.event_id, kept.fields["reason"]) == (fix.event_id, "damaged")
 
 
 async def test_correction_without_a_recorded_submission_is_skipped(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     async with TestKafkaBroker(w.broker):
         await w.feed.deliver(correction(CODES.next_code(), reason="damaged"))
     assert w.registry.calls == []
     assert w.outcomes() == []
-    assert w.dead_letters == []
+    assert w.dead_letters.messages == []
 
 
 async def test_correction_appended_after_accept_by_is_skipped(sessions: Sessions) -> None:
-    w = wired(sessions)
+    w = wired(sessions=sessions)
     event = submitted()
     late = correction(event.tracking_code, reason="damaged")
     async with TestKafkaBroker(w.broker):
@@ -279,9 +212,7 @@ async def test_the_first_recorded_outcome_wins_a_concurrent_record(sessions: Ses
     event = submitted()
     verdicts = [
         VerificationCompleted(
-            event_id=derived_event_id(event.event_id, "VerificationCompleted"),
-            tracking_code=event.tracking_code,
-            caused_by=event.event_id,
+            **answering(event, "VerificationCompleted"),
             next_step=step,
             inquiries={"identity": outcome},
         )

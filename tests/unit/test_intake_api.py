@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -20,10 +17,10 @@ from services.intake.settings import IntakeSettings
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import format_for_display, parse_tracking_code
-from shared.events import LOG_APPEND_TIME_TYPE, Language, RequestSubmitted
-from shared.topics import Topic
+from shared.events import Applicant, Language
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
-from tests.unit.intake_fakes import AllowAll, MemoryIdempotency
+from tests.unit.intake_fakes import AllowAll, FakePublish, MemoryIdempotency
 
 SERVICE_ID = "birth-certificate-duplicate"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -43,35 +40,6 @@ def body(**applicant: Any) -> dict[str, Any]:
     }
 
 
-def metadata(timestamp_ms: int, timestamp_type: int = LOG_APPEND_TIME_TYPE) -> RecordMetadata:
-    topic = Topic.REQUESTS.value
-    return RecordMetadata(topic, 0, TopicPartition(topic, 0), 42, timestamp_ms, timestamp_type, 0)
-
-
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-@dataclass
-class FakePublish:
-    """Stands in for `Intake.publish_submission`: records each event and answers as Kafka would."""
-
-    late_by_ms: int | None = None  # None: stamped now; else appended this long after accept_by
-    error: Exception | None = None
-    hang: bool = False
-    published: list[RequestSubmitted] = field(default_factory=list)
-
-    async def __call__(self, event: RequestSubmitted) -> RecordMetadata:
-        self.published.append(event)
-        if self.error is not None:
-            raise self.error
-        if self.hang:
-            await asyncio.sleep(3600)
-        if self.late_by_ms is None:
-            return metadata(ms(datetime.now(UTC)))
-        return metadata(ms(event.accept_by) + self.late_by_ms)
-
-
 def build_app(**settings: Any) -> FastAPI:
     return create_app(IntakeSettings(**settings), tracer_provider=TracerProvider())
 
@@ -85,9 +53,12 @@ def wire(app: FastAPI, publish: FakePublish, *, connected: bool = True) -> None:
     intake.idempotency = MemoryIdempotency()  # type: ignore[assignment]
 
 
-@pytest.fixture
-def publish() -> FakePublish:
-    return FakePublish()
+async def submit_once(publish: FakePublish, *, connected: bool = True, **settings: Any) -> httpx.Response:
+    """A valid submission to an app of its own, built with `settings`, that publishes through `publish`."""
+    app = build_app(**settings)
+    wire(app, publish, connected=connected)
+    async with asgi_client(app, "http://intake") as client:
+        return await client.post("/api/v1/requests", json=body())
 
 
 @pytest.fixture
@@ -95,12 +66,6 @@ def app(publish: FakePublish) -> FastAPI:
     app = build_app()
     wire(app, publish)
     return app
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
 
 
 # --- accepted -------------------------------------------------------------------------------------
@@ -142,11 +107,13 @@ async def test_published_event_carries_the_normalised_submission(
     assert event.service_id == SERVICE_ID
     assert event.catalog_version == 2
     assert event.agency == "civil-registry"
-    assert event.applicant.national_id == NATIONAL_ID
-    assert event.applicant.mobile == "09121234567"
-    assert event.applicant.email == "citizen@example.ir"
-    assert event.applicant.birth_date == date(1990, 1, 31)
-    assert event.applicant.language is Language.EN
+    assert event.applicant == Applicant(
+        national_id=NATIONAL_ID,
+        mobile="09121234567",
+        email="citizen@example.ir",
+        birth_date=date(1990, 1, 31),
+        language=Language.EN,
+    )
     assert event.fields == {"reason": "lost"}
     assert before + timedelta(seconds=4) < event.accept_by <= datetime.now(UTC) + timedelta(seconds=5)
 
@@ -162,28 +129,12 @@ async def test_each_submission_gets_its_own_tracking_code(client: httpx.AsyncCli
 
 
 async def test_submission_appended_exactly_at_accept_by_is_accepted() -> None:
-    publish = FakePublish(late_by_ms=0)
-    app = build_app()
-    wire(app, publish)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post("/api/v1/requests", json=body())
-    assert response.status_code == 202
+    assert (await submit_once(FakePublish(late_by_ms=0))).status_code == 202
 
 
 async def test_create_time_stamp_is_accepted_however_late() -> None:
     # Without LogAppendTime the broker never said when it appended, so the submission counts.
-    publish = FakePublish()
-
-    async def create_time(event: RequestSubmitted) -> RecordMetadata:
-        publish.published.append(event)
-        return metadata(ms(event.accept_by) + 60_000, timestamp_type=0)
-
-    app = build_app()
-    wire(app, publish)
-    app.state.intake.publish_submission = create_time
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post("/api/v1/requests", json=body())
-    assert response.status_code == 202
+    assert (await submit_once(FakePublish(late_by_ms=60_000, timestamp_type=0))).status_code == 202
 
 
 # --- refused input --------------------------------------------------------------------------------
@@ -244,8 +195,7 @@ async def test_malformed_body_is_a_422_problem_not_a_500(
 async def test_email_the_applicant_model_refuses_is_a_422_problem_not_a_500(publish: FakePublish) -> None:
     app = build_app()
     wire(app, publish)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake", raise_app_exceptions=False) as client:
         response = await client.post("/api/v1/requests", json=body(email="a@b"))
     problem = assert_problem(response, 422)
     assert [error["field"] for error in problem["errors"]] == ["applicant.email"]
@@ -276,10 +226,7 @@ async def test_unknown_service_is_a_404_problem(client: httpx.AsyncClient, publi
 
 async def test_disconnected_bus_is_a_503_problem_with_retry_after() -> None:
     publish = FakePublish()
-    app = build_app()
-    wire(app, publish, connected=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post("/api/v1/requests", json=body())
+    response = await submit_once(publish, connected=False)
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
     assert publish.published == []
@@ -287,10 +234,7 @@ async def test_disconnected_bus_is_a_503_problem_with_retry_after() -> None:
 
 async def test_failed_publish_is_a_503_problem_with_retry_after() -> None:
     publish = FakePublish(error=ConnectionError("kafka is down"))
-    app = build_app()
-    wire(app, publish)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post("/api/v1/requests", json=body())
+    response = await submit_once(publish)
     problem = assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
     assert "kafka is down" not in response.text
@@ -299,22 +243,14 @@ async def test_failed_publish_is_a_503_problem_with_retry_after() -> None:
 
 
 async def test_submission_appended_after_accept_by_is_a_503_problem() -> None:
-    publish = FakePublish(late_by_ms=1)
-    app = build_app()
-    wire(app, publish)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        response = await client.post("/api/v1/requests", json=body())
+    response = await submit_once(FakePublish(late_by_ms=1))
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
 
 
 async def test_publish_that_never_returns_is_a_503_problem_in_bounded_time() -> None:
-    publish = FakePublish(hang=True)
-    app = build_app(accept_window_s=0.05, accept_grace_s=0.0)
-    wire(app, publish)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        async with asyncio.timeout(5):
-            response = await client.post("/api/v1/requests", json=body())
+    async with asyncio.timeout(5):
+        response = await submit_once(FakePublish(hang=True), accept_window_s=0.05, accept_grace_s=0.0)
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "5"
 
@@ -365,7 +301,7 @@ async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None
 async def test_catalog_reads_work_while_the_bus_is_down() -> None:
     app = build_app()
     wire(app, FakePublish(), connected=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with asgi_client(app, "http://intake") as client:
         assert (await client.get("/api/v1/services")).status_code == 200
         assert (await client.get(f"/api/v1/services/{SERVICE_ID}")).status_code == 200
 

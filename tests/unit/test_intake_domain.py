@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Literal, TypedDict
 
 import pytest
+from typing_extensions import Unpack
 
 from services.intake.domain import FieldError, ValidSubmission, parse_iso_date, validate_submission
 from shared.catalog import FieldKind, FormField, ServiceDefinition, Text, load_catalog
 from shared.domain.digits import to_persian_digits
 from shared.domain.identity import make_valid_national_id
-from shared.events import Language
+from shared.events import Applicant, Language
 
 SERVICE_ID = "birth-certificate-duplicate"
 TODAY = date(2025, 6, 1)
@@ -31,27 +32,34 @@ def wrong_check_digit(national_id: str) -> str:
     return national_id[:-1] + str((int(national_id[-1]) + 1) % 10)
 
 
+class ApplicantInput(TypedDict, total=False):
+    """The applicant's part of a submission, as the API hands it to validation."""
+
+    national_id: str
+    mobile: str
+    email: str | None
+    birth_date: str
+    language: str
+    notification_channels: list[Literal["sms", "email"]] | None
+
+
+VALID_APPLICANT: ApplicantInput = {
+    "national_id": NATIONAL_ID,
+    "mobile": "09121234567",
+    "email": "citizen@example.ir",
+    "birth_date": "1990-01-31",
+    "language": "fa",
+    "notification_channels": None,
+}
+
+
 def validate(
-    *,
-    service: ServiceDefinition = SERVICE,
-    national_id: str = NATIONAL_ID,
-    mobile: str = "09121234567",
-    email: str | None = "citizen@example.ir",
-    birth_date: str = "1990-01-31",
-    language: str = "fa",
-    fields: dict[str, str] | None = None,
-    notification_channels: list[Literal["sms", "email"]] | None = None,
+    *, service: ServiceDefinition = SERVICE, fields: dict[str, str] | None = None, **changed: Unpack[ApplicantInput]
 ) -> ValidSubmission | list[FieldError]:
+    """Validation of a valid applicant's request for a lost certificate, but for what the test changed."""
+    applicant: ApplicantInput = {**VALID_APPLICANT, **changed}
     return validate_submission(
-        service=service,
-        national_id=national_id,
-        mobile=mobile,
-        email=email,
-        birth_date=birth_date,
-        language=language,
-        fields={"reason": "lost"} if fields is None else fields,
-        today=TODAY,
-        notification_channels=notification_channels,
+        service=service, fields={"reason": "lost"} if fields is None else fields, today=TODAY, **applicant
     )
 
 
@@ -81,13 +89,16 @@ def test_seeded_service_has_the_reason_field() -> None:
 
 def test_valid_submission_is_accepted() -> None:
     outcome = validate()
-    assert isinstance(outcome, ValidSubmission)
-    assert outcome.applicant.national_id == NATIONAL_ID
-    assert outcome.applicant.mobile == "09121234567"
-    assert outcome.applicant.email == "citizen@example.ir"
-    assert outcome.applicant.birth_date == date(1990, 1, 31)
-    assert outcome.applicant.language is Language.FA
-    assert outcome.fields == {"reason": "lost"}
+    assert outcome == ValidSubmission(
+        applicant=Applicant(
+            national_id=NATIONAL_ID,
+            mobile="09121234567",
+            email="citizen@example.ir",
+            birth_date=date(1990, 1, 31),
+            language=Language.FA,
+        ),
+        fields={"reason": "lost"},
+    )
 
 
 def test_persian_digits_are_normalised() -> None:
@@ -244,16 +255,19 @@ def form_field(name: str, kind: FieldKind, *, required: bool = True) -> FormFiel
     return FormField(name=name, label=Text(fa=name, en=name), kind=kind, required=required)
 
 
+# A service with a field of each typed kind, and an optional text.
+TYPED_SERVICE = service_with(
+    form_field("spouse_id", FieldKind.NATIONAL_ID),
+    form_field("postal_code", FieldKind.POSTAL_CODE),
+    form_field("married_on", FieldKind.DATE),
+    form_field("children", FieldKind.NUMBER),
+    form_field("note", FieldKind.TEXT, required=False),
+)
+
+
 def test_typed_fields_are_normalised() -> None:
-    service = service_with(
-        form_field("spouse_id", FieldKind.NATIONAL_ID),
-        form_field("postal_code", FieldKind.POSTAL_CODE),
-        form_field("married_on", FieldKind.DATE),
-        form_field("children", FieldKind.NUMBER),
-        form_field("note", FieldKind.TEXT, required=False),
-    )
     outcome = validate(
-        service=service,
+        service=TYPED_SERVICE,
         fields={
             "spouse_id": to_persian_digits(NATIONAL_ID),
             "postal_code": "13579-13579",
@@ -271,15 +285,9 @@ def test_typed_fields_are_normalised() -> None:
 
 
 def test_typed_fields_report_their_own_codes() -> None:
-    service = service_with(
-        form_field("spouse_id", FieldKind.NATIONAL_ID),
-        form_field("postal_code", FieldKind.POSTAL_CODE),
-        form_field("married_on", FieldKind.DATE),
-        form_field("children", FieldKind.NUMBER),
-    )
     errors = errors_of(
         validate(
-            service=service,
+            service=TYPED_SERVICE,
             fields={"spouse_id": "123", "postal_code": "0000000000", "married_on": "yesterday", "children": "two"},
         )
     )

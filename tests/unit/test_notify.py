@@ -1,7 +1,5 @@
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
@@ -11,7 +9,6 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 from faststream.kafka import TestKafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,7 +16,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from sandbox.sms_gateway import SmsOutbox, create_sms_gateway_app
@@ -54,14 +50,11 @@ from services.notify.service import (
 from services.notify.service_sweeper import sweep
 from services.notify.settings import DEV_INTERNAL_KEY, NotifySettings
 from services.notify.store import Contact, Notification, Sessions, create_tables
-from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine
 from shared.domain.identity import make_valid_national_id
 from shared.domain.state_machine import RequestState
 from shared.domain.tracking_code import TrackingCodeGenerator, format_for_display
-from shared.envelope import event_key, event_value
 from shared.events import (
-    LOG_APPEND_TIME_TYPE,
     Applicant,
     InquiryCompleted,
     InquiryOutcome,
@@ -74,6 +67,8 @@ from shared.kafka import PermanentError
 from shared.keyed_consumer import KeyOrderedConsumer
 from shared.settings import AuditSettings, DeploymentSettings
 from shared.topics import Topic
+from tests.asgi import asgi_client
+from tests.unit.records import record_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -170,22 +165,8 @@ class FakeEmail:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notify.db")
-    async with engine.begin() as conn:
-        await create_tables(conn)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return make_sessionmaker(engine)
-
-
-@pytest.fixture
-def renderer() -> Renderer:
-    return Renderer(load_catalog())
+def sessions(notify_sessions: Sessions) -> Sessions:
+    return notify_sessions
 
 
 @pytest.fixture
@@ -203,52 +184,14 @@ def notify(sessions: Sessions, sms: FakeSms, email: FakeEmail, renderer: Rendere
     return Notify(sessions=sessions, sms=sms, email=email, renderer=renderer, policy=QUICK, contact_wait_s=0)
 
 
-def request_record(event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> ConsumerRecord[bytes, bytes]:
-    """A desk.requests record as the KeyOrderedConsumer hands it to notify, appended by the broker just now."""
-    value = json.dumps(event).encode() if isinstance(event, dict) else event_value(event)
-    key = b"key" if isinstance(event, dict) else event_key(event)
-    return ConsumerRecord(
-        topic=Topic.REQUESTS.value,
-        partition=0,
-        offset=0,
-        timestamp=int(datetime.now(UTC).timestamp() * 1000),
-        timestamp_type=LOG_APPEND_TIME_TYPE,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=[],
-    )
-
-
 async def contact(notify: Notify, event: RequestSubmitted | InquiryCompleted | dict[str, Any]) -> None:
     """Deliver one desk.requests record to notify's contacts handler."""
-    await handle_request_record(notify, request_record(event))
-
-
-def status_record(event: StatusChanged | dict[str, Any], *, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
-    """A desk.status record as the KeyOrderedConsumer hands it to notify's handler."""
-    value = event_value(event) if isinstance(event, StatusChanged) else json.dumps(event).encode()
-    key = event_key(event) if isinstance(event, StatusChanged) else b"key"
-    return ConsumerRecord(
-        topic=Topic.STATUS.value,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=[],
-    )
+    await handle_request_record(notify, record_of(Topic.REQUESTS.value, event))
 
 
 async def tell(notify: Notify, event: StatusChanged | dict[str, Any]) -> None:
     """Deliver one desk.status record to notify's status handler."""
-    await handle_status_record(notify, status_record(event))
+    await handle_status_record(notify, record_of(Topic.STATUS.value, event))
 
 
 async def notifications(sessions: Sessions, code: str) -> list[Notification]:
@@ -896,10 +839,7 @@ async def test_notifications_route_lists_without_contact_details(tmp_path: Path)
     )
 
     # The route records each read on desk.access: in memory here (tests/contract/test_personal_data_routes.py).
-    async with (
-        TestKafkaBroker(app.state.bus.broker),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as http,
-    ):
+    async with TestKafkaBroker(app.state.bus.broker), asgi_client(app, "http://notify") as http:
         key = {"X-Internal-Key": DEV_INTERNAL_KEY}
         found = await http.get(f"/internal/v1/notifications/{format_for_display(code)}", headers=key)
         unknown = await http.get(f"/internal/v1/notifications/{new_code()}", headers=key)

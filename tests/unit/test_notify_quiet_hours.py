@@ -9,12 +9,12 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from services.notify.adapters import EmailSender, SmsGateway
 from services.notify.adapters_templates import Renderer
 from services.notify.domain import QuietHours, parse_quiet_hours
 from services.notify.service import notify_status_change, record_contact
 from services.notify.service_sweeper import sweep
 from services.notify.store import Notification, Sessions
-from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState
 from shared.events import StatusChanged
 from tests.unit.test_notify import FakeEmail, FakeSms, new_code, notifications, status_changed, submitted
@@ -25,11 +25,6 @@ QUIET = QuietHours(time(22, 0), time(7, 0))
 @pytest.fixture
 def sessions(notify_sessions: Sessions) -> Sessions:
     return notify_sessions
-
-
-@pytest.fixture
-def renderer() -> Renderer:
-    return Renderer(load_catalog())
 
 
 # 23:30 in Tehran (UTC+03:30) on 2026-11-28, and the 07:00 the hold ends the next morning.
@@ -55,8 +50,9 @@ def test_quiet_hours_are_read_from_settings_text() -> None:
 
 
 async def tell(
-    sessions: Sessions, renderer: Renderer, sms: FakeSms, email: FakeEmail, event: StatusChanged, at: datetime
+    sessions: Sessions, renderer: Renderer, sms: SmsGateway, email: EmailSender, event: StatusChanged, at: datetime
 ) -> list[str]:
+    """Tell of a status change at the given time, under the quiet hours of 22:00 to 07:00."""
     return await notify_status_change(
         sessions=sessions,
         event=event,

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Update
@@ -19,6 +18,7 @@ from services.notify.service_receipts import apply_receipt
 from services.notify.settings import NotifySettings
 from services.notify.store import Notification, Sessions, create_tables
 from shared.db import make_engine
+from tests.asgi import asgi_client
 
 S = NotificationState
 
@@ -91,7 +91,7 @@ async def test_the_receipt_webhook_needs_its_token(tmp_path: Path) -> None:
         await create_tables(conn)
     await engine.dispose()
     body = {"messageid": 1, "localid": "1", "status": "delivered"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as client:
+    async with asgi_client(app, "http://notify") as client:
         refused = await client.post("/internal/v1/sms/receipts?token=wrong", json=body)
         accepted = await client.post("/internal/v1/sms/receipts?token=dev-only-receipt-token", json=body)
     assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"

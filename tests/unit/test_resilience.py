@@ -102,6 +102,22 @@ def open_breaker(agency: str, clock: FakeClock, *, threshold: int = 3) -> Circui
     return breaker
 
 
+def breaker_in_trial(agency: str, clock: FakeClock) -> CircuitBreaker:
+    """An open breaker past its reset timeout (10 s), its one trial call let through."""
+    breaker = open_breaker(agency, clock)
+    clock.advance(10)
+    assert breaker.allow()
+    return breaker
+
+
+def assert_shut_for_the_reset_timeout(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """No call passes for the next reset timeout (10 s); then one does."""
+    clock.advance(9)
+    assert not breaker.allow()
+    clock.advance(1)
+    assert breaker.allow()
+
+
 def test_the_breaker_opens_after_the_threshold_of_consecutive_failures(agency: str, clock: FakeClock) -> None:
     breaker = CircuitBreaker(agency, failure_threshold=3, window=3, clock=clock)
     assert state_gauge(agency) == 0
@@ -180,33 +196,22 @@ def test_half_open_lets_one_trial_through_and_its_success_closes(agency: str, cl
 
 
 def test_a_failed_trial_reopens_for_another_full_timeout(agency: str, clock: FakeClock) -> None:
-    breaker = open_breaker(agency, clock)
-    clock.advance(10)
-    assert breaker.allow()
+    breaker = breaker_in_trial(agency, clock)
     breaker.record_failure()
     assert state_of(breaker) is BreakerState.OPEN
     assert state_gauge(agency) == 2
     assert transitions(agency, "open") == 2
-    clock.advance(9)
-    assert not breaker.allow()
-    clock.advance(1)
-    assert breaker.allow()
+    assert_shut_for_the_reset_timeout(breaker, clock)
 
 
 def test_a_trial_that_never_reports_back_does_not_block_for_ever(agency: str, clock: FakeClock) -> None:
-    breaker = open_breaker(agency, clock)
-    clock.advance(10)
-    assert breaker.allow()
-    clock.advance(5)
-    assert not breaker.allow()
-    clock.advance(5)
-    assert breaker.allow()
+    breaker = breaker_in_trial(agency, clock)
+    # Silent for a whole reset timeout, the trial is presumed lost and another goes.
+    assert_shut_for_the_reset_timeout(breaker, clock)
 
 
 def test_a_released_trial_frees_the_slot_for_another(agency: str, clock: FakeClock) -> None:
-    breaker = open_breaker(agency, clock)
-    clock.advance(10)
-    assert breaker.allow()
+    breaker = breaker_in_trial(agency, clock)
     breaker.release()
     assert state_of(breaker) is BreakerState.HALF_OPEN
     assert breaker.allow()
@@ -271,11 +276,17 @@ async def test_4xx_answers_keep_the_breaker_closed(agency: str, clock: FakeClock
     assert state_of(guard.breaker(agency)) is BreakerState.CLOSED
 
 
-async def test_the_half_open_trial_goes_through_the_guard_and_closes(agency: str, clock: FakeClock) -> None:
+async def half_open_guard(agency: str, clock: FakeClock) -> ResilientGuard:
+    """A guard whose breaker two failed calls opened, its reset timeout now past."""
     guard = guard_for(agency, clock)
     await guard(agency, CountingAttempt(500))
     await guard(agency, CountingAttempt(500))
     clock.advance(10)
+    return guard
+
+
+async def test_the_half_open_trial_goes_through_the_guard_and_closes(agency: str, clock: FakeClock) -> None:
+    guard = await half_open_guard(agency, clock)
     trial = CountingAttempt(200)
     await guard(agency, trial)
     assert trial.calls == 1
@@ -283,10 +294,7 @@ async def test_the_half_open_trial_goes_through_the_guard_and_closes(agency: str
 
 
 async def test_a_cancelled_trial_frees_the_half_open_slot(agency: str, clock: FakeClock) -> None:
-    guard = guard_for(agency, clock)
-    await guard(agency, CountingAttempt(500))
-    await guard(agency, CountingAttempt(500))
-    clock.advance(10)
+    guard = await half_open_guard(agency, clock)
     with pytest.raises(asyncio.CancelledError):
         await guard(agency, CountingAttempt(error=asyncio.CancelledError()))
     assert guard.breaker(agency).allow()

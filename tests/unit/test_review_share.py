@@ -20,6 +20,7 @@ from shared.events import (
     derived_event_id,
     parse_inbox_event,
 )
+from testkit.events import answering
 
 CATALOG = load_catalog()
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -48,9 +49,7 @@ def submission(service: ServiceDefinition, fields: dict[str, str]) -> RequestSub
 
 def verification(event: RequestSubmitted) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(event.event_id, "VerificationCompleted"),
-        tracking_code=event.tracking_code,
-        caused_by=event.event_id,
+        **answering(event, "VerificationCompleted"),
         next_step=NextStep.AGENCY_REVIEW,
         inquiries={"mobile": InquiryOutcome.PASSED},
     )

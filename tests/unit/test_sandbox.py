@@ -33,6 +33,7 @@ from sandbox.agencies import (
 from sandbox.faults import AGENCIES, FaultConfig, FaultRegistry
 from sandbox.sms_gateway import SmsOutbox, create_sms_gateway_app
 from sandbox.smtp_sink import MailStore, SmtpSink, create_smtp_sink_http_app
+from tests.asgi import asgi_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,8 +42,21 @@ IDENTITY = "/civil-registry/v1/identity"
 SMS_SEND = "/v1/sandbox-sms-key/sms/send.json"
 
 
-def client_for(app: FastAPI, base_url: str = "http://sandbox.test") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return asgi_client(app, "http://sandbox.test")
+
+
+def mail(
+    text: str = "x", *, subject: str | None = None, to: str = "a@example.ir", sender: str = "no-reply@khedmat.ir"
+) -> EmailMessage:
+    """A plain-text message as a mailer composes one."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    if subject is not None:
+        message["Subject"] = subject
+    message.set_content(text)
+    return message
 
 
 def first_national_id(predicate: Callable[[str], bool]) -> str:
@@ -300,19 +314,14 @@ async def test_get_faults_lists_every_agency(agencies: httpx.AsyncClient) -> Non
     assert faults["postal"] == FaultConfig(latency_ms=5, error_rate=0.25).model_dump()
 
 
-async def test_latency_delays_answers(agencies: httpx.AsyncClient) -> None:
-    await agencies.put("/control/faults/civil-registry", json={"latency_ms": 200})
-
-    started = time.monotonic()
-    status = await identity_status(agencies)
-
-    assert status == 200
-    assert time.monotonic() - started >= 0.2
-
-
-async def test_timeout_fault_stalls_then_answers(agencies: httpx.AsyncClient) -> None:
-    # The fixture's registry stalls for 0.2 s instead of the default 30 s.
-    await agencies.put("/control/faults/civil-registry", json={"timeout_rate": 1.0})
+@pytest.mark.parametrize(
+    "faults",
+    # The fixture's registry stalls a timeout for 0.2 s instead of the default 30 s.
+    [{"latency_ms": 200}, {"timeout_rate": 1.0}],
+    ids=["latency", "timeout"],
+)
+async def test_a_slow_fault_stalls_then_answers(agencies: httpx.AsyncClient, faults: dict[str, float]) -> None:
+    await agencies.put("/control/faults/civil-registry", json=faults)
 
     started = time.monotonic()
     status = await identity_status(agencies)
@@ -583,11 +592,12 @@ async def test_sms_outbox_wait_for_returns_matching_message() -> None:
 
 
 async def test_smtp_sink_decodes_persian_subject_and_body(smtp_sink: SmtpSink) -> None:
-    message = EmailMessage()
-    message["From"] = "Khedmat <no-reply@khedmat.ir>"
-    message["To"] = "citizen@example.ir"
-    message["Subject"] = "درخواست شما ثبت شد"
-    message.set_content("سلام، کد پیگیری شما ۱۲۳۴۵ است.")
+    message = mail(
+        "سلام، کد پیگیری شما ۱۲۳۴۵ است.",
+        subject="درخواست شما ثبت شد",
+        to="citizen@example.ir",
+        sender="Khedmat <no-reply@khedmat.ir>",
+    )
 
     await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port)
 
@@ -626,12 +636,8 @@ async def test_smtp_sink_decodes_encoded_word_subject_and_base64_body(smtp_sink:
 
 
 async def test_smtp_sink_keeps_envelope_recipients_including_bcc(smtp_sink: SmtpSink) -> None:
-    message = EmailMessage()
-    message["From"] = "no-reply@khedmat.ir"
-    message["To"] = "a@example.ir"
+    message = mail(subject="x")
     message["Bcc"] = "audit@khedmat.ir"
-    message["Subject"] = "x"
-    message.set_content("x")
 
     await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port)
 
@@ -641,11 +647,7 @@ async def test_smtp_sink_keeps_envelope_recipients_including_bcc(smtp_sink: Smtp
 
 
 async def test_smtp_sink_extracts_text_and_html_alternatives(smtp_sink: SmtpSink) -> None:
-    message = EmailMessage()
-    message["From"] = "no-reply@khedmat.ir"
-    message["To"] = "a@example.ir"
-    message["Subject"] = "اطلاعیه"
-    message.set_content("متن ساده")
+    message = mail("متن ساده", subject="اطلاعیه")
     message.add_alternative("<p>متن <b>HTML</b></p>", subtype="html")
 
     await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port)
@@ -656,10 +658,7 @@ async def test_smtp_sink_extracts_text_and_html_alternatives(smtp_sink: SmtpSink
 
 
 async def test_smtp_sink_accepts_any_credentials(smtp_sink: SmtpSink) -> None:
-    message = EmailMessage()
-    message["From"] = "no-reply@khedmat.ir"
-    message["To"] = "a@example.ir"
-    message.set_content("x")
+    message = mail()
 
     await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port, username="anyone", password="anything")
 
@@ -667,10 +666,7 @@ async def test_smtp_sink_accepts_any_credentials(smtp_sink: SmtpSink) -> None:
 
 
 async def test_smtp_sink_rejects_wrong_credentials_when_configured() -> None:
-    message = EmailMessage()
-    message["From"] = "no-reply@khedmat.ir"
-    message["To"] = "a@example.ir"
-    message.set_content("x")
+    message = mail()
 
     async with SmtpSink(MailStore(), credentials={"notify": "s3cret"}) as sink:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError):
@@ -682,12 +678,9 @@ async def test_smtp_sink_rejects_wrong_credentials_when_configured() -> None:
 
 async def test_smtp_sink_http_app_lists_filters_and_clears_messages(smtp_sink: SmtpSink) -> None:
     for recipient in ("a@example.ir", "b@example.ir"):
-        message = EmailMessage()
-        message["From"] = "no-reply@khedmat.ir"
-        message["To"] = recipient
-        message["Subject"] = f"پیام برای {recipient}"
-        message.set_content("x")
-        await aiosmtplib.send(message, hostname="127.0.0.1", port=smtp_sink.port)
+        await aiosmtplib.send(
+            mail(subject=f"پیام برای {recipient}", to=recipient), hostname="127.0.0.1", port=smtp_sink.port
+        )
 
     async with client_for(create_smtp_sink_http_app(smtp_sink.store)) as client:
         listed = (await client.get("/messages")).json()

@@ -24,6 +24,7 @@ from shared.service_kit import (
     supervised,
 )
 from shared.settings import HttpEdgeSettings
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
 
 
@@ -86,7 +87,7 @@ def _app(**kit: Any) -> FastAPI:
 
 
 async def _get(app: FastAPI, path: str) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kit") as client:
+    async with asgi_client(app, "http://kit") as client:
         return await client.get(path)
 
 

@@ -3,7 +3,6 @@ languages (shared/domain/text.py), on every route that takes text from a citizen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -43,12 +42,6 @@ def submission(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def app() -> FastAPI:
     return create_app(IntakeSettings(), tracer_provider=TracerProvider())
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-        yield client
 
 
 def assert_refused(response: httpx.Response, field: str, rule: str) -> None:

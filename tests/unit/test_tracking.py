@@ -45,6 +45,7 @@ from shared.events import (
 )
 from shared.kafka import PermanentError
 from shared.topics import Topic
+from testkit.events import answering
 
 LOOKUP_KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -76,10 +77,8 @@ def inquiry_done(
     cause: RequestSubmitted, *, outcome: InquiryOutcome = InquiryOutcome.PASSED, inquiry: str = "identity"
 ) -> InquiryCompleted:
     return InquiryCompleted(
-        event_id=derived_event_id(cause.event_id, "InquiryCompleted", inquiry),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "InquiryCompleted", inquiry),
         occurred_at=cause.occurred_at + timedelta(seconds=1),
-        caused_by=cause.event_id,
         inquiry=inquiry,
         agency="civil-registry",
         outcome=outcome,
@@ -88,10 +87,8 @@ def inquiry_done(
 
 def verified(cause: RequestSubmitted, next_step: NextStep = NextStep.APPROVE) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "VerificationCompleted"),
         occurred_at=cause.occurred_at + timedelta(seconds=2),
-        caused_by=cause.event_id,
         next_step=next_step,
         reason_fa="دلیل" if next_step is not NextStep.APPROVE else None,
         reason_en="a reason" if next_step is not NextStep.APPROVE else None,
@@ -128,9 +125,12 @@ class Feed:
     partition: int = 0
     next_offset: int = 0
 
-    async def fold(self, event: RequestEvent, *, void: bool = False) -> StatusChanged | None:
-        change = await self.at(self.next_offset, event, void=void)
-        self.next_offset += 1
+    async def fold(self, *events: RequestEvent, void: bool = False) -> StatusChanged | None:
+        """Fold the events at the next offsets; the status change of the last one, if it made one."""
+        change = None
+        for event in events:
+            change = await self.at(self.next_offset, event, void=void)
+            self.next_offset += 1
         return change
 
     async def at(self, offset: int, event: RequestEvent, *, void: bool = False) -> StatusChanged | None:
@@ -144,6 +144,18 @@ class Feed:
             void=void,
             now=lambda: T0,
         )
+
+    async def record(self, code: str) -> RequestRecord:
+        record = await record_of(self.sessions, code)
+        assert record is not None
+        return record
+
+    async def timeline(self, code: str) -> list[TimelineEntry]:
+        return await timeline_of(self.sessions, code)
+
+    async def outbox(self) -> list[StatusChanged]:
+        """The status changes waiting in the outbox, oldest first."""
+        return [parse_status_event(row.value.encode()) for row in await outbox(self.sessions)]
 
 
 @pytest.fixture
@@ -238,8 +250,7 @@ async def test_approved_request_has_three_timeline_entries_and_three_status_chan
 
 
 async def test_outbox_rows_carry_cloudevent_headers_and_no_personal_data(feed: Feed, sessions: Sessions) -> None:
-    for event in lifecycle():
-        await feed.fold(event)
+    await feed.fold(*lifecycle())
     for row in await outbox(sessions):
         change = parse_status_event(row.value.encode())
         assert json.loads(row.headers) == cloudevent_headers(change, source="/khedmat/tracking")
@@ -263,8 +274,7 @@ async def test_status_change_ids_are_the_same_in_another_projection(tmp_path: Pa
     for name in ("one.db", "two.db"):
         engine, sessions = await new_database(tmp_path / name)
         feed = Feed(sessions)
-        for event in events:
-            await feed.fold(event)
+        await feed.fold(*events)
         ids.append([parse_status_event(row.value.encode()).event_id for row in await outbox(sessions)])
         await engine.dispose()
     assert ids[0] == ids[1]
@@ -284,8 +294,7 @@ async def test_verification_moves_the_request_to_its_next_step(
     feed: Feed, sessions: Sessions, next_step: NextStep, status: RequestState, waiting_en: str | None
 ) -> None:
     events = lifecycle(next_step)
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     record = await record_of(sessions, events[0].tracking_code)
     assert record is not None
     assert record.status == status.value
@@ -327,8 +336,7 @@ async def test_second_inquiry_keeps_verifying_without_a_status_change(feed: Feed
 
 async def test_redelivered_offset_changes_nothing(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle()
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     before = await snapshot(sessions)
     for offset, event in enumerate(events):
         assert await feed.at(offset, event) is None
@@ -337,8 +345,7 @@ async def test_redelivered_offset_changes_nothing(feed: Feed, sessions: Sessions
 
 async def test_redelivered_offset_is_skipped_even_with_another_event(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle()
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     before = await snapshot(sessions)
     assert await feed.at(1, submitted()) is None
     assert await snapshot(sessions) == before
@@ -346,8 +353,7 @@ async def test_redelivered_offset_is_skipped_even_with_another_event(feed: Feed,
 
 async def test_duplicate_publication_at_a_new_offset_changes_nothing(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle()
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     before = await snapshot(sessions)
     for event in events:
         assert await feed.fold(event) is None
@@ -358,8 +364,7 @@ async def test_duplicate_publication_at_a_new_offset_changes_nothing(feed: Feed,
 
 async def test_duplicate_submission_does_not_resubmit(feed: Feed, sessions: Sessions) -> None:
     cause = submitted()
-    for event in (cause, inquiry_done(cause), cause):
-        await feed.fold(event)
+    await feed.fold(cause, inquiry_done(cause), cause)
     record = await record_of(sessions, cause.tracking_code)
     assert record is not None
     assert record.status == RequestState.VERIFYING.value
@@ -384,8 +389,7 @@ async def test_offsets_are_kept_per_partition(sessions: Sessions) -> None:
 
 async def test_verification_after_approval_is_refused_and_recorded(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle(NextStep.APPROVE)
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     before = await snapshot(sessions)
     late = VerificationCompleted(
         tracking_code=events[0].tracking_code,
@@ -533,8 +537,7 @@ async def test_interleaved_requests_fold_as_if_each_were_alone(tmp_path: Path, s
     alone_engine, alone = await new_database(tmp_path / "alone.db")
     for partition, history in enumerate(histories):
         feed = Feed(alone, partition=partition)
-        for event in history:
-            await feed.fold(event)
+        await feed.fold(*history)
     expected = await projection_of(alone, codes)
     await alone_engine.dispose()
     assert len(set(expected.status.values())) > 1  # the histories are not all alike
@@ -561,8 +564,7 @@ async def test_interleaved_requests_fold_as_if_each_were_alone(tmp_path: Path, s
 
 async def test_lookup_with_the_right_national_id_gives_the_record_and_timeline(feed: Feed, sessions: Sessions) -> None:
     events = lifecycle()
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     found = await lookup(
         sessions=sessions, tracking_code=events[0].tracking_code, national_id=NATIONAL_ID, lookup_key=LOOKUP_KEY
     )
@@ -644,8 +646,7 @@ def relay_for(sessions: Sessions, broker: FakeBroker) -> OutboxRelay:
 async def two_requests(feed: Feed) -> list[RequestEvent]:
     a, b = lifecycle(), lifecycle(NextStep.NEEDS_CORRECTION)
     events = [a[0], b[0], a[1], b[1], a[2], b[2]]
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     return events
 
 

@@ -363,33 +363,33 @@ def test_arabic_indic_digits_with_spaces_parse(code: str) -> None:
     assert parse_tracking_code(f" {arabic[:5]} {arabic[5:10]} {arabic[10:]} ") == code
 
 
+def refusal(typed: str) -> InvalidTrackingCode:
+    """Why parse_tracking_code refuses `typed` (the test fails unless it does)."""
+    with pytest.raises(InvalidTrackingCode) as raised:
+        parse_tracking_code(typed)
+    return raised.value
+
+
 @given(digit_strings.filter(lambda s: len(s) != CODE_LENGTH))
 def test_wrong_length_is_rejected_with_reason_length(digits: str) -> None:
-    with pytest.raises(InvalidTrackingCode) as raised:
-        parse_tracking_code(digits)
-    assert raised.value.reason == "length"
+    assert refusal(digits).reason == "length"
 
 
 @pytest.mark.parametrize("typed", ["", "   ", "-", "\u200c"])
 def test_empty_input_is_rejected_with_reason_length(typed: str) -> None:
-    with pytest.raises(InvalidTrackingCode) as raised:
-        parse_tracking_code(typed)
-    assert raised.value.reason == "length"
+    assert refusal(typed).reason == "length"
 
 
 @pytest.mark.parametrize("typed", ["12345-6789O-12345", "abc", "12345678901234x", "١٢٣٤٥/٦٧٨٩٠"])
 def test_non_digits_are_rejected_with_reason_not_digits(typed: str) -> None:
-    with pytest.raises(InvalidTrackingCode) as raised:
-        parse_tracking_code(typed)
-    assert raised.value.reason == "not_digits"
+    assert refusal(typed).reason == "not_digits"
 
 
 def test_mistyped_digit_is_rejected_with_reason_check_digit(code: str) -> None:
     mistyped = code[:3] + str((int(code[3]) + 1) % 10) + code[4:]
-    with pytest.raises(InvalidTrackingCode) as raised:
-        parse_tracking_code(mistyped)
-    assert raised.value.reason == "check_digit"
-    assert isinstance(raised.value, ValueError)
+    error = refusal(mistyped)
+    assert error.reason == "check_digit"
+    assert isinstance(error, ValueError)
 
 
 @settings(max_examples=50)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,20 +13,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlmodel import SQLModel
 
-from services.tracking.domain_terms import catalog_terms
 from services.tracking.internal_api import internal_router
-from services.tracking.service import Position, Sessions, fold_event
 from services.tracking.settings import TrackingSettings
-from services.tracking.store import TABLES, OutboxMessage, RequestRecord, TimelineEntry
-from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
-from shared.domain.identity import make_valid_national_id
+from services.tracking.store import RequestRecord
 from shared.domain.state_machine import RequestState
-from shared.domain.tracking_code import TrackingCodeGenerator
-from shared.domain.working_days import load_calendar
 from shared.envelope import cloudevent_headers, event_value
 from shared.events import (
     REQUEST_EVENT_TYPES,
@@ -37,31 +27,19 @@ from shared.events import (
     CorrectionSubmitted,
     Decision,
     DocumentRef,
-    InquiryCompleted,
-    InquiryOutcome,
     NextStep,
     RequestCancelled,
     RequestDecided,
     RequestEvent,
     RequestSubmitted,
     ResultDelivered,
-    StatusChanged,
-    VerificationCompleted,
-    derived_event_id,
     parse_request_event,
-    parse_status_event,
 )
 from shared.http import install_problem_handlers
-from shared.topics import Topic
+from tests.asgi import asgi_client
 from tests.problems import assert_problem
+from tests.unit.test_tracking import CODES, NATIONAL_ID, T0, Feed, inquiry_done, new_database, verified
 
-LOOKUP_KEY = b"lookup-key-for-tests-only"
-NATIONAL_ID = make_valid_national_id("001234567")
-CODES = TrackingCodeGenerator(key=b"k" * 32, replica_id=3)
-TOPIC = Topic.REQUESTS.value
-TERMS = catalog_terms(load_catalog())
-CALENDAR = load_calendar()
-T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 SERVICE_ID = "property-ownership-certificate"
 AGENCY = "property-registry"
 
@@ -84,27 +62,7 @@ def submitted() -> RequestSubmitted:
 def to_state(next_step: NextStep) -> list[RequestEvent]:
     """A submission taken through its inquiry to the given verification outcome."""
     cause = submitted()
-    return [
-        cause,
-        InquiryCompleted(
-            event_id=derived_event_id(cause.event_id, "InquiryCompleted", "identity"),
-            tracking_code=cause.tracking_code,
-            occurred_at=T0 + timedelta(seconds=1),
-            caused_by=cause.event_id,
-            inquiry="identity",
-            agency="civil-registry",
-            outcome=InquiryOutcome.PASSED,
-        ),
-        VerificationCompleted(
-            event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-            tracking_code=cause.tracking_code,
-            occurred_at=T0 + timedelta(seconds=2),
-            caused_by=cause.event_id,
-            next_step=next_step,
-            reason_fa="دلیل" if next_step is NextStep.REJECT else None,
-            reason_en="a reason" if next_step is NextStep.REJECT else None,
-        ),
-    ]
+    return [cause, inquiry_done(cause), verified(cause, next_step)]
 
 
 def command_fields(code: str, minute: int = 1) -> dict[str, Any]:
@@ -151,61 +109,11 @@ def cancelled(code: str, reason_fa: str | None = None) -> RequestCancelled:
     return RequestCancelled(**command_fields(code, 5), reason_fa=reason_fa)
 
 
-# --- the database ---------------------------------------------------------------------------------
-
-
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'tracking.db'}")
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=TABLES))
-    yield make_sessionmaker(engine)
+async def feed(tmp_path: Path) -> AsyncIterator[Feed]:
+    engine, sessions = await new_database(tmp_path / "tracking.db")
+    yield Feed(sessions)
     await engine.dispose()
-
-
-@dataclass
-class Feed:
-    """Folds events as one partition would deliver them: consecutive offsets."""
-
-    sessions: Sessions
-    partition: int = 0
-    next_offset: int = 0
-
-    async def fold(self, *events: RequestEvent) -> StatusChanged | None:
-        change = None
-        for event in events:
-            change = await fold_event(
-                sessions=self.sessions,
-                event=event,
-                position=Position(TOPIC, self.partition, self.next_offset),
-                lookup_key=LOOKUP_KEY,
-                terms_of=TERMS,
-                calendar=CALENDAR,
-                now=lambda: T0,
-            )
-            self.next_offset += 1
-        return change
-
-    async def record(self, code: str) -> RequestRecord:
-        async with self.sessions() as session:
-            record = await session.get(RequestRecord, code)
-        assert record is not None
-        return record
-
-    async def timeline(self, code: str) -> list[TimelineEntry]:
-        async with self.sessions() as session:
-            query = select(TimelineEntry).where(TimelineEntry.tracking_code == code).order_by(TimelineEntry.seq)  # type: ignore[arg-type]
-            return list(await session.scalars(query))
-
-    async def outbox(self) -> list[StatusChanged]:
-        async with self.sessions() as session:
-            rows = await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))  # type: ignore[arg-type]
-            return [parse_status_event(row.value.encode()) for row in rows]
-
-
-@pytest.fixture
-def feed(sessions: Sessions) -> Feed:
-    return Feed(sessions)
 
 
 async def in_state(feed: Feed, next_step: NextStep) -> str:
@@ -498,13 +406,13 @@ INTERNAL_KEY = "internal-key-for-tests"
 
 
 @pytest.fixture
-async def internal(sessions: Sessions) -> AsyncIterator[httpx.AsyncClient]:
+async def internal(feed: Feed) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(internal_router)
-    app.state.tracking = SimpleNamespace(sessions=sessions)
+    app.state.tracking = SimpleNamespace(sessions=feed.sessions)
     app.state.internal_key = INTERNAL_KEY.encode()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracking") as client:
+    async with asgi_client(app, "http://tracking") as client:
         yield client
 
 

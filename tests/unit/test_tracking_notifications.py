@@ -233,8 +233,7 @@ async def test_a_failing_notice_does_not_fail_the_stored_outcome(sessions: Sessi
 async def test_the_answer_shows_each_notification_beside_the_change_it_told_about(sessions: Sessions) -> None:
     feed = Feed(sessions)
     events = lifecycle()
-    for event in events:
-        await feed.fold(event)
+    await feed.fold(*events)
     code = events[0].tracking_code
     submitted_change, approved_change = status_change_id(events[0].event_id), status_change_id(events[2].event_id)
     for told in (
@@ -267,8 +266,7 @@ async def test_a_rebuild_swap_leaves_the_notifications_alone(tmp_path: Path) -> 
     engine, sessions = await new_database(tmp_path / "tracking.db")
     try:
         feed = Feed(sessions)
-        for event in lifecycle():
-            await feed.fold(event)
+        await feed.fold(*lifecycle())
         await record_notification(sessions=sessions, outcome=outcome("delivered"))
         before = await rows(sessions)
 

@@ -14,7 +14,7 @@ from services.tracking.service import Delivered, Position, Projector, Sessions, 
 from services.tracking.service_sla import SlaWatcher
 from services.tracking.store_migrations import migrate
 from shared.catalog import load_catalog
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.domain.identity import make_valid_national_id
 from shared.domain.tracking_code import TrackingCodeGenerator
 from shared.domain.working_days import load_calendar
@@ -26,10 +26,11 @@ from shared.events import (
     RequestSubmitted,
     SlaBreached,
     VerificationCompleted,
-    derived_event_id,
     sla_breach_event_id,
 )
 from shared.topics import Topic
+from testkit.databases import sqlite_database
+from testkit.events import answering
 
 KEY = b"lookup-key-for-tests-only"
 NATIONAL_ID = make_valid_national_id("001234567")
@@ -54,10 +55,8 @@ def submitted(at: datetime = T0) -> RequestSubmitted:
 
 def verified(cause: RequestSubmitted, next_step: NextStep, at: datetime) -> VerificationCompleted:
     return VerificationCompleted(
-        event_id=derived_event_id(cause.event_id, "VerificationCompleted"),
-        tracking_code=cause.tracking_code,
+        **answering(cause, "VerificationCompleted"),
         occurred_at=at,
-        caused_by=cause.event_id,
         next_step=next_step,
         reason_fa="دلیل",
         reason_en="a reason",
@@ -138,10 +137,8 @@ def test_terms_of_an_unknown_service_are_none_and_known_ones_name_their_agencies
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'sla.db'}")
-    await migrate(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+    async with sqlite_database(tmp_path / "sla.db", migrate) as engine:
+        yield make_sessionmaker(engine)
 
 
 class Published(list[SlaBreached]):
