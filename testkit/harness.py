@@ -124,7 +124,8 @@ class Stack:
                 "TRACKING_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'tracking.db'}",
                 "TRACKING_GROUP_ID": f"{self.group_prefix}-tracking",
                 "TRACKING_LOOKUP_LIMIT_PER_CLIENT": "100000/minute",
-                "TRACKING_LOOKUP_LIMIT_PER_CODE": "100000/minute",
+                "TRACKING_LOOKUP_FAILURES_PER_CODE": "100000/minute",
+                "TRACKING_LOOKUP_SUCCESSES_PER_CODE": "100000/minute",
                 "TRACKING_INTERNAL_KEY": internal_key,
             },
             "notify": {

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.access_audit import AccessRecorder
-from shared.catalog import load_catalog
+from shared.catalog import Catalog, load_catalog
 from shared.db import make_engine, make_sessionmaker
 from shared.domain.working_days import load_calendar, tehran_day
 from shared.events import SlaBreached
@@ -25,10 +25,12 @@ from shared.sessions import SESSION_VERIFIER_STATE, IdentityJwks, session_verifi
 from shared.subscriptions import Subscription
 from shared.topics import Topic, core_topics
 
+from .access_api import router as access_router
 from .adapters_cache import ChangeFeed, StatusCache
 from .adapters_throttle import LookupThrottle
 from .consumers import PUBLICATIONS, Tracking, projection_consumer, subscriptions
-from .domain_terms import catalog_terms
+from .domain import Names
+from .domain_terms import catalog_names, catalog_terms
 from .history_api import router as history_router
 from .internal_api import internal_router
 from .lookup_api import router
@@ -57,9 +59,12 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     relay = OutboxRelay(
         sessions=sessions, broker=kit.broker, tracer=provider.get_tracer(SERVICE_NAME), poll_s=settings.outbox_poll_s
     )
-    projector = _projector(settings, sessions=sessions, lookup_key=lookup_key, tracer_provider=provider)
+    catalog = load_catalog(settings.catalog_dir)
+    projector = _projector(
+        settings, sessions=sessions, lookup_key=lookup_key, catalog=catalog, tracer_provider=provider
+    )
     redis = make_redis(settings.redis.url)
-    deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key)
+    deps = _tracking(settings, sessions=sessions, redis=redis, lookup_key=lookup_key, names=catalog_names(catalog))
     verifier, jwks = session_verifier(settings.sessions, redis)
     projector.on_committed = deps.cache.changed
     chain = AccessChain(sessions, max_batch=settings.access_concurrency)
@@ -70,7 +75,7 @@ def create_app(settings: TrackingSettings | None = None, *, tracer_provider: Tra
     return kit.app(
         title="Khedmat tracking",
         description="Where a request stands: status, timeline and what it waits for (پیگیری درخواست).",
-        routers=[router, history_router, internal_router],
+        routers=[router, history_router, access_router, internal_router],
         parts=_parts(
             engine, redis=redis, deps=deps, bus=bus, relay=relay, watcher=watcher, chain=chain, identity_keys=jwks
         ),
@@ -147,7 +152,12 @@ def _sla_watcher(settings: TrackingSettings, *, sessions: Sessions, broker: Kafk
 
 
 def _projector(
-    settings: TrackingSettings, *, sessions: Sessions, lookup_key: bytes, tracer_provider: TracerProvider
+    settings: TrackingSettings,
+    *,
+    sessions: Sessions,
+    lookup_key: bytes,
+    catalog: Catalog,
+    tracer_provider: TracerProvider,
 ) -> Projector:
     """The projection's folder, with the catalog's terms and the working-day calendar."""
     calendar = load_calendar()
@@ -158,20 +168,23 @@ def _projector(
     return Projector(
         sessions,
         lookup_key,
-        catalog_terms(load_catalog(settings.catalog_dir)),
+        catalog_terms(catalog),
         calendar,
         tracer=tracer_provider.get_tracer(SERVICE_NAME),
         consumer_group=settings.group_id,
     )
 
 
-def _tracking(settings: TrackingSettings, *, sessions: Sessions, redis: aioredis.Redis, lookup_key: bytes) -> Tracking:
-    """The routes' dependencies: the lookup throttle, the status cache and its change feed."""
+def _tracking(
+    settings: TrackingSettings, *, sessions: Sessions, redis: aioredis.Redis, lookup_key: bytes, names: Names
+) -> Tracking:
+    """The routes' dependencies: the lookup throttle, the status cache and its change feed, the catalog's names."""
     cache = StatusCache(redis, key=lookup_key, ttl_s=settings.lookup_cache_ttl_s)
     throttle = LookupThrottle(
         redis,
         per_client=settings.lookup_limit_per_client,
-        per_code=settings.lookup_limit_per_code,
+        failures_per_code=settings.lookup_failures_per_code,
+        successes_per_code=settings.lookup_successes_per_code,
         code_key=lookup_key,
     )
     return Tracking(
@@ -181,4 +194,5 @@ def _tracking(settings: TrackingSettings, *, sessions: Sessions, redis: aioredis
         cache=cache,
         changes=ChangeFeed(redis, cache, poll_s=settings.stream_poll_s),
         stream_max_s=settings.stream_max_s,
+        names=names,
     )

@@ -39,6 +39,7 @@ from shared.topics import Topic
 
 from .adapters_cache import ChangeFeed, StatusCache
 from .adapters_throttle import LookupThrottle
+from .domain import NO_NAMES, Names
 from .domain_audit import entry_of
 from .service import Delivered, Position, Projector, Sessions, record_notification, stored_offsets
 from .service_audit import AccessChain
@@ -71,6 +72,8 @@ class Tracking:
     cache: StatusCache
     changes: ChangeFeed
     stream_max_s: float = 1800.0
+    # The catalog's names of agencies, for the citizen's list of who looked at their file.
+    names: Names = NO_NAMES
 
 
 FOLDED = Counter("khedmat_tracking_folded_events_total", "Records folded into the projection", ["projection"])

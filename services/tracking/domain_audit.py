@@ -22,6 +22,8 @@ from typing import Final
 
 from shared.events import STAFF_KINDS, AccessRecorded, ActorKind
 
+from .domain import NO_NAMES, Names
+
 GENESIS: Final = "0" * 64
 
 
@@ -205,3 +207,46 @@ def shown(link: Link) -> AccessShown:
         resource_kind=entry.resource_kind,
         resource=entry.resource,
     )
+
+
+# The words of a citizen's "who looked" list: what was read, why, and who read it when no organisation names them.
+_RESOURCE_WORDS: Final[Mapping[str, tuple[str, str]]] = {
+    "request": ("درخواست شما", "your request"),
+    "history": ("فهرست درخواست‌های شما", "the list of your requests"),
+    "document": ("مدرکی از درخواست شما", "a document of your request"),
+    "result": ("نتیجهٔ درخواست شما", "the result of your request"),
+    "access_log": ("فهرست دسترسی‌ها به پروندهٔ شما", "the list of accesses to your file"),
+    "notifications": ("پیام‌های فرستاده‌شده دربارهٔ درخواست شما", "the messages sent about your request"),
+}
+_PURPOSE_WORDS: Final[Mapping[str, tuple[str, str]]] = {
+    "follow_up": ("برای پیگیری", "follow-up"),
+    "review": ("برای بررسی", "review"),
+    "verification": ("برای استعلام", "verification"),
+    "support": ("برای پشتیبانی", "support"),
+    "oversight": ("برای نظارت", "oversight"),
+}
+_ACTOR_WORDS: Final[Mapping[str, tuple[str, str]]] = {
+    "operator": ("کارمند دفتر پیشخوان", "A service-office operator"),
+    "service": ("سامانهٔ میز خدمت", "The service desk's system"),
+}
+
+
+def _who(access: AccessShown, names: Names) -> tuple[str, str]:
+    """Who read, as the citizen is told: an agency by its name, its staff by role in it, others by kind."""
+    if access.actor_kind == ActorKind.AGENCY:
+        return names.agency(access.organisation)
+    if access.actor_kind == ActorKind.AGENCY_STAFF:
+        agency_fa, agency_en = names.agency(access.organisation)
+        return f"کارشناس {agency_fa}", f"An officer of {agency_en}"
+    return _ACTOR_WORDS.get(access.actor_kind, ("یکی از کارکنان میز خدمت", "Someone at the service desk"))
+
+
+def describe_access(access: AccessShown, names: Names = NO_NAMES) -> tuple[str, str]:
+    """One line (Persian, English) for an access in the citizen's list: who looked at what, and why; a staff
+    member only by role and organisation, as `shown` leaves them."""
+    what_fa, what_en = _RESOURCE_WORDS.get(access.resource_kind, ("اطلاعات شما", "your data"))
+    why_fa, why_en = _PURPOSE_WORDS.get(access.purpose, ("برای کاری دیگر", "another purpose"))
+    if access.actor_kind == ActorKind.CITIZEN:
+        return f"{what_fa} را {why_fa} دیدید.", f"You looked at {what_en} for {why_en}."
+    who_fa, who_en = _who(access, names)
+    return f"{who_fa} {what_fa} را {why_fa} دید.", f"{who_en} looked at {what_en} for {why_en}."

@@ -34,10 +34,9 @@ class ServiceTerms:
 TermsOf = Callable[[str, int], ServiceTerms | None]
 
 
-def catalog_terms(catalog: Catalog) -> TermsOf:
-    """Service terms from the catalog (None for a version this deployment does not know)."""
-    cache: dict[tuple[str, int], ServiceTerms | None] = {}
-    names = Names(
+def catalog_names(catalog: Catalog) -> Names:
+    """The catalog's Persian and English names of its agencies, services and inquiries."""
+    return Names(
         agencies={agency.id: (agency.name.fa, agency.name.en) for agency in catalog.agencies()},
         services={service.id: (service.title.fa, service.title.en) for service in catalog.all()},
         inquiries={
@@ -47,6 +46,12 @@ def catalog_terms(catalog: Catalog) -> TermsOf:
             if inquiry.title is not None
         },
     )
+
+
+def catalog_terms(catalog: Catalog) -> TermsOf:
+    """Service terms from the catalog (None for a version this deployment does not know)."""
+    cache: dict[tuple[str, int], ServiceTerms | None] = {}
+    names = catalog_names(catalog)
 
     def terms(service_id: str, version: int) -> ServiceTerms | None:
         key = (service_id, version)

@@ -1,6 +1,9 @@
 """tracking's HTTP routes: status lookup by tracking code together with the applicant's national ID.
 
 Both routes return the citizen's request: each successful call is recorded on desk.access first (`asked_for`).
+Anyone may look a request up with its code and national ID, within the lookup budgets (adapters_throttle.py); the
+applicant may also send their session (identity's access token), which spares them the code's budgets, so a
+stranger's failed guesses at their code never lock them out.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from shared.access_audit import AccessLog, personal_data
@@ -20,6 +24,15 @@ from shared.domain.tracking_code import InvalidTrackingCode, parse_tracking_code
 from shared.events import Purpose, ResourceKind
 from shared.http import ProblemError, problem_responses
 from shared.problems import rate_limited, request_not_found
+from shared.sessions import (
+    SESSION_REFUSED,
+    SESSION_VERIFIER_STATE,
+    CitizenSession,
+    SessionRefused,
+    SessionsUnavailable,
+    SessionVerifier,
+    citizen_bearer,
+)
 
 from .consumers import Tracking
 from .schemas import LookupIn, StatusOut, status_of
@@ -65,35 +78,90 @@ class Found:
 RequestAccess = Annotated[AccessLog, personal_data(ResourceKind.REQUEST, Purpose.FOLLOW_UP)]
 
 
-async def asked_for(query: LookupIn, request: Request, access: RequestAccess) -> Found:
+async def optional_session(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(citizen_bearer)]
+) -> CitizenSession | None:
+    """The caller's session when they send one: none sent is an anonymous lookup, an invalid one the 401 of every
+    session route. When sessions cannot be checked (Redis down) the lookup goes on as an anonymous one: the
+    session only spares the code's budgets, and an unchecked one must not."""
+    if credentials is None:
+        return None
+    verifier: SessionVerifier = getattr(request.app.state, SESSION_VERIFIER_STATE)
+    try:
+        return await verifier.verify(credentials.credentials)
+    except SessionRefused:
+        raise SESSION_REFUSED.error() from None
+    except SessionsUnavailable:
+        return None
+
+
+def _own(session: CitizenSession | None, national_id: str) -> bool:
+    """Whether the lookup is made under the session of the national ID it names (whose request it then is, if
+    the projection agrees: the record's digest is checked as for anyone)."""
+    if session is None:
+        return False
+    try:
+        return normalize_national_id(session.national_id) == normalize_national_id(national_id)
+    except InvalidNationalId:
+        return False
+
+
+async def asked_for(
+    query: LookupIn,
+    request: Request,
+    access: RequestAccess,
+    session: Annotated[CitizenSession | None, Depends(optional_session)],
+) -> Found:
     """The request the caller may see, its access recorded: else 429, the uniform 404, or 503 unrecorded."""
     deps: Tracking = request.app.state.tracking
+    signed_in = _own(session, query.national_id)
     # Counted before anything is looked at, for codes that exist and codes that do not alike.
-    decision = await deps.throttle.hit(
-        client=request.client.host if request.client else "unknown", tracking_code=query.tracking_code
+    decision = await deps.throttle.admit(
+        client=request.client.host if request.client else "unknown",
+        tracking_code=query.tracking_code,
+        signed_in=signed_in,
     )
     if not decision.allowed:
         raise rate_limited(decision.retry_after_s)
+    found = await _found(deps, query)
+    await deps.throttle.settle(tracking_code=query.tracking_code, found=found is not None, signed_in=signed_in)
+    if found is None:
+        raise _not_found()
+    await access.record(national_id=found.national_id, resource=found.tracking_code)
+    return found
+
+
+async def _found(deps: Tracking, query: LookupIn) -> Found | None:
+    """The request of this code and national ID; None alike for no such code, another's code and malformed text."""
     try:
         code = parse_tracking_code(query.tracking_code)
         national_id = normalize_national_id(query.national_id)
-    except (InvalidTrackingCode, InvalidNationalId) as error:
-        raise _not_found() from error
+    except (InvalidTrackingCode, InvalidNationalId):
+        return None
     answer = await answer_for(deps, code, national_id)
-    if answer is None:
-        raise _not_found()
-    await access.record(national_id=national_id, resource=code)
-    return Found(code, national_id, answer)
+    return None if answer is None else Found(code, national_id, answer)
 
 
 AskedFor = Annotated[Found, Depends(asked_for)]
+
+# The session is optional: an empty requirement beside the bearer scheme says so in the OpenAPI document.
+SESSION_OPTIONAL: dict[str, object] = {"security": [{}]}
+LOOKUP_DESCRIPTION = (
+    "Anyone with the code and the applicant's national ID may look the request up, within budgets: per client "
+    "address, and per code for the lookups that find nothing (once full, the code's anonymous lookups answer 429 "
+    "for a while) and, apart, for those that find it. The applicant signed in (`Authorization: Bearer` with "
+    "identity's access token, the body naming the session's own national ID) is spared the code's budgets: a "
+    "stranger's wrong guesses never lock them out. An invalid token is a 401; without one the lookup is anonymous."
+)
 
 
 @router.post(
     "/lookup",
     response_model=StatusOut,
-    responses=problem_responses(404, 429),
+    responses=problem_responses(401, 404, 429),
     summary="A request's status and timeline (tracking code + national ID, in the body, never the URL)",
+    description=LOOKUP_DESCRIPTION,
+    openapi_extra=SESSION_OPTIONAL,
 )
 async def post_lookup(found: AskedFor) -> StatusOut:
     return found.answer
@@ -102,7 +170,8 @@ async def post_lookup(found: AskedFor) -> StatusOut:
 @router.post(
     "/events",
     response_class=EventSourceResponse,
-    responses=problem_responses(404, 429),
+    responses=problem_responses(401, 404, 429),
+    openapi_extra=SESSION_OPTIONAL,
     summary="Live updates of one request as Server-Sent Events (POST: the national ID stays out of the URL)",
     description=(
         "The first `status` event is the request as it stands; each later one follows a change of it (its status, "

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from shared.domain.jalali import to_jalali_datetime_text, to_jalali_text
 from shared.domain.state_machine import RequestState
 
-from .domain import describe_notification
+from .domain import Names, describe_notification
+from .domain_audit import AccessShown, describe_access
 from .domain_folding import status_change_id
 
 if TYPE_CHECKING:  # the rows an answer is built from; only their attributes are read here
@@ -127,6 +128,67 @@ class HistoryOut(BaseModel):
     """The citizen's requests, newest first (each one's timeline is in its own lookup)."""
 
     requests: list[StatusOut]
+
+
+class AccessOut(BaseModel):
+    """One access to the citizen's personal data: when, who (a staff member only by role and organisation), what
+    and why."""
+
+    # The access's place in the citizen's record of accesses (1 is the first ever).
+    seq: int
+    occurred_at: datetime
+    occurred_at_jalali: str = Field(examples=["1405/09/07 16:30"])
+    # citizen, operator, agency_staff, agency, service
+    actor_kind: str = Field(examples=["agency"])
+    # "self" for the citizen, an agency's or a service's id; null for a person on staff (masked).
+    actor: str | None = Field(examples=["property-registry"])
+    role: str = Field(examples=["reviewer"])
+    # The agency's id, a service office's, or "desk".
+    organisation: str = Field(examples=["property-registry"])
+    # follow_up, review, verification, support, oversight
+    purpose: str = Field(examples=["review"])
+    # request, history, document, result, access_log, notifications
+    resource_kind: str = Field(examples=["request"])
+    # The tracking code read, or "history" / "access-log" for the lists.
+    resource: str = Field(examples=["13160-00012-42902"])
+    detail_fa: str
+    detail_en: str
+
+
+class AccessLogOut(BaseModel):
+    """Who looked at the citizen's file, newest first; `next_before` asks for the next page (null: no more)."""
+
+    accesses: list[AccessOut]
+    next_before: int | None
+
+
+def access_log_out(page: Sequence[AccessShown], next_before: int | None, names: Names) -> AccessLogOut:
+    """The citizen's view of a page of their access records."""
+    accesses = []
+    for access in page:
+        detail_fa, detail_en = describe_access(access, names)
+        accesses.append(
+            AccessOut(
+                **{name: getattr(access, name) for name in _AS_SHOWN},
+                occurred_at_jalali=to_jalali_datetime_text(access.occurred_at),
+                detail_fa=detail_fa,
+                detail_en=detail_en,
+            )
+        )
+    return AccessLogOut(accesses=accesses, next_before=next_before)
+
+
+_AS_SHOWN = (
+    "seq",
+    "occurred_at",
+    "actor_kind",
+    "actor",
+    "role",
+    "organisation",
+    "purpose",
+    "resource_kind",
+    "resource",
+)
 
 
 class RequestFactsOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalog import DEFAULT_CATALOG_DIR
@@ -15,7 +15,8 @@ from shared.settings import AuditSettings, DevelopmentSecret, ServiceSettings, S
 class TrackingSettings(ServiceSettings):
     """Where the projection lives and how lookups are keyed."""
 
-    model_config = SettingsConfigDict(env_prefix="TRACKING_")
+    # populate_by_name: the aliased setting below is still given by its name in code.
+    model_config = SettingsConfigDict(env_prefix="TRACKING_", populate_by_name=True)
 
     port: int = 8082
     group_id: str = "tracking"
@@ -39,9 +40,17 @@ class TrackingSettings(ServiceSettings):
     catalog_dir: Path = DEFAULT_CATALOG_DIR
     # How often the SLA watcher looks for requests past their due date.
     sla_check_s: float = Field(default=60.0, gt=0)
-    # Lookup budgets (limits' syntax, several joined by ";"), per client address and per tracking code.
+    # Lookup budgets (limits' syntax, several joined by ";"; adapters_throttle.py): every lookup per client
+    # address; per tracking code, the lookups that found nothing (once full, the code's anonymous lookups answer
+    # 429) and, apart, the anonymous ones that found the request (a scraping bound failures cannot fill). The
+    # applicant's own session skips the code's windows. TRACKING_LOOKUP_LIMIT_PER_CODE, which counted every
+    # lookup of a code, is read as the failures' budget when TRACKING_LOOKUP_FAILURES_PER_CODE is not set.
     lookup_limit_per_client: str = "30/minute;300/hour"
-    lookup_limit_per_code: str = "10/minute;50/day"
+    lookup_failures_per_code: str = Field(
+        default="10/minute;50/day",
+        validation_alias=AliasChoices("TRACKING_LOOKUP_FAILURES_PER_CODE", "TRACKING_LOOKUP_LIMIT_PER_CODE"),
+    )
+    lookup_successes_per_code: str = "60/minute;1000/day"
     # What the other services (intake, checking a command) present on tracking's internal route; intake's
     # development default (INTAKE_TRACKING_KEY) is the same.
     internal_key: DevelopmentSecret = SecretStr("dev-only-tracking-internal-key-change-me")

@@ -59,7 +59,7 @@ def settings_for(
         new_projection_start="group",
         # The tests poll lookups until the projection has the request: budgets out of the way.
         lookup_limit_per_client="10000/minute",
-        lookup_limit_per_code="10000/minute",
+        lookup_failures_per_code="10000/minute",
         audit=AuditSettings(subject_key=AUDIT_KEY, timeout_s=audit_timeout_s),
     )
 

@@ -118,7 +118,7 @@ async def test_one_request_yields_one_trace_across_all_four_services(
                 TrackingSettings(
                     **consuming("tracking"),
                     new_projection_start="group",
-                    lookup_limit_per_code="100000/minute",
+                    lookup_failures_per_code="100000/minute",
                 ),
                 tracer_provider=provider("tracking"),
             ),

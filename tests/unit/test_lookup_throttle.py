@@ -1,5 +1,6 @@
-"""tracking's lookup throttle with its per-process limiter: configured without Redis, and falling back from a
-dead one."""
+"""tracking's lookup throttle with its per-process windows, configured without Redis and falling back from a dead
+one: every lookup per client; per code, failures and anonymous successes in windows of their own, read before the
+lookup; the applicant's own session spared the code's windows."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def degraded_count() -> float:
     return REGISTRY.get_sample_value("khedmat_tracking_lookup_throttle_degraded_total") or 0.0
 
 
+def throttle(**limits: str) -> LookupThrottle:
+    return LookupThrottle(None, code_key=KEY, **limits)
+
+
+async def fail(throttle: LookupThrottle, tracking_code: str, times: int, *, client: str = "10.9.0.1") -> None:
+    """Lookups admitted and finding nothing (a wrong national ID, or no such code)."""
+    for _ in range(times):
+        assert (await throttle.admit(client=client, tracking_code=tracking_code)).allowed
+        await throttle.settle(tracking_code=tracking_code, found=False)
+
+
 @pytest.fixture
 async def dead_redis() -> AsyncIterator[aioredis.Redis]:
     """A client (built like the services') pointed at a closed port: every call is refused at once."""
@@ -38,84 +50,137 @@ async def dead_redis() -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_the_31st_lookup_from_one_client_in_a_minute_is_denied() -> None:
-    throttle = LookupThrottle(None, code_key=KEY)
-    decisions = [await throttle.hit(client="10.0.0.1", tracking_code=code(i)) for i in range(31)]
+    limits = throttle()
+    decisions = [await limits.admit(client="10.0.0.1", tracking_code=code(i)) for i in range(31)]
     assert all(d == LookupDecision(allowed=True) for d in decisions[:30])
     denied = decisions[30]
     assert not denied.allowed
     assert denied.scope == "client"
     assert 55 <= denied.retry_after_s <= 60
     assert not denied.degraded
-    assert (await throttle.hit(client="10.0.0.2", tracking_code=code(0))).allowed  # another client
+    assert (await limits.admit(client="10.0.0.2", tracking_code=code(0))).allowed  # another client
 
 
-async def test_the_11th_lookup_of_one_code_is_denied_whichever_client_sends_it() -> None:
-    throttle = LookupThrottle(None, code_key=KEY)
-    decisions = [await throttle.hit(client=f"10.0.1.{i}", tracking_code=code(7)) for i in range(11)]
-    assert all(d.allowed for d in decisions[:10])
-    denied = decisions[10]
+async def test_the_signed_in_owner_is_counted_against_their_client_budget_too() -> None:
+    limits = throttle(per_client="2/minute")
+    for _ in range(2):
+        assert (await limits.admit(client="a", tracking_code=code(1), signed_in=True)).allowed
+    assert (await limits.admit(client="a", tracking_code=code(1), signed_in=True)).scope == "client"
+
+
+async def test_admitting_a_lookup_spends_nothing_of_the_codes_windows() -> None:
+    limits = throttle(failures_per_code="2/minute", successes_per_code="2/minute")
+    for client in range(20):
+        assert (await limits.admit(client=f"10.0.1.{client}", tracking_code=code(7))).allowed
+
+
+async def test_after_ten_failures_anonymous_lookups_of_the_code_are_denied_whoever_sends_them() -> None:
+    limits = throttle()
+    for client in range(10):
+        await fail(limits, code(7), 1, client=f"10.0.1.{client}")
+    denied = await limits.admit(client="10.0.1.99", tracking_code=code(7))
     assert not denied.allowed
     assert denied.scope == "code"
     assert 55 <= denied.retry_after_s <= 60
-    assert not denied.degraded
+    assert (await limits.admit(client="10.0.1.99", tracking_code=code(8))).allowed  # another code
 
 
-async def test_different_codes_are_counted_separately() -> None:
-    throttle = LookupThrottle(None, per_client="100/minute", per_code="2/minute", code_key=KEY)
+async def test_a_codes_full_failure_window_never_stops_its_signed_in_owner() -> None:
+    limits = throttle(failures_per_code="3/minute")
+    await fail(limits, code(7), 3)
+    assert not (await limits.admit(client="10.0.2.1", tracking_code=code(7))).allowed
+    for _ in range(20):
+        assert (await limits.admit(client="10.0.2.1", tracking_code=code(7), signed_in=True)).allowed
+        await limits.settle(tracking_code=code(7), found=True, signed_in=True)
+
+
+async def test_a_signed_in_lookup_that_finds_nothing_is_a_failure_like_any_other() -> None:
+    # A session whose national ID is not the code's applicant's skips the gate but finds nothing: it is counted.
+    limits = throttle(failures_per_code="2/minute")
     for _ in range(2):
-        assert (await throttle.hit(client="10.0.2.1", tracking_code=code(1))).allowed
-    assert (await throttle.hit(client="10.0.2.1", tracking_code=code(1))).scope == "code"
-    assert (await throttle.hit(client="10.0.2.1", tracking_code=code(2))).allowed
-    assert (await throttle.hit(client="10.0.2.1", tracking_code=code(2))).allowed
+        assert (await limits.admit(client="a", tracking_code=code(5), signed_in=True)).allowed
+        await limits.settle(tracking_code=code(5), found=False, signed_in=True)
+    assert (await limits.admit(client="b", tracking_code=code(5))).scope == "code"
 
 
-async def test_one_code_however_typed_shares_one_counter() -> None:
-    throttle = LookupThrottle(None, per_client="100/minute", per_code="2/minute", code_key=KEY)
-    assert (await throttle.hit(client="a", tracking_code=code(3))).allowed
-    assert (await throttle.hit(client="b", tracking_code=to_persian_digits(format_for_display(code(3))))).allowed
-    assert (await throttle.hit(client="c", tracking_code=code(3))).scope == "code"
+async def test_failures_cannot_fill_the_success_window_nor_successes_the_failure_window() -> None:
+    limits = throttle(per_client="1000/minute", failures_per_code="50/minute", successes_per_code="3/minute")
+    await fail(limits, code(3), 40)
+    assert (await limits.admit(client="a", tracking_code=code(3))).allowed
+    for _ in range(3):
+        await limits.settle(tracking_code=code(3), found=True)
+    denied = await limits.admit(client="a", tracking_code=code(3))
+    assert denied.scope == "code" and 55 <= denied.retry_after_s <= 60
+    # The owner is spared the success window (a scraping bound) as well.
+    assert (await limits.admit(client="a", tracking_code=code(3), signed_in=True)).allowed
+
+    other = throttle(failures_per_code="2/minute", successes_per_code="100/minute")
+    for _ in range(30):
+        await other.settle(tracking_code=code(4), found=True)
+    assert (await other.admit(client="a", tracking_code=code(4))).allowed
+
+
+async def test_the_owners_successes_count_against_nothing() -> None:
+    limits = throttle(successes_per_code="2/minute")
+    for _ in range(10):
+        await limits.settle(tracking_code=code(6), found=True, signed_in=True)
+    assert (await limits.admit(client="a", tracking_code=code(6))).allowed
+
+
+async def test_a_full_code_answers_the_same_whatever_national_id_is_sent() -> None:
+    # The gate reads both code windows before the lookup: the throttle is never an oracle of the right ID.
+    limits = throttle(successes_per_code="1/minute")
+    await limits.settle(tracking_code=code(9), found=True)
+    first, second = [await limits.admit(client=c, tracking_code=code(9)) for c in ("a", "b")]
+    assert not first.allowed and not second.allowed and first.scope == second.scope == "code"
+
+
+async def test_one_code_however_typed_shares_one_failure_window() -> None:
+    limits = throttle(failures_per_code="2/minute")
+    await fail(limits, code(3), 1)
+    await fail(limits, to_persian_digits(format_for_display(code(3))), 1)
+    assert (await limits.admit(client="c", tracking_code=code(3))).scope == "code"
 
 
 async def test_text_that_is_no_code_is_counted_like_a_code() -> None:
-    # The throttle runs before the lookup: a guess at a code that cannot exist spends budget all the same.
-    throttle = LookupThrottle(None, per_client="100/minute", per_code="2/minute", code_key=KEY)
-    for _ in range(2):
-        assert (await throttle.hit(client="a", tracking_code="123")).allowed
-    assert (await throttle.hit(client="a", tracking_code="۱۲۳")).scope == "code"
-
-
-async def test_a_client_over_its_limit_does_not_spend_the_codes_budget() -> None:
-    throttle = LookupThrottle(None, per_client="1/minute", per_code="2/minute", code_key=KEY)
-    assert (await throttle.hit(client="a", tracking_code=code(4))).allowed
-    assert (await throttle.hit(client="a", tracking_code=code(4))).scope == "client"
-    assert (await throttle.hit(client="b", tracking_code=code(4))).allowed  # the code's 2nd, not its 3rd
+    limits = throttle(failures_per_code="2/minute")
+    await fail(limits, "123", 2)
+    assert (await limits.admit(client="a", tracking_code="۱۲۳")).scope == "code"
 
 
 async def test_several_limits_apply_and_the_tightest_window_answers() -> None:
-    throttle = LookupThrottle(None, per_client="5/minute;2/second", code_key=KEY)
-    assert (await throttle.hit(client="a", tracking_code=code(1))).allowed
-    assert (await throttle.hit(client="a", tracking_code=code(2))).allowed
-    denied = await throttle.hit(client="a", tracking_code=code(3))
+    limits = throttle(per_client="5/minute;2/second")
+    assert (await limits.admit(client="a", tracking_code=code(1))).allowed
+    assert (await limits.admit(client="a", tracking_code=code(2))).allowed
+    denied = await limits.admit(client="a", tracking_code=code(3))
     assert denied.scope == "client"
     assert denied.retry_after_s == 1
 
 
 async def test_a_denied_client_may_look_up_again_once_the_window_moves_on() -> None:
-    throttle = LookupThrottle(None, per_client="2/second", code_key=KEY)
+    limits = throttle(per_client="2/second")
     for i in range(2):
-        assert (await throttle.hit(client="a", tracking_code=code(i))).allowed
-    assert not (await throttle.hit(client="a", tracking_code=code(2))).allowed
+        assert (await limits.admit(client="a", tracking_code=code(i))).allowed
+    assert not (await limits.admit(client="a", tracking_code=code(2))).allowed
     await asyncio.sleep(1.1)
-    assert (await throttle.hit(client="a", tracking_code=code(2))).allowed
+    assert (await limits.admit(client="a", tracking_code=code(2))).allowed
+
+
+async def test_a_closed_code_opens_again_once_its_failures_leave_the_window() -> None:
+    limits = throttle(failures_per_code="2/second")
+    await fail(limits, code(2), 2)
+    assert not (await limits.admit(client="a", tracking_code=code(2))).allowed
+    await asyncio.sleep(1.1)
+    assert (await limits.admit(client="a", tracking_code=code(2))).allowed
 
 
 async def test_a_dead_redis_falls_back_to_per_process_limits_never_to_none(
     dead_redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    throttle = LookupThrottle(dead_redis, per_client="3/minute", per_code="100/minute", code_key=KEY)
+    limits = LookupThrottle(dead_redis, per_client="3/minute", code_key=KEY)
     before = degraded_count()
     with caplog.at_level(logging.WARNING, logger="services.tracking.adapters_throttle"):
-        decisions = [await throttle.hit(client="10.0.3.1", tracking_code=code(9)) for _ in range(5)]
+        decisions = [await limits.admit(client="10.0.3.1", tracking_code=code(9)) for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert all(d.degraded for d in decisions)
     assert decisions[3].scope == "client"
@@ -127,13 +192,15 @@ async def test_a_dead_redis_falls_back_to_per_process_limits_never_to_none(
     assert not [m for m in warnings if "10.0.3.1" in m or code(9) in m or code_digest(code(9), KEY) in m]
 
 
-async def test_a_dead_redis_still_limits_one_code_across_clients(dead_redis: aioredis.Redis) -> None:
-    throttle = LookupThrottle(dead_redis, per_client="100/minute", per_code="2/minute", code_key=KEY)
-    decisions = [await throttle.hit(client=f"10.0.4.{i}", tracking_code=code(5)) for i in range(3)]
-    assert [d.allowed for d in decisions] == [True, True, False]
-    assert decisions[2] == LookupDecision(
-        allowed=False, retry_after_s=decisions[2].retry_after_s, scope="code", degraded=True
-    )
+async def test_a_dead_redis_still_closes_a_code_after_its_failures(dead_redis: aioredis.Redis) -> None:
+    limits = LookupThrottle(dead_redis, failures_per_code="2/minute", code_key=KEY)
+    before = degraded_count()
+    for client in range(2):
+        await fail(limits, code(5), 1, client=f"10.0.4.{client}")
+    denied = await limits.admit(client="10.0.4.9", tracking_code=code(5))
+    assert denied == LookupDecision(allowed=False, retry_after_s=denied.retry_after_s, scope="code", degraded=True)
+    assert degraded_count() == before + 5  # three admissions and two counted failures
+    assert (await limits.admit(client="10.0.4.9", tracking_code=code(5), signed_in=True)).allowed
 
 
 def test_the_code_digest_is_keyed_and_hides_the_code() -> None:
@@ -144,7 +211,10 @@ def test_the_code_digest_is_keyed_and_hides_the_code() -> None:
     assert digest == code_digest(format_for_display(code(1)), KEY)
 
 
-@pytest.mark.parametrize("kwargs", [{"per_client": "nonsense"}, {"per_code": ""}, {"code_key": b""}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"per_client": "nonsense"}, {"failures_per_code": ""}, {"successes_per_code": "x"}, {"code_key": b""}],
+)
 def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
     arguments: dict[str, object] = {"code_key": KEY, **kwargs}
     with pytest.raises(ValueError):
