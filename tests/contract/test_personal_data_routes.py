@@ -54,6 +54,7 @@ PERSONAL_DATA_ROUTES = {
     ("tracking", "POST", "/api/v1/tracking/lookup"),
     ("tracking", "POST", "/api/v1/tracking/events"),
     ("tracking", "GET", "/api/v1/tracking/history"),
+    ("tracking", "GET", "/api/v1/tracking/access-log"),
     ("notify", "GET", "/internal/v1/notifications/{tracking_code}"),
 }
 
@@ -196,15 +197,14 @@ def lookup_call(path: str, event: RequestSubmitted) -> Call:
     return call
 
 
-def history_call(app: FastAPI) -> Call:
+def session_call(app: FastAPI, path: str) -> Call:
+    """GET `path` under the citizen's session (a forged token when not `right`)."""
     keys = SigningKeys.ephemeral()
     trust_keys(app, keys)
     token = citizen_token(keys, national_id=NATIONAL_ID, mobile=registered_mobile(NATIONAL_ID))
 
     async def call(client: httpx.AsyncClient, right: bool) -> httpx.Response:
-        return await client.get(
-            "/api/v1/tracking/history", headers={"Authorization": f"Bearer {token if right else 'forged.token'}"}
-        )
+        return await client.get(path, headers={"Authorization": f"Bearer {token if right else 'forged.token'}"})
 
     return call
 
@@ -246,8 +246,17 @@ async def test_a_lookup_records_one_access_per_answer(tracking: tuple[Called, Re
 
 async def test_the_history_records_one_access_per_answer(tracking: tuple[Called, RequestSubmitted]) -> None:
     called, _ = tracking
-    records = await exactly_one_record_per_success(called, history_call(called.app))
+    records = await exactly_one_record_per_success(called, session_call(called.app, "/api/v1/tracking/history"))
     assert {(r.resource_kind.value, r.resource, r.actor) for r in records} == {("history", "history", "self")}
+
+
+async def test_the_access_log_records_one_access_per_answer(tracking: tuple[Called, RequestSubmitted]) -> None:
+    called, _ = tracking
+    records = await exactly_one_record_per_success(called, session_call(called.app, "/api/v1/tracking/access-log"))
+    expected_subject = called.app.state.access_recorder.subject_of(NATIONAL_ID)
+    assert {(r.subject, r.resource_kind.value, r.resource, r.purpose.value, r.actor) for r in records} == {
+        (expected_subject, "access_log", "access-log", "follow_up", "self")
+    }
 
 
 async def test_notifys_notifications_route_records_one_access_per_answer(notify: tuple[Called, str]) -> None:
@@ -263,6 +272,7 @@ def test_every_declared_route_is_called_above() -> None:
         ("tracking", "POST", "/api/v1/tracking/lookup"),
         ("tracking", "POST", "/api/v1/tracking/events"),
         ("tracking", "GET", "/api/v1/tracking/history"),
+        ("tracking", "GET", "/api/v1/tracking/access-log"),
         ("notify", "GET", "/internal/v1/notifications/{tracking_code}"),
     }
     assert declared_routes(all_apps()) <= called_here, "call the new route in this module"

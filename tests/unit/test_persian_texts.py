@@ -22,12 +22,22 @@ from fastapi.exceptions import RequestValidationError
 from services.intake.domain import validate_submission
 from services.intake.service_documents import check_upload
 from services.tracking.domain import Names, check_authority, describe
-from services.tracking.domain_terms import catalog_terms
+from services.tracking.domain_audit import AccessShown, describe_access
+from services.tracking.domain_terms import catalog_names, catalog_terms
 from shared.catalog import load_catalog
 from shared.domain.state_machine import RequestState, Trigger, apply
 from shared.domain.text import MULTILINE_CONTROL_MESSAGES, RULE_MESSAGES
 from shared.edges import BodyTooLarge
-from shared.events import ComplaintFiled, ComplaintResolved, InquiryCompleted, RequestDecided, SlaBreached
+from shared.events import (
+    ActorKind,
+    ComplaintFiled,
+    ComplaintResolved,
+    InquiryCompleted,
+    Purpose,
+    RequestDecided,
+    ResourceKind,
+    SlaBreached,
+)
 from shared.http import _VALIDATION_FA, validation_problem
 from shared.problems import bus_unavailable, rate_limited, request_not_found
 from testkit.tracking_stream import lifecycles
@@ -213,3 +223,33 @@ def test_refusals_are_persian() -> None:
 def test_rate_limit_texts_for_any_wait_are_persian(seed: int) -> None:
     rng = random.Random(seed)
     assert all(not latin_in(rate_limited(rng.randint(1, 100_000)).detail_fa or "x") for _ in range(200))
+
+
+def test_every_line_of_who_looked_is_persian() -> None:
+    names = catalog_names(load_catalog())
+    agencies = [*names.agencies, "an-agency-this-build-does-not-know"]
+    texts = []
+    for kind, actor, organisation in [
+        *((ActorKind.AGENCY.value, agency, agency) for agency in agencies),
+        *((ActorKind.AGENCY_STAFF.value, None, agency) for agency in agencies),
+        (ActorKind.CITIZEN.value, "self", "desk"),
+        (ActorKind.OPERATOR.value, None, "office-1234"),
+        (ActorKind.SERVICE.value, "internal-key-holder", "desk"),
+        ("a-kind-this-build-does-not-know", "x", "desk"),
+    ]:
+        for resource_kind in [*ResourceKind, "unknown"]:
+            for purpose in [*Purpose, "unknown"]:
+                access = AccessShown(
+                    seq=1,
+                    occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+                    actor_kind=kind,
+                    actor=actor,
+                    role="reviewer",
+                    organisation=organisation,
+                    purpose=str(purpose),
+                    resource_kind=str(resource_kind),
+                    resource="13160-00012-42902",
+                )
+                texts.append(describe_access(access, names)[0])
+    assert len(texts) > 100
+    assert [text for text in texts if latin_in(text)] == []
