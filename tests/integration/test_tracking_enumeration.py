@@ -1,6 +1,9 @@
 """Enumeration acceptance: 1,000 lookups, of random codes from one client and of one real code with wrong
-national IDs from many clients, get one uniform answer (404, byte for byte) until the budget is spent, and then
-429 with Retry-After; the real request is never revealed. tracking runs as its own process on real Redis."""
+national IDs from many clients, get one uniform answer (404, byte for byte) until the budget is spent (the
+client's, then the code's failures), and then 429 with Retry-After; the real request is never revealed, and once
+the code's failures fill their window, an anonymous lookup of it with the right national ID reads the same 429.
+The applicant's own successful lookups spent none of the failures' budget. tracking runs as its own process on
+real Redis. (That the signed-in owner still gets the request is tests/integration/test_tracking_lockout.py.)"""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 
 PER_CLIENT = 30
 PER_CODE = 10
+SUCCESSES = 100
 
 
 def wrong_national_ids(right: str, count: int) -> list[str]:
@@ -41,7 +45,8 @@ async def test_a_thousand_guesses_get_uniform_answers_and_are_throttled(servers:
     stack.processes["tracking"].env.update(
         {
             "TRACKING_LOOKUP_LIMIT_PER_CLIENT": f"{PER_CLIENT}/minute",
-            "TRACKING_LOOKUP_LIMIT_PER_CODE": f"{PER_CODE}/minute",
+            "TRACKING_LOOKUP_FAILURES_PER_CODE": f"{PER_CODE}/minute",
+            "TRACKING_LOOKUP_SUCCESSES_PER_CODE": f"{SUCCESSES}/minute",
         }
     )
     await asyncio.to_thread(stack.start_groups_at_end)
@@ -69,10 +74,14 @@ async def test_a_thousand_guesses_get_uniform_answers_and_are_throttled(servers:
             polls = 0
             async with asyncio.timeout(30):
                 while True:
-                    await asyncio.sleep(1.0)  # few polls: each one spends the code's budget too
+                    await asyncio.sleep(1.0)  # few polls: each one that finds nothing is a failure of the code
                     polls += 1
                     if (await look(real.tracking_code, real.applicant.national_id, "10.9.9.9")).status_code == 200:
                         break
+            # More of the applicant's lookups that find their request: they spend none of the failures' budget.
+            for index in range(PER_CODE):
+                found = await look(real.tracking_code, real.applicant.national_id, f"10.9.8.{index}")
+                assert found.status_code == 200, found.text
 
             # 500 random codes (well-formed ones from another key, and junk) from one client.
             guesser = TrackingCodeGenerator(key=uuid.uuid4().bytes * 2, replica_id=3)
@@ -87,11 +96,18 @@ async def test_a_thousand_guesses_get_uniform_answers_and_are_throttled(servers:
                 await look(real.tracking_code, national_id, f"10.2.{index // 250}.{index % 250}")
                 for index, national_id in enumerate(wrong_ids)
             ]
+            # Closed to anonymous lookups now, the right national ID included: the same refusal, no oracle.
+            right = await look(real.tracking_code, real.applicant.national_id, "10.3.0.1")
     finally:
         await asyncio.to_thread(stack.stop_all)
 
-    # The code's budget already paid for the applicant's own lookups while the projection caught up.
-    for answers, budget, scope in ((by_one_client, PER_CLIENT, "client"), (on_one_code, PER_CODE - polls, "code")):
+    assert right.status_code == 429
+    assert right.json()["type"] == on_one_code[-1].json()["type"]
+    # The applicant's polls that found nothing while the projection caught up were failures of the code.
+    for answers, budget, scope in (
+        (by_one_client, PER_CLIENT, "client"),
+        (on_one_code, PER_CODE - (polls - 1), "code"),
+    ):
         statuses = Counter(answer.status_code for answer in answers)
         assert set(statuses) == {404, 429}, statuses
         assert statuses[404] == budget, f"{scope}: {statuses}"
