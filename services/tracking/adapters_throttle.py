@@ -63,6 +63,12 @@ LOOKUP_THROTTLE_DEGRADED = Counter(
     "Lookup throttle decisions taken by the per-process fallback limiter because Redis failed",
 )
 
+LOOKUP_REFUSALS = Counter(
+    "khedmat_tracking_lookup_refusals_total",
+    "Lookups refused with 429, by the window that was full: client, code-failed (guessing at a code), code-found",
+    ["window"],
+)
+
 # What a refusal names: the client's budget, or the code's (its failures or its anonymous successes).
 LookupScope = Literal["client", "code"]
 LookupDecision = LimitDecision[LookupScope]
@@ -150,18 +156,24 @@ class LookupThrottle:
         while the code's failures or anonymous successes fill their window. Call it before looking anything up."""
         code = code_digest(tracking_code, self._code_key)
 
-        async def decide(limiter: MovingWindowRateLimiter) -> LookupDecision:
+        async def decide(limiter: MovingWindowRateLimiter) -> tuple[LookupDecision, str | None]:
             # The client first: a client over its budget is refused before the code's windows are read.
             over = await first_denial(limiter, self.per_client, CLIENT_WINDOW, client)
             if over is not None:
-                return LookupDecision(allowed=False, retry_after_s=over.retry_after_s, scope="client")
-            if signed_in:
-                return LookupDecision(allowed=True)
-            full = await first_full(limiter, self.failures_per_code, FAILURES_WINDOW, code)
-            full = full or await first_full(limiter, self.successes_per_code, SUCCESSES_WINDOW, code)
-            return full or LookupDecision(allowed=True)
+                return LookupDecision(allowed=False, retry_after_s=over.retry_after_s, scope="client"), CLIENT_WINDOW
+            if not signed_in:
+                for window, items in (
+                    (FAILURES_WINDOW, self.failures_per_code),
+                    (SUCCESSES_WINDOW, self.successes_per_code),
+                ):
+                    full = await first_full(limiter, items, window, code)
+                    if full is not None:
+                        return full, window
+            return LookupDecision(allowed=True), None
 
-        decision, degraded = await self._on_either(decide)
+        (decision, window), degraded = await self._on_either(decide)
+        if window is not None:
+            LOOKUP_REFUSALS.labels(window).inc()
         return replace(decision, degraded=degraded) if degraded else decision
 
     async def settle(self, *, tracking_code: str, found: bool, signed_in: bool = False) -> None:

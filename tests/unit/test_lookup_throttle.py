@@ -74,11 +74,22 @@ async def test_admitting_a_lookup_spends_nothing_of_the_codes_windows() -> None:
         assert (await limits.admit(client=f"10.0.1.{client}", tracking_code=code(7))).allowed
 
 
+def refusals(window: str) -> float:
+    return REGISTRY.get_sample_value("khedmat_tracking_lookup_refusals_total", {"window": window}) or 0.0
+
+
 async def test_after_ten_failures_anonymous_lookups_of_the_code_are_denied_whoever_sends_them() -> None:
     limits = throttle()
     for client in range(10):
         await fail(limits, code(7), 1, client=f"10.0.1.{client}")
+    before = {window: refusals(window) for window in ("client", "code-failed", "code-found")}
     denied = await limits.admit(client="10.0.1.99", tracking_code=code(7))
+    # Counted by the window that was full: the metric tells guessing at codes from a client over its budget.
+    assert {window: refusals(window) - count for window, count in before.items()} == {
+        "client": 0,
+        "code-failed": 1,
+        "code-found": 0,
+    }
     assert not denied.allowed
     assert denied.scope == "code"
     assert 55 <= denied.retry_after_s <= 60
