@@ -46,7 +46,7 @@ class NotifySettings(ServiceSettings):
     outcome_every_s: float = Field(default=1.0, gt=0)
     # What the desk's services present on the internal routes (identity, to have a sign-in code texted).
     internal_key: DevelopmentSecret = SecretStr(DEV_INTERNAL_KEY)
-    # The gateways post delivery receipts to /api/v1/sms/receipts?token=<this> (configured at the provider).
+    # The gateways post delivery receipts to /internal/v1/sms/receipts?token=<this> (configured at the provider).
     receipt_token: DevelopmentSecret = SecretStr("dev-only-receipt-token")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=1, le=65535)
