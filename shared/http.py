@@ -284,7 +284,8 @@ def operations_router(
 
     async def probe(name: str, check: Check) -> bool:
         try:
-            up = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_S))
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                up = bool(await check())
         except Exception:
             up = False
         DEPENDENCY_UP.labels(name).set(1 if up else 0)

@@ -68,7 +68,10 @@ async def record_lag(consumer: AIOKafkaConsumer, group: str) -> None:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue  # nothing fetched from it yet
-            position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            # asyncio.timeout, not wait_for: 3.11's wait_for returns the result to a task cancelled just as
+            # position() returns (CPython gh-86296), so the consume loop calling this lost its stop for ever.
+            async with asyncio.timeout(1.0):
+                position = await consumer.position(tp)
         except Exception:
             continue
         CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
@@ -293,7 +296,8 @@ class BusConnection:
 
     async def wait(self, timeout: float | None = None) -> None:
         """Wait until connected (tests and CLIs)."""
-        await asyncio.wait_for(self.connected.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self.connected.wait()
 
     async def ready(self) -> bool:
         """Readiness check: connected to Kafka."""

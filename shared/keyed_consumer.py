@@ -190,7 +190,8 @@ class KeyOrderedConsumer(GroupMember):
             # would drop and refetch them, which cost a third of the CPU in the benchmark).
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._slot_freed.wait()
             if time.monotonic() - self._last_poll > POLL_KEEPALIVE_S:
                 # Slow agencies have held every slot for long: poll once, paused, so the group does not
                 # take this member for hung (max.poll.interval.ms) and rebalance its partitions away.
@@ -309,7 +310,8 @@ class KeyOrderedConsumer(GroupMember):
                 while any(progress.undone for progress in progresses):
                     self._slot_freed.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_freed.wait(), 0.5)
+                        async with asyncio.timeout(0.5):
+                            await self._slot_freed.wait()
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before the group moves these partitions elsewhere: finish their records and commit them."""

@@ -149,7 +149,8 @@ class ChangeFeed:
         self._waiting.setdefault(channel, set()).add(event)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await event.wait()
         finally:
             waiting = self._waiting.get(channel)
             if waiting is not None:

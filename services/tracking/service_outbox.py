@@ -58,5 +58,6 @@ class OutboxRelay:
                 await asyncio.sleep(self.poll_s)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self.wakeup.wait()
             self.wakeup.clear()
