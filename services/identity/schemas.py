@@ -3,6 +3,7 @@ spaces and dashes; each is normalised here, and a malformed one is a 422 naming 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -13,26 +14,34 @@ from shared.domain.text import TypedNumberText
 from shared.http import bilingual_value_error
 
 
-def _national_id(value: str) -> str:
-    try:
-        return normalize_national_id(value)
-    except InvalidNationalId:
-        raise bilingual_value_error(
-            "national_id_invalid",
-            "a national ID has 10 digits ending in its check digit",
-            "کد ملی ده رقم دارد و رقم آخر آن رقم کنترل است؛ آن را بررسی کنید.",
-        ) from None
+def _normalized(
+    normalize: Callable[[str], str], invalid: type[Exception], code: str, rule_en: str, rule_fa: str
+) -> Callable[[str], str]:
+    """A validator that normalises a typed number, or refuses it naming its rule in both languages."""
+
+    def check(value: str) -> str:
+        try:
+            return normalize(value)
+        except invalid:
+            raise bilingual_value_error(code, rule_en, rule_fa) from None
+
+    return check
 
 
-def _mobile(value: str) -> str:
-    try:
-        return normalize_mobile(value)
-    except InvalidMobile:
-        raise bilingual_value_error(
-            "mobile_invalid",
-            "an Iranian mobile number, such as 09121234567",
-            "شمارهٔ همراه ایرانی لازم است، مانند ۰۹۱۲۱۲۳۴۵۶۷.",
-        ) from None
+_national_id = _normalized(
+    normalize_national_id,
+    InvalidNationalId,
+    "national_id_invalid",
+    "a national ID has 10 digits ending in its check digit",
+    "کد ملی ده رقم دارد و رقم آخر آن رقم کنترل است؛ آن را بررسی کنید.",
+)
+_mobile = _normalized(
+    normalize_mobile,
+    InvalidMobile,
+    "mobile_invalid",
+    "an Iranian mobile number, such as 09121234567",
+    "شمارهٔ همراه ایرانی لازم است، مانند ۰۹۱۲۱۲۳۴۵۶۷.",
+)
 
 
 def _code(value: str) -> str:

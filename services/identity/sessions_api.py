@@ -3,6 +3,7 @@ public keys every service verifies access tokens with."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -34,26 +35,27 @@ async def post_refresh(body: RefreshIn, identity: IdentityDep) -> TokensOut:
     return TokensOut(**vars(await refresh_session(identity, refresh_token=body.refresh_token)))
 
 
-@router.post(
-    "/sign-out",
-    status_code=204,
-    responses=problem_responses(401, 503),
-    summary="End this session: its access and refresh tokens are refused from now on",
+def _sign_out_route(path: str, name: str, summary: str, use_case: Callable[..., Awaitable[None]]) -> None:
+    """A sign-out route: the presented session's use case, then 204 (the two differ only in what they end)."""
+
+    async def end(session: CitizenSessionDep, identity: IdentityDep) -> Response:
+        await use_case(identity, session=session)
+        return Response(status_code=204)
+
+    router.add_api_route(
+        path, end, methods=["POST"], name=name, status_code=204, responses=problem_responses(401, 503), summary=summary
+    )
+
+
+_sign_out_route(
+    "/sign-out", "post_sign_out", "End this session: its access and refresh tokens are refused from now on", sign_out
 )
-async def post_sign_out(session: CitizenSessionDep, identity: IdentityDep) -> Response:
-    await sign_out(identity, session=session)
-    return Response(status_code=204)
-
-
-@router.post(
+_sign_out_route(
     "/sign-out-everywhere",
-    status_code=204,
-    responses=problem_responses(401, 503),
-    summary="End every session of yours, on every device",
+    "post_sign_out_everywhere",
+    "End every session of yours, on every device",
+    sign_out_everywhere,
 )
-async def post_sign_out_everywhere(session: CitizenSessionDep, identity: IdentityDep) -> Response:
-    await sign_out_everywhere(identity, session=session)
-    return Response(status_code=204)
 
 
 @keys_router.get(
